@@ -189,11 +189,32 @@ def pooled_win_rate(settings: list[Setting], kind: str) -> dict | None:
     return win_rate([r["outcome"][kind] for s in settings for r in s.records])
 
 
+def paired_over_prompts(settings: list[Setting], value) -> dict | None:
+    """Mean +- standard error over prompts of ``value(record)``, each prompt first averaged over the
+    seeds, with a normal 95% interval: the paired comparison (same prompts, same seeds) that
+    separates a method from its baseline far more sharply than per-seed means do."""
+    if any(s.problems for s in settings):
+        return None
+    by_prompt: dict[str, list[float]] = defaultdict(list)
+    for setting in settings:
+        for record in setting.records:
+            measured = value(record)
+            if measured is None:
+                return None
+            by_prompt[record["id"]].append(measured)
+    if not by_prompt:
+        return None
+    stat = mean_stderr([sum(v) / len(v) for v in by_prompt.values()])
+    return {**stat, "low": stat["mean"] - 1.96 * stat["stderr"], "high": stat["mean"] + 1.96 * stat["stderr"]}
+
+
 def fmt(stat: dict | None) -> str:
     if stat is None:
         return "—"
     if "rate" in stat:
         return f"{stat['rate']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
+    if "low" in stat:
+        return f"{stat['mean']:+.4f} ± {stat['stderr']:.4f} [{stat['low']:+.4f}, {stat['high']:+.4f}]"
     mark = "†" if stat.get("seeds") == 1 else ""
     return f"{stat['mean']:+.4f} ± {stat['stderr']:.4f}{mark}"
 
@@ -308,6 +329,29 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
                                       "", ""])
             table.append(line)
         sections.append(f"## {title}\n\n" + markdown_table(["method", *benchmarks], table))
+
+    gain = lambda r: r["top1_reward"] - r["baseline"]["top1_reward"] if "baseline" in r else None  # noqa: E731
+
+    def judge_top1(name):
+        return lambda r: r["judge"]["top1"] if r.get("judge", {}).get("name") == name else None
+
+    paired = [("top1_reward_gain", "Top-1 reward gain over best-of-K, paired by prompt", gain, False),
+              *[("judge_top1", f"Score of the top-1 answer by {name} (held out)", judge_top1(name), True) for name in judges]]
+    for metric, title, value, with_bon in paired:
+        table = []
+        for row in rows:
+            if row[0] == "bon" and not with_bon:
+                continue
+            line = [" ".join(filter(None, row))]
+            for benchmark in benchmarks:
+                stat = paired_over_prompts(cells[(row, benchmark)], value) if (row, benchmark) in cells else None
+                line.append(fmt(stat))
+                if stat:
+                    long_rows.append([row[0], row[1], benchmark, metric, stat["mean"], stat["stderr"],
+                                      len(cells[(row, benchmark)]), stat["low"], stat["high"]])
+            table.append(line)
+        sections.append(f"## {title}\n\nMean ± standard error over prompts, each prompt averaged over the seeds first; "
+                        "[normal 95% interval].\n\n" + markdown_table(["method", *benchmarks], table))
 
     for kind, title in [("guide", "Win-rate of top-1 vs best-of-K, judged by the guiding reward model"),
                         *[("judge", f"Win-rate of top-1 vs best-of-K, judged by {name} (held out)") for name in judges]]:

@@ -46,6 +46,17 @@ def test_report_of_a_finished_sweep(grid, tmp_path):
     long = list(csv.DictReader((tmp_path / "report/results.csv").open()))
     win = next(r for r in long if r["method"] == "entrgi" and r["metric"] == "win_rate_guide")
     assert float(win["low95"]) <= float(win["value"]) <= float(win["high95"])
+    # the paired gain over bon: per prompt, averaged over the seeds that drew it, then over prompts
+    gains = {}
+    for d in (grid / "outputs/sweeps/grid").iterdir():
+        if d.name.startswith("entrgi"):
+            for line in (d / "results.jsonl").read_text().splitlines():
+                record = json.loads(line)
+                gains.setdefault(record["id"], []).append(record["top1_reward"] - record["baseline"]["top1_reward"])
+    gain = next(r for r in long if r["method"] == "entrgi" and r["metric"] == "top1_reward_gain")
+    assert float(gain["value"]) == pytest.approx(sum(sum(g) / len(g) for g in gains.values()) / len(gains))
+    assert float(gain["low95"]) < float(gain["value"]) < float(gain["high95"])
+    assert "| bon |" not in report.split("## Top-1 reward gain over best-of-K")[1].split("##")[0]
     for name in ("reward_by_method.png", "denoising_curves.png"):
         png = (tmp_path / "report" / name).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
