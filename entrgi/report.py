@@ -330,45 +330,40 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
             table.append(line)
         sections.append(f"## {title}\n\n" + markdown_table(["method", *benchmarks], table))
 
-    gain = lambda r: r["top1_reward"] - r["baseline"]["top1_reward"] if "baseline" in r else None  # noqa: E731
-
-    def judge_top1(name):
-        return lambda r: r["judge"]["top1"] if r.get("judge", {}).get("name") == name else None
-
-    paired = [("top1_reward_gain", "Top-1 reward gain over best-of-K, paired by prompt", gain, False),
-              *[("judge_top1", f"Score of the top-1 answer by {name} (held out)", judge_top1(name), True) for name in judges]]
-    for metric, title, value, with_bon in paired:
+    def method_table(stat_of, metric: str, with_bon: bool) -> str:
+        """One row per method, one column per benchmark; each cell also goes to results.csv."""
         table = []
         for row in rows:
             if row[0] == "bon" and not with_bon:
                 continue
             line = [" ".join(filter(None, row))]
             for benchmark in benchmarks:
-                stat = paired_over_prompts(cells[(row, benchmark)], value) if (row, benchmark) in cells else None
+                cell = cells.get((row, benchmark))
+                stat = stat_of(cell) if cell else None
                 line.append(fmt(stat))
                 if stat:
-                    long_rows.append([row[0], row[1], benchmark, metric, stat["mean"], stat["stderr"],
-                                      len(cells[(row, benchmark)]), stat["low"], stat["high"]])
+                    long_rows.append([row[0], row[1], benchmark, metric, stat.get("mean", stat.get("rate")),
+                                      stat.get("stderr", ""), len(cell), stat["low"], stat["high"]])
             table.append(line)
+        return markdown_table(["method", *benchmarks], table)
+
+    gain = lambda r: r["top1_reward"] - r["baseline"]["top1_reward"] if "baseline" in r else None  # noqa: E731
+
+    def judge_top1(name):
+        return lambda r: r["judge"]["top1"] if r.get("judge", {}).get("name") == name else None
+
+    paired = [("top1_reward_gain", "Top-1 reward gain over best-of-K, paired by prompt", gain, False),
+              *[("judge_top1", f"Score of the top-1 answer by {name} (held out)", judge_top1(name), True)
+                for name in judges]]
+    for metric, title, value, with_bon in paired:
         sections.append(f"## {title}\n\nMean ± standard error over prompts, each prompt averaged over the seeds first; "
-                        "[normal 95% interval].\n\n" + markdown_table(["method", *benchmarks], table))
+                        "[normal 95% interval].\n\n"
+                        + method_table(lambda cell, value=value: paired_over_prompts(cell, value), metric, with_bon))
 
     for kind, title in [("guide", "Win-rate of top-1 vs best-of-K, judged by the guiding reward model"),
                         *[("judge", f"Win-rate of top-1 vs best-of-K, judged by {name} (held out)") for name in judges]]:
-        table = []
-        for row in rows:
-            if row[0] == "bon":
-                continue
-            line = [" ".join(filter(None, row))]
-            for benchmark in benchmarks:
-                stat = pooled_win_rate(cells[(row, benchmark)], kind) if (row, benchmark) in cells else None
-                line.append(fmt(stat))
-                if stat:
-                    long_rows.append([row[0], row[1], benchmark, f"win_rate_{kind}", stat["rate"], "",
-                                      len(cells[(row, benchmark)]), stat["low"], stat["high"]])
-            table.append(line)
         sections.append(f"## {title}\n\nTies count half; 95% bootstrap interval over prompts (all seeds pooled).\n\n"
-                        + markdown_table(["method", *benchmarks], table))
+                        + method_table(lambda cell, kind=kind: pooled_win_rate(cell, kind), f"win_rate_{kind}", False))
 
     cost_table = []
     for row in rows:
