@@ -19,6 +19,7 @@ import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -315,20 +316,6 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
     judges = sorted({s.records[0]["judge"]["name"] for s in settings if s.records and "judge" in s.records[0]})
 
     long_rows = []
-    sections = []
-    for metric, title in [("top1_reward", "Top-1 reward (best of K by the guiding reward model)"),
-                          ("mean_reward", "Mean@K reward")]:
-        table = []
-        for row in rows:
-            line = [" ".join(filter(None, row))]
-            for benchmark in benchmarks:
-                stat = over_seeds(cells[(row, benchmark)], metric) if (row, benchmark) in cells else None
-                line.append(fmt(stat))
-                if stat:
-                    long_rows.append([row[0], row[1], benchmark, metric, stat["mean"], stat["stderr"], stat["seeds"],
-                                      "", ""])
-            table.append(line)
-        sections.append(f"## {title}\n\n" + markdown_table(["method", *benchmarks], table))
 
     def method_table(stat_of, metric: str, with_bon: bool) -> str:
         """One row per method, one column per benchmark; each cell also goes to results.csv."""
@@ -343,11 +330,17 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
                 line.append(fmt(stat))
                 if stat:
                     long_rows.append([row[0], row[1], benchmark, metric, stat.get("mean", stat.get("rate")),
-                                      stat.get("stderr", ""), len(cell), stat["low"], stat["high"]])
+                                      stat.get("stderr", ""), stat.get("seeds", len(cell)), stat.get("low", ""),
+                                      stat.get("high", "")])
             table.append(line)
         return markdown_table(["method", *benchmarks], table)
 
-    gain = lambda r: r["top1_reward"] - r["baseline"]["top1_reward"] if "baseline" in r else None  # noqa: E731
+    sections = [f"## {title}\n\n" + method_table(partial(over_seeds, metric=metric), metric, with_bon=True)
+                for metric, title in [("top1_reward", "Top-1 reward (best of K by the guiding reward model)"),
+                                      ("mean_reward", "Mean@K reward")]]
+
+    def gain(record):
+        return record["top1_reward"] - record["baseline"]["top1_reward"] if "baseline" in record else None
 
     def judge_top1(name):
         return lambda r: r["judge"]["top1"] if r.get("judge", {}).get("name") == name else None
@@ -358,12 +351,12 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
     for metric, title, value, with_bon in paired:
         sections.append(f"## {title}\n\nMean ± standard error over prompts, each prompt averaged over the seeds first; "
                         "[normal 95% interval].\n\n"
-                        + method_table(lambda cell, value=value: paired_over_prompts(cell, value), metric, with_bon))
+                        + method_table(partial(paired_over_prompts, value=value), metric, with_bon))
 
     for kind, title in [("guide", "Win-rate of top-1 vs best-of-K, judged by the guiding reward model"),
                         *[("judge", f"Win-rate of top-1 vs best-of-K, judged by {name} (held out)") for name in judges]]:
         sections.append(f"## {title}\n\nTies count half; 95% bootstrap interval over prompts (all seeds pooled).\n\n"
-                        + method_table(lambda cell, kind=kind: pooled_win_rate(cell, kind), f"win_rate_{kind}", False))
+                        + method_table(partial(pooled_win_rate, kind=kind), f"win_rate_{kind}", False))
 
     cost_table = []
     for row in rows:
