@@ -176,20 +176,29 @@ def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, p
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
-    """Achieved FLOP/s of a large square torch.mm: the CPU's practical "peak"."""
-    n = 2048 if device.type == "cpu" else 8192
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    best, deadline = float("inf"), time.perf_counter() + seconds
-    for _ in range(2):
-        torch.mm(a, b)
-    while time.perf_counter() < deadline:
+    """Achieved FLOP/s of a large square torch.mm: the CPU's practical "peak".
+
+    The size doubles from 256 while one product takes under 0.1 s (up to 2048 on a CPU, 8192 on
+    a GPU): some CPUs run bf16 products through a slow path, where a 2048 product takes a minute.
+    """
+    def product_seconds(a: torch.Tensor) -> float:
         sync(device)
         start = Clock(device)
-        torch.mm(a, b)
+        torch.mm(a, a)
         sync(device)
-        best = min(best, start.elapsed())
-    return 2 * n ** 3 / best
+        return start.elapsed()
+
+    n, largest = 256, 2048 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    product_seconds(a)  # warm-up
+    while n < largest and product_seconds(a) < 0.1:
+        n *= 2
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        product_seconds(a)  # warm-up at the new size
+    times, deadline = [], time.perf_counter() + seconds
+    while not times or time.perf_counter() < deadline:
+        times.append(product_seconds(a))
+    return 2 * n ** 3 / min(times)
 
 
 class Clock:
