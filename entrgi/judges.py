@@ -85,6 +85,34 @@ class LexicalJudge:
         return [metric(r, p.reference) for p, r in zip(prompts, responses)]
 
 
+class KeywordJudge:
+    """The share of the words a prompt asks for that the response uses (whole words, any case).
+
+    A verifiable instruction, as in IFEval: the words are read from the prompt's text with
+    ``pattern``, whose first group is the list ("a and b", "a, b and c").
+    """
+
+    def __init__(self, name: str = "keywords", pattern: str = r"Using the words (.+?), say"):
+        try:
+            self.pattern = re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"eval_reward.pattern={pattern!r} is not a regular expression ({error}); fix it")
+        if self.pattern.groups < 1:
+            raise ConfigError(f"eval_reward.pattern={pattern!r} has no group; put the word list in ( )")
+        self.name = name
+
+    def required(self, prompt: Prompt) -> list[str]:
+        found = self.pattern.search(prompt.text)
+        if not found:
+            raise ConfigError(f"prompt {prompt.id!r} does not match eval_reward.pattern={self.pattern.pattern!r}; "
+                              f"set a pattern that finds its word list, or use another eval_reward")
+        return [w for w in re.split(r",\s*|\s+and\s+", found.group(1).lower()) if w]
+
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
+        wanted = [self.required(p) for p in prompts]
+        return [sum(w in set(words(r)) for w in ws) / len(ws) for ws, r in zip(wanted, responses)]
+
+
 def make_judge(cfg, device: str = "auto", dtype: str = "auto") -> Judge | None:
     """The judge an ``eval_reward`` config describes; None for ``type: none``."""
     kind = cfg.get("type", "none")
@@ -96,4 +124,6 @@ def make_judge(cfg, device: str = "auto", dtype: str = "auto") -> Judge | None:
         return RewardModelJudge(cfg.name, model)
     if kind == "lexical":
         return LexicalJudge(cfg.get("name", "lexical"), cfg.get("metric", "rouge_l"))
-    raise ConfigError(f"unknown eval_reward.type={kind!r}; use none, reward_model or lexical")
+    if kind == "keywords":
+        return KeywordJudge(cfg.get("name", "keywords"), cfg.get("pattern", KeywordJudge().pattern.pattern))
+    raise ConfigError(f"unknown eval_reward.type={kind!r}; use none, reward_model, lexical or keywords")

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_config
+from entrgi.benchmarks import Prompt
+from entrgi.judges import KeywordJudge
 from entrgi.metrics import mean_stderr
 from entrgi.models import ConfigError
 from entrgi.run import CONF_DIR, run
@@ -76,6 +78,17 @@ def test_a_single_run_judges_itself_against_bon_with_the_lexical_judge(tmp_path)
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert all(r["judge"]["name"] == "lexical" and 0 <= r["judge"]["top1"] <= 1 for r in records)
     assert summary["win_rate"]["judge"]["judge"] == "lexical"
+
+
+def test_a_single_run_judges_the_asked_words_with_the_keyword_judge(tmp_path):
+    summary = run(compose_config(*FAST, "method=entrgi", "eval_reward=keywords"), tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    judge = KeywordJudge()
+    for r in records:
+        top1 = r["responses"][r["best_index"]]
+        assert r["judge"] == {**r["judge"], "name": "keywords",
+                              "top1": judge.score([Prompt(r["id"], r["prompt"])], [top1])[0]}
+    assert summary["win_rate"]["judge"]["judge"] == "keywords"
 
 
 def records_of(out_dir):
