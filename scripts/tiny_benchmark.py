@@ -4,7 +4,8 @@ Every method x seed runs on all held-out tiny prompts at the same K and sampler 
 (resumable: finished runs and prompts are kept). Then, paired with ``bon`` prompt by prompt:
 
 - the gain in top-1 guiding reward, with a 95% interval;
-- the held-out lexical judge's win-rate of each method's top-1 answer over bon's (ties half),
+- for each held-out judge (whether the answer uses the words the prompt asks for, and ROUGE-L
+  against the reference), the win-rate of each method's top-1 answer over bon's (ties half),
   with a bootstrap 95% interval over prompts.
 
 Per-prompt numbers are first averaged over seeds, so intervals and standard errors are over
@@ -72,63 +73,76 @@ def per_prompt(records, method, seeds, value) -> dict[str, float]:
     return {i: sum(value(records[method, s][i]) for s in seeds) / len(seeds) for i in sorted(ids)}
 
 
-def table(records, methods, seeds, judge) -> tuple[list[str], dict]:
-    """The results table (markdown lines) and the numbers behind it."""
-    judged = {}  # (method, seed, id) -> (judge of the top-1 answer, mean judge over the K answers)
-    for (method, seed), by_id in records.items():
-        for i, r in by_id.items():
-            prompt = Prompt(i, r["prompt"], r["reference"])
-            scores = judge.score([prompt] * len(r["responses"]), r["responses"])
-            judged[method, seed, i] = (scores[r["best_index"]], sum(scores) / len(scores))
-    rows, numbers = [], {}
-    header = ("| method | top-1 reward | mean@K reward | top-1 reward gain over bon [95% CI] | "
-              f"judge ({judge.name}) top-1 | judge mean@K | judge win-rate over bon [95% CI] | s / prompt |")
-    rows += [header, "|" + " --- |" * header.count(" | ") + " --- |"]
+def judge_all(records, judges) -> dict:
+    """(judge name, method, seed, id) -> (score of the top-1 answer, mean score over the K answers)."""
+    judged = {}
+    for judge in judges:
+        for (method, seed), by_id in records.items():
+            for i, r in by_id.items():
+                scores = judge.score([Prompt(i, r["prompt"], r["reference"])] * len(r["responses"]), r["responses"])
+                judged[judge.name, method, seed, i] = (scores[r["best_index"]], sum(scores) / len(scores))
+    return judged
+
+
+def cell(stats: dict) -> str:
+    return f"{stats['mean']:.3f} ± {stats['stderr']:.3f}"
+
+
+def tables(records, methods, seeds, judges) -> tuple[list[str], dict]:
+    """The results tables (markdown lines: the guiding reward, then one per judge) and their numbers."""
+    judged = judge_all(records, judges)
+    numbers = {}
+    rows = ["| method | top-1 reward | mean@K reward | top-1 reward gain over bon [95% CI] | s / prompt |",
+            "| --- | --- | --- | --- | --- |"]
     bon_reward = per_prompt(records, "bon", seeds, lambda r: r["top1_reward"])
     for method in methods:
         reward = per_prompt(records, method, seeds, lambda r: r["top1_reward"])
-        mean_k = per_prompt(records, method, seeds, lambda r: r["mean_reward"])
         ids = sorted(reward)
-        judge_top1 = {i: sum(judged[method, s, i][0] for s in seeds) / len(seeds) for i in ids}
-        judge_mean = {i: sum(judged[method, s, i][1] for s in seeds) / len(seeds) for i in ids}
-        seconds = per_prompt(records, method, seeds, lambda r: r["cost"]["seconds"])
-        cell = lambda v: f"{v['mean']:.3f} ± {v['stderr']:.3f}"  # noqa: E731
-        row = {"top1_reward": mean_stderr(list(reward.values())), "mean_reward": mean_stderr(list(mean_k.values())),
-               "judge_top1": mean_stderr(list(judge_top1.values())),
-               "judge_mean": mean_stderr(list(judge_mean.values())),
-               "seconds": mean_stderr(list(seconds.values())), "prompts": len(ids)}
-        gain = win_rate = "—"
+        row = numbers[method] = {
+            "ids": ids, "top1_reward": mean_stderr(list(reward.values())),
+            "mean_reward": mean_stderr(list(per_prompt(records, method, seeds, lambda r: r["mean_reward"]).values())),
+            "seconds": mean_stderr(list(per_prompt(records, method, seeds, lambda r: r["cost"]["seconds"]).values()))}
+        gain = "—"
         if method != "bon":
-            diffs = [reward[i] - bon_reward[i] for i in ids]
-            row["gain"] = stats = mean_stderr(diffs)
-            low, high = stats["mean"] - 1.96 * stats["stderr"], stats["mean"] + 1.96 * stats["stderr"]
-            row["gain_ci"] = (low, high)
-            gain = f"{stats['mean']:+.3f} ± {stats['stderr']:.3f} [{low:+.3f}, {high:+.3f}]"
-            wins = [sum(win(judged[method, s, i][0], judged["bon", s, i][0]) for s in seeds) / len(seeds)
-                    for i in ids]
-            row["win_rate"] = mean_stderr(wins)
-            row["win_rate_ci"] = bootstrap_interval(wins)
-            win_rate = (f"{row['win_rate']['mean']:.3f} ± {row['win_rate']['stderr']:.3f} "
-                        f"[{row['win_rate_ci'][0]:.3f}, {row['win_rate_ci'][1]:.3f}]")
+            row["gain"] = stats = mean_stderr([reward[i] - bon_reward[i] for i in ids])
+            row["gain_ci"] = (stats["mean"] - 1.96 * stats["stderr"], stats["mean"] + 1.96 * stats["stderr"])
+            gain = f"{stats['mean']:+.3f} ± {stats['stderr']:.3f} [{row['gain_ci'][0]:+.3f}, {row['gain_ci'][1]:+.3f}]"
         rows.append(f"| {method} | {cell(row['top1_reward'])} | {cell(row['mean_reward'])} | {gain} | "
-                    f"{cell(row['judge_top1'])} | {cell(row['judge_mean'])} | {win_rate} | "
                     f"{row['seconds']['mean']:.2f} |")
-        numbers[method] = row
+    for judge in judges:
+        rows += ["", f"Judged by `{judge.name}` (held out: guidance never sees it):", "",
+                 "| method | top-1 | mean@K | top-1 win-rate over bon [95% CI] |", "| --- | --- | --- | --- |"]
+        for method in methods:
+            row, ids = numbers[method], numbers[method]["ids"]
+            mean_of = lambda column: mean_stderr([sum(judged[judge.name, method, s, i][column] for s in seeds)  # noqa: E731
+                                                  / len(seeds) for i in ids])
+            row[judge.name] = stats = {"top1": mean_of(0), "mean": mean_of(1)}
+            win_rate = "—"
+            if method != "bon":
+                wins = [sum(win(judged[judge.name, method, s, i][0], judged[judge.name, "bon", s, i][0])
+                            for s in seeds) / len(seeds) for i in ids]
+                stats["win_rate"], stats["win_rate_ci"] = mean_stderr(wins), bootstrap_interval(wins)
+                win_rate = (f"{stats['win_rate']['mean']:.3f} ± {stats['win_rate']['stderr']:.3f} "
+                            f"[{stats['win_rate_ci'][0]:.3f}, {stats['win_rate_ci'][1]:.3f}]")
+            rows.append(f"| {method} | {cell(stats['top1'])} | {cell(stats['mean'])} | {win_rate} |")
     return rows, numbers
 
 
-def verdicts(numbers, methods) -> list[str]:
+def verdicts(numbers, methods, judges) -> list[str]:
     lines = []
     for method in methods:
         row = numbers[method]
         if method == "bon" or "gain" not in row:
             continue
         low, high = row["gain_ci"]
-        wlow, whigh = row["win_rate_ci"]
         reward = "raises" if low > 0 else "lowers" if high < 0 else "does not significantly change"
-        judge = "above" if wlow > 0.5 else "below" if whigh < 0.5 else "not distinguishable from"
+        said = []
+        for judge in judges:
+            wlow, whigh = row[judge.name]["win_rate_ci"]
+            side = "above" if wlow > 0.5 else "below" if whigh < 0.5 else "not distinguishable from"
+            said.append(f"by `{judge.name}`: {side} 0.5 ([{wlow:.3f}, {whigh:.3f}])")
         lines.append(f"- `{method}` {reward} the guiding reward over bon (95% CI [{low:+.3f}, {high:+.3f}]); "
-                     f"the judge's win-rate over bon is {judge} 0.5 ([{wlow:.3f}, {whigh:.3f}]).")
+                     f"win-rate over bon {'; '.join(said)}.")
     return lines
 
 
@@ -154,17 +168,18 @@ def main() -> None:
     overrides = [f"benchmark.num_prompts={args.num_prompts}", "batch_size=8", *args.overrides]
     started = time.perf_counter()
     records = run_all(args.out, args.methods, args.seeds, overrides)
-    judge = make_judge({"type": "lexical", "name": "rouge_l", "metric": "rouge_l"})
-    rows, numbers = table(records, args.methods, args.seeds, judge)
+    judges = [make_judge({"type": "keywords", "name": "keywords"}),
+              make_judge({"type": "lexical", "name": "rouge_l", "metric": "rouge_l"})]
+    rows, numbers = tables(records, args.methods, args.seeds, judges)
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    setting = (f"{numbers['bon']['prompts']} held-out prompts x seeds {args.seeds}, K = {cfg.num_samples}, "
+    setting = (f"{len(numbers['bon']['ids'])} held-out prompts x seeds {args.seeds}, K = {cfg.num_samples}, "
                f"gen_length {cfg.sampler.gen_length}, steps {cfg.sampler.steps}, M = {cfg.guidance.inner_steps} "
                f"Adam steps at lr {cfg.guidance.lr}; overrides: {' '.join(args.overrides) or 'none'}")
     command = "python scripts/tiny_benchmark.py " + " ".join(sys.argv[1:])
     block = "\n".join([f"Setting: {setting}.", "", f"Command: `{command.strip()}`", "", *rows, "",
                        "Mean ± standard error over prompts (each prompt's value averaged over the seeds first).", "",
-                       *verdicts(numbers, args.methods)])
+                       *verdicts(numbers, args.methods, judges)])
     write_results(args.results, block)
     print(block)
     print(f"wrote {args.results} ({time.perf_counter() - started:.0f} s)")
