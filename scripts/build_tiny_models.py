@@ -1,7 +1,7 @@
 """The tiny stack's tokenizer and architectures, and a random-weight build of it.
 
 Deterministic and offline: the tokenizer is a byte-level BPE trained on CPython's own
-documentation (PSF licence, the held-out benchmark's docstrings excluded), the models are
+documentation (PSF licence, the held-out benchmark's functions excluded), the models are
 initialized from a fixed seed. ``scripts/train_tiny.py`` trains them into the shipped default;
 this script alone writes the untrained stack (a code-path fixture, not a useful model):
 
@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from entrgi.tiny_corpus import held_out_prompts, training_pairs  # noqa: E402
+from entrgi.tiny_corpus import held_out_prompts, training_sentences  # noqa: E402
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"]
 CHAT_TEMPLATE = (
@@ -30,11 +30,11 @@ CHAT_TEMPLATE = (
 
 
 def corpus_texts() -> list[str]:
-    """Documentation text from the standard library, in a fixed order; no held-out docstring."""
+    """Documentation text from the standard library, in a fixed order; no held-out function's text."""
     from pydoc_data.topics import topics
 
     texts = [topics[k] for k in sorted(topics)]
-    texts += [f"{name}: {doc}" for name, doc in training_pairs()]
+    texts += [f"{name}: {sentence}" for name, sentence in training_sentences()]
     return texts
 
 

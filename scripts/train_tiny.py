@@ -1,19 +1,26 @@
 """Train the embedded default stack from scratch: tokenizer, tiny masked diffusion LM, tiny reward model.
 
 Deterministic, offline, CPU. Data: CPython's own documentation (PSF licence), read from the
-running interpreter (``entrgi.tiny_corpus``): prompts ask what a standard-library function does,
-responses are its docstring. The held-out benchmark (every eighth documented function) is never
-trained on.
+running interpreter (``entrgi.tiny_corpus``). The task: a prompt names a function (or a
+language-reference topic) and asks to say what it does using two words of a small vocabulary;
+the answer is a sentence of its documentation that uses them. The held-out benchmark's functions
+are never trained on.
 
 1. tokenizer: byte-level BPE on the documentation (``build_tiny_models.build_tokenizer``);
 2. dLLM: a Dream-style (shifted logits) Qwen2 trained with the masked-diffusion objective on
-   chat-formatted (question, docstring) pairs, the response padded with EOS to the sampler's
-   ``gen_length`` so the model learns where answers end;
-3. reward model: a Qwen2 sequence classifier started from the dLLM's first blocks, scoring
-   (question, response) through the chat template, trained with a Bradley-Terry loss on
-   candidate responses of each training question, ranked by ROUGE-L against the true docstring (the "gold" preference): the true
-   docstring, other functions' docstrings, corrupted ones (shuffled, truncated, token noise)
-   and the dLLM's own samples, so it is meaningful on the distribution it will guide.
+   chat-formatted (prompt, sentence) pairs, the sentence padded with EOS to the sampler's
+   ``gen_length`` so the model learns where answers end; the keywords are drawn afresh every
+   time a sentence is used, so the model learns to use the words it is given rather than
+   memorizing one prompt per sentence;
+3. reward model: a Qwen2 sequence classifier started from the dLLM, scoring (prompt, response)
+   through the chat template, trained with a Bradley-Terry loss on candidate responses ranked by
+   a gold score: the share of the keywords the response uses plus its bigram F1 against the
+   sentence. Candidates are the sentence, corrupted copies of it (a keyword dropped or replaced,
+   words shuffled, the bare keywords), another sentence, and the dLLM's own samples for the
+   sentences of every sixth training function, which the dLLM never trains on: there its samples
+   look like those on the held-out prompts, which is where the reward model must be right.
+   The keyword judge applies the coverage rule to held-out prompts; ROUGE-L, the other judge, is
+   not used in training.
 
     nice -n 10 python scripts/train_tiny.py               # writes entrgi/assets/ and its MODEL_CARD.md
     nice -n 10 python scripts/train_tiny.py --reuse-dllm  # keeps the dLLM, retrains the reward model
@@ -26,7 +33,6 @@ import json
 import math
 import platform
 import random
-import re
 import sys
 import tempfile
 import time
@@ -40,11 +46,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from build_tiny_models import build_models, build_tokenizer  # noqa: E402
 
-from entrgi.judges import rouge_l  # noqa: E402
+from entrgi.judges import ngram_f1, rouge_l  # noqa: E402
 from entrgi.models import DiffusionLM  # noqa: E402
 from entrgi.rng import row_key  # noqa: E402
 from entrgi.sampler import SamplerConfig, generate  # noqa: E402
-from entrgi.tiny_corpus import MODULES, held_out_prompts, question, training_pairs  # noqa: E402
+from entrgi.tiny_corpus import (  # noqa: E402
+    HELD_OUT_EVERY, MAX_CHARS, MAX_WORDS, MIN_WORDS, MODULES, NUM_KEYWORDS, held_out_prompts, keyword_coverage,
+    keyword_vocabulary, pick_keywords, question, training_sentences,
+)
 from entrgi.training import (  # noqa: E402
     bidirectional_logits, bradley_terry_loss, last_column_scores, left_pad, mask_responses,
     masked_diffusion_loss, sample_masking_ratio,
@@ -60,23 +69,13 @@ def log(message: str) -> None:
 
 # -- data -----------------------------------------------------------------------------------------
 
-def fit_response(tokenizer, text: str, length: int) -> tuple[list[int], str]:
-    """Token ids of ``text`` cut to whole sentences that fit ``length - 1`` tokens, then EOS padding.
-
-    Returns the ``length`` ids (text, ``<|im_end|>``, ``<|endoftext|>``...) and the kept text.
-    """
-    sentences = re.split(r"(?<=[.!?])\s+", text)
-    kept = ""
-    for sentence in sentences:
-        longer = f"{kept} {sentence}".strip()
-        if len(tokenizer(longer, add_special_tokens=False)["input_ids"]) > length - 1:
-            break
-        kept = longer
-    ids = tokenizer(kept or text, add_special_tokens=False)["input_ids"][: length - 1]
-    if not kept:
-        kept = tokenizer.decode(ids)
+def response_ids(tokenizer, text: str, length: int) -> list[int] | None:
+    """``text``'s ids, ``<|im_end|>``, then ``<|endoftext|>`` padding to ``length``; None if it does not fit."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) > length - 1:
+        return None
     eos, pad = tokenizer.convert_tokens_to_ids([EOS, PAD])
-    return ids + [eos] + [pad] * (length - 1 - len(ids)), kept
+    return ids + [eos] + [pad] * (length - 1 - len(ids))
 
 
 def prompt_ids(tokenizer, text: str) -> list[int]:
@@ -95,6 +94,14 @@ def runtime_tokenizer(tokenizer, config):
         tokenizer.save_pretrained(folder)
         config.save_pretrained(folder)
         return AutoTokenizer.from_pretrained(folder)
+
+
+def split_reward_only(sentences: list[tuple[str, str]], every: int) -> tuple[list, list]:
+    """(dLLM training sentences, reward-only sentences): every ``every``-th name's sentences are
+    kept from the dLLM, so its samples on them look like its samples on unseen prompts."""
+    names = list(dict.fromkeys(s[0] for s in sentences))
+    reward_only = set(names[::every])
+    return ([s for s in sentences if s[0] not in reward_only], [s for s in sentences if s[0] in reward_only])
 
 
 # -- the diffusion LM -----------------------------------------------------------------------------
@@ -116,8 +123,8 @@ def diffusion_batch_loss(model, prompts: list[list[int]], responses: torch.Tenso
     return masked_diffusion_loss(logits, responses, masked, t)
 
 
-def train_dllm(model, examples, tokenizer, args) -> dict:
-    """Masked-diffusion SFT on ``examples`` = [(prompt ids, response ids [L])]."""
+def train_dllm(model, sentences, tokenizer, args) -> dict:
+    """Masked-diffusion SFT on ``sentences`` = [(name, sentence, response ids [L])], fresh keywords per draw."""
     mask_id, pad_id = tokenizer.convert_tokens_to_ids(MASK), tokenizer.pad_token_id
     generator = torch.Generator().manual_seed(args.seed)
     order = random.Random(args.seed)
@@ -127,12 +134,13 @@ def train_dllm(model, examples, tokenizer, args) -> dict:
     indices: list[int] = []
     for step in range(steps):
         if len(indices) < args.batch_size:
-            indices += order.sample(range(len(examples)), len(examples))
-        batch, indices = indices[: args.batch_size], indices[args.batch_size:]
+            indices += order.sample(range(len(sentences)), len(sentences))
+        batch, indices = [sentences[i] for i in indices[: args.batch_size]], indices[args.batch_size:]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, args.dllm_lr)
-        loss = diffusion_batch_loss(model, [examples[i][0] for i in batch],
-                                    torch.tensor([examples[i][1] for i in batch]), mask_id, pad_id, generator)
+        prompts = [prompt_ids(tokenizer, question(name, pick_keywords(text, order))) for name, text, _ in batch]
+        loss = diffusion_batch_loss(model, prompts, torch.tensor([ids for *_, ids in batch]), mask_id, pad_id,
+                                    generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -146,7 +154,7 @@ def train_dllm(model, examples, tokenizer, args) -> dict:
 
 @torch.no_grad()
 def diffusion_eval_loss(model, examples, tokenizer, seed: int, batch_size: int = 64) -> float:
-    """The masked-diffusion loss on ``examples`` with a fixed draw of masks (a validation number)."""
+    """The masked-diffusion loss on ``examples`` = [(prompt ids, response ids)] with a fixed draw of masks."""
     mask_id, pad_id = tokenizer.convert_tokens_to_ids(MASK), tokenizer.pad_token_id
     generator = torch.Generator().manual_seed(seed)
     total = 0.0
@@ -158,81 +166,103 @@ def diffusion_eval_loss(model, examples, tokenizer, seed: int, batch_size: int =
     return total / len(examples)
 
 
-def sample_texts(dllm: DiffusionLM, questions: list[str], ids: list[str], k: int, sampler: SamplerConfig,
+def sample_texts(dllm: DiffusionLM, prompts: list[str], ids: list[str], k: int, sampler: SamplerConfig,
                  seed: int, batch_size: int = 32) -> list[list[str]]:
-    """``k`` unguided samples per question, with the package's own sampler."""
+    """``k`` unguided samples per prompt, with the package's own sampler."""
     out = []
-    width = max(len(p) for p in dllm.encode_prompts(questions))
-    for start in range(0, len(questions), batch_size):
-        chunk_q, chunk_id = questions[start:start + batch_size], ids[start:start + batch_size]
-        encoded = [p for p in dllm.encode_prompts(chunk_q) for _ in range(k)]
+    width = max(len(p) for p in dllm.encode_prompts(prompts))
+    for start in range(0, len(prompts), batch_size):
+        chunk_p, chunk_id = prompts[start:start + batch_size], ids[start:start + batch_size]
+        encoded = [p for p in dllm.encode_prompts(chunk_p) for _ in range(k)]
         keys = [row_key(seed, i, s) for i in chunk_id for s in range(k)]
         texts = dllm.decode(generate(dllm, encoded, keys, sampler, prompt_width=width).tokens)
-        out += [texts[i * k:(i + 1) * k] for i in range(len(chunk_q))]
+        out += [texts[i * k:(i + 1) * k] for i in range(len(chunk_p))]
     return out
 
 
 # -- the reward model -----------------------------------------------------------------------------
 
-def corruptions(text: str, rng: random.Random, vocabulary_words: list[str]) -> list[str]:
-    """Worse versions of a good answer: shuffled words, a truncated prefix, 30% of words replaced."""
-    words = text.split()
+def gold_score(text: str, keywords: list[str], sentence: str) -> float:
+    """What the reward model learns to predict: keywords used, plus bigram F1 against the sentence."""
+    return keyword_coverage(text, keywords) + ngram_f1(text, sentence, 2)
+
+
+def without(words: list[str], keyword: str) -> list[str]:
+    return [w for w in words if w.lower().strip(".,;:()\"'") != keyword]
+
+
+def other_keywords(keywords: list[str], count: int, rng: random.Random) -> list[str]:
+    """Words a prompt could ask for but this one does not: as fluent, not what was asked."""
+    return rng.sample([w for w in keyword_vocabulary() if w not in keywords], count)
+
+
+def substituted(words: list[str], replacements: list[str], rng: random.Random) -> str:
+    """``words`` with random positions replaced by ``replacements``."""
+    out = words[:] or ["."]
+    for word, i in zip(replacements, rng.sample(range(len(out)), min(len(replacements), len(out)))):
+        out[i] = word
+    return " ".join(out)
+
+
+def corruptions(sentence: str, keywords: list[str], other: str, rng: random.Random) -> list[str]:
+    """Worse answers than ``sentence``: a keyword dropped, two dropped, one replaced by a word the
+    prompt did not ask for, the words shuffled, the bare keywords, another sentence, and three
+    words replaced by words the prompt did not ask for."""
+    words = sentence.split()
+    dropped = rng.sample(keywords, 2)
+    one_dropped = without(words, dropped[0])
+    two_dropped = without(one_dropped, dropped[1])
+    unasked = other_keywords(keywords, 1, rng)[0]
+    replaced = [unasked if w.lower().strip(".,;:()\"'") == dropped[0] else w for w in words]
     shuffled = words[:]
     rng.shuffle(shuffled)
-    cut = words[: max(1, int(len(words) * rng.uniform(0.2, 0.6)))]
-    noised = [rng.choice(vocabulary_words) if rng.random() < 0.3 else w for w in words]
-    return [" ".join(shuffled), " ".join(cut), " ".join(noised)]
+    kept = [w for w in words if w.lower().strip(".,;:()\"'") not in keywords]
+    stuffed = substituted(kept, other_keywords(keywords, 3, rng), rng)
+    return [" ".join(one_dropped), " ".join(two_dropped), " ".join(replaced), " ".join(shuffled),
+            " ".join(rng.sample(keywords, len(keywords))), other, stuffed]
 
 
-def reward_candidates(names_docs, fitted, samples, seed: int) -> list[dict]:
-    """Per question: candidate responses with their gold score (ROUGE-L against the docstring)."""
-    rng = random.Random(seed)
-    vocabulary_words = sorted({w for text in fitted for w in text.split()})
-    by_prefix: dict[str, list[int]] = {}
-    for i, (name, _) in enumerate(names_docs):
-        by_prefix.setdefault(name.rsplit(".", 1)[0], []).append(i)
-    groups = []
-    for i, (name, doc) in enumerate(names_docs):
-        siblings = [j for j in by_prefix[name.rsplit(".", 1)[0]] if j != i] or [i - 1]
-        texts = [fitted[i], fitted[rng.choice(siblings)], fitted[rng.randrange(len(fitted))]]
-        texts += corruptions(fitted[i], rng, vocabulary_words) + list(samples[i])
-        groups.append({"prompt": question(name), "texts": texts, "gold": [rouge_l(t, doc) for t in texts]})
-    return groups
+def sample_edits(sample: str, keywords: list[str], rng: random.Random) -> list[str]:
+    """A dLLM sample with one word replaced by an asked word, the same word replaced by a word
+    the prompt did not ask for, and two words replaced by such words: the difference between
+    using the asked words and merely using vocabulary words, on the dLLM's own text."""
+    words = sample.split() or ["."]
+    i = rng.randrange(len(words))
+    asked, unasked = rng.choice(keywords), other_keywords(keywords, 1, rng)[0]
+    return [" ".join(words[:i] + [asked] + words[i + 1:]), " ".join(words[:i] + [unasked] + words[i + 1:]),
+            substituted(words, other_keywords(keywords, 2, rng), rng)]
+
+
+def reward_group(name: str, sentence: str, keywords: list[str], other: str, samples: list[str],
+                 rng: random.Random) -> dict:
+    """One prompt's candidates (the sentence first, the dLLM's samples last) with their gold scores,
+    and its matching pairs: (better, worse) candidates that differ in the asked words only."""
+    edits = [e for sample in samples for e in sample_edits(sample, keywords, rng)]
+    texts = [sentence] + corruptions(sentence, keywords, other, rng) + edits + list(samples)
+    gold = [gold_score(t, keywords, sentence) for t in texts]
+    first_sample = len(texts) - len(samples)
+    matching = [(0, 1), (0, 3), (0, 7)]
+    for k in range(len(samples)):
+        asked, unasked, stuffed, sample = 8 + 3 * k, 9 + 3 * k, 10 + 3 * k, first_sample + k
+        matching += [(asked, unasked), (asked, sample), (sample, stuffed)]
+    return {"prompt": question(name, keywords), "keywords": keywords, "texts": texts, "num_samples": len(samples),
+            "matching": [(a, b) for a, b in matching if gold[a] >= gold[b]], "gold": gold,
+            "rouge_l": [rouge_l(t, sentence) for t in texts],
+            "coverage": [keyword_coverage(t, keywords) for t in texts]}
 
 
 def preference_pairs(groups, per_group: int, margin: float, rng: random.Random) -> list[tuple[str, str, str]]:
-    """(prompt, better, worse) pairs: the true docstring over every other candidate, by construction,
-    and ``per_group`` pairs of other candidates whose gold scores differ by more than ``margin``.
-    """
+    """(prompt, better, worse) pairs: per prompt, its matching pairs, every pair of two dLLM samples
+    whose gold scores differ by more than ``margin``, and ``per_group`` other such pairs."""
     pairs = []
     for g in groups:
-        texts, gold = g["texts"], g["gold"]
-        pairs += [(g["prompt"], texts[0], other) for other in texts[1:]]
-        ranked = [(a, b) for a in range(1, len(texts)) for b in range(1, len(texts)) if gold[a] > gold[b] + margin]
-        for a, b in rng.sample(ranked, min(per_group, len(ranked))):
+        texts, gold, first_sample = g["texts"], g["gold"], len(g["texts"]) - g["num_samples"]
+        ranked = [(a, b) for a in range(len(texts)) for b in range(len(texts)) if gold[a] > gold[b] + margin]
+        between_samples = [(a, b) for a, b in ranked if a >= first_sample and b >= first_sample]
+        others = [pair for pair in ranked if pair not in between_samples and pair not in g["matching"]]
+        for a, b in g["matching"] + between_samples + rng.sample(others, min(per_group, len(others))):
             pairs.append((g["prompt"], texts[a], texts[b]))
     return pairs
-
-
-def reward_from_dllm(dllm_model, layers: int):
-    """A sequence classifier initialized from the dLLM's embeddings and first ``layers`` blocks.
-
-    A reward model is a fine-tuned language model: starting from the dLLM's representations, not
-    from scratch, is what lets it generalize beyond the training questions.
-    """
-    from transformers import Qwen2ForSequenceClassification
-
-    settings = {k: v for k, v in dllm_model.config.to_dict().items() if k not in ("id2label", "label2id")}
-    config = dllm_model.config.__class__(**{**settings, "num_hidden_layers": layers,
-                                            "layer_types": dllm_model.config.layer_types[:layers], "num_labels": 1,
-                                            "tie_word_embeddings": False})
-    model = Qwen2ForSequenceClassification(config)
-    missing, unexpected = model.load_state_dict(
-        {k: v for k, v in dllm_model.state_dict().items() if k.startswith("model.")
-         and not any(k.startswith(f"model.layers.{i}.") for i in range(layers, dllm_model.config.num_hidden_layers))},
-        strict=False)
-    assert missing == ["score.weight"] and not unexpected, (missing, unexpected)
-    return model
 
 
 def chat_ids(tokenizer, prompt: str, response: str) -> list[int]:
@@ -240,13 +270,12 @@ def chat_ids(tokenizer, prompt: str, response: str) -> list[int]:
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
 
-def train_reward(model, groups, tokenizer, args) -> dict:
-    rng = random.Random(args.seed + 1)
+def train_reward(model, groups, tokenizer, args, epochs: int, seed: int) -> dict:
+    rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.reward_lr, weight_decay=0.01)
-    pairs = [p for _ in range(args.reward_epochs) for p in preference_pairs(groups, args.pairs_per_group, MARGIN, rng)]
+    pairs = [p for _ in range(epochs) for p in preference_pairs(groups, args.pairs_per_group, MARGIN, rng)]
     rng.shuffle(pairs)
     cache: dict[tuple[str, str], list[int]] = {}
-    encode = lambda p, r: cache.setdefault((p, r), chat_ids(tokenizer, p, r))  # noqa: E731
     steps = math.ceil(len(pairs) / args.batch_size)
     losses, accuracies = [], []
     model.train()
@@ -254,7 +283,8 @@ def train_reward(model, groups, tokenizer, args) -> dict:
         batch = pairs[step * args.batch_size:(step + 1) * args.batch_size]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, args.reward_lr)
-        ids, mask = left_pad([encode(p, good) for p, good, _ in batch] + [encode(p, bad) for p, _, bad in batch],
+        rows = [(p, good) for p, good, _ in batch] + [(p, bad) for p, _, bad in batch]
+        ids, mask = left_pad([cache.setdefault(row, chat_ids(tokenizer, *row)) for row in rows],
                              tokenizer.pad_token_id)
         scores = last_column_scores(model, ids, mask)
         chosen, rejected = scores[: len(batch)], scores[len(batch):]
@@ -274,50 +304,100 @@ def train_reward(model, groups, tokenizer, args) -> dict:
             "final_train_accuracy": sum(accuracies[-50:]) / len(accuracies[-50:])}
 
 
+def guided_samples(dllm_dir: Path, reward_dir: Path, prompts: list[tuple[str, str]], seed: int) -> list[list[str]]:
+    """EntRGi's answers (the default method and K) to ``prompts`` = [(id, prompt)], through the
+    package's own runner: what guidance makes of this reward model."""
+    from hydra import compose, initialize_config_dir
+
+    from entrgi.run import CONF_DIR, run
+    from entrgi.storage import read_jsonl
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "prompts.jsonl"
+        path.write_text("".join(json.dumps({"id": i, "prompt": p}) + "\n" for i, p in prompts))
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = compose("config", overrides=[
+                "method=entrgi", f"seed={seed}", f"model.path={dllm_dir}", f"reward.path={reward_dir}",
+                "benchmark=jsonl", f"benchmark.path={path}", "benchmark.id_field=id", "logger=none",
+                "batch_size=8", f"baseline.cache_dir={folder}/baselines"])
+        run(cfg, Path(folder) / "job")
+        # keyed by text: the runner answers a prompt repeated under two ids once
+        answers = {r["prompt"]: r["responses"] for r in read_jsonl(Path(folder) / "job" / "results.jsonl")}
+    return [answers[p] for _, p in prompts]
+
+
 @torch.no_grad()
-def pairwise_agreement(model, tokenizer, groups, kinds: slice) -> float:
-    """How often the reward model orders two candidates (of the ``kinds`` columns) as the gold score does."""
-    agree = total = 0
+def held_out_diagnostics(model, tokenizer, groups) -> dict:
+    """How the reward model ranks held-out candidates, against the gold score and the judge.
+
+    ``agreement_*``: how often it orders two candidates as the gold score does (pairs whose gold
+    differs by more than the margin). ``pick_*``: the judge's ROUGE-L and the keyword coverage of
+    the sample it ranks first among the dLLM's samples (what best-of-K picks), against a random
+    sample and the best one.
+    """
+    agree = {"all": [0, 0], "samples": [0, 0]}
+    picks = {f"{what}_{metric}": [] for what in ("random", "reward_pick", "best") for metric in ("rouge_l", "coverage")}
     for g in groups:
-        texts, gold = g["texts"][kinds], g["gold"][kinds]
-        ids, mask = left_pad([chat_ids(tokenizer, g["prompt"], t) for t in texts], tokenizer.pad_token_id)
+        ids, mask = left_pad([chat_ids(tokenizer, g["prompt"], t) for t in g["texts"]], tokenizer.pad_token_id)
         scores = last_column_scores(model, ids, mask).tolist()
-        for a in range(len(texts)):
-            for b in range(len(texts)):
-                if gold[a] > gold[b] + MARGIN:
-                    agree += scores[a] > scores[b]
-                    total += 1
-    return agree / max(total, 1)
+        first_sample = len(g["texts"]) - g["num_samples"]
+        for a in range(len(scores)):
+            for b in range(len(scores)):
+                if g["gold"][a] > g["gold"][b] + MARGIN:
+                    for kind in ("all", "samples") if min(a, b) >= first_sample else ("all",):
+                        agree[kind][0] += scores[a] > scores[b]
+                        agree[kind][1] += 1
+        samples = range(first_sample, len(scores))
+        pick = max(samples, key=lambda i: scores[i])
+        for metric in ("rouge_l", "coverage"):
+            values = [g[metric][i] for i in samples]
+            picks[f"random_{metric}"].append(sum(values) / len(values))
+            picks[f"reward_pick_{metric}"].append(g[metric][pick])
+            picks[f"best_{metric}"].append(max(values))
+    out = {f"agreement_{kind}": hits / max(total, 1) for kind, (hits, total) in agree.items()}
+    out.update({key: sum(values) / len(values) for key, values in picks.items()})
+    return out
 
 
 def model_card(record: dict, dllm_config, reward_config) -> str:
-    d, r, t = record["dllm"], record["reward"], record["timings_s"]
-    a = record["args"]
+    d, r, t, a = record["dllm"], record["reward"], record["timings_s"], record["args"]
+    h, h1 = r["held_out"], r["held_out_round_1"]
     return f"""# The embedded tiny stack (`tiny-dllm`, `tiny-reward`)
 
 Built by `python scripts/train_tiny.py` (arguments: {", ".join(f"{k}={v}" for k, v in a.items() if k != "out")}).
-A testbed for reward guidance, not a useful assistant: it answers "What does the Python function
-`X` do?" with docstring-like text.
+A testbed for reward guidance, not a useful assistant. The task is documentation under a
+verifiable constraint (as in IFEval): "Using the words file and process, say what `os.WCOREDUMP`
+does." A good answer uses both words; the reference answer is the documentation sentence they
+came from.
 
 ## Data (PSF licence)
 CPython {record["python"]}'s own documentation, read from the interpreter (`entrgi/tiny_corpus.py`):
-docstrings of public functions of {len(MODULES)} standard-library modules, of their classes'
-methods, of builtin types' methods and of builtin functions (whitespace collapsed, at least 8
-words). Every eighth module-level function is held out as the benchmark
-(`tiny-prompts.jsonl`, {record["held_out_prompts"]} prompts; reference = the full docstring); the
-{record["train_pairs"]} training pairs share no name and no docstring with it. The tokenizer (byte-level BPE,
-vocabulary {a["vocab_size"]}) is trained on `pydoc_data.topics` and the training docstrings. The
-docstrings, and so the data, depend on the Python version: rebuild with the same version to
-reproduce these weights.
+sentences ({MIN_WORDS}-{MAX_WORDS} words, at most {MAX_CHARS} characters) of the docstrings of public
+functions of {len(MODULES)} standard-library modules, of their classes' methods, of builtin types'
+methods and builtin functions, and of the language reference's topics (`pydoc_data.topics`).
+The keywords are {NUM_KEYWORDS} distinct words of the sentence from a fixed vocabulary: the
+{len(keyword_vocabulary())} content words (4+ letters, not among the commonest) found in the most training
+sentences (`entrgi.tiny_corpus.keyword_vocabulary`), in random order.
+
+- Held out (`tiny-prompts.jsonl`, {record["held_out_prompts"]} prompts): the first usable sentence of every
+  {HELD_OUT_EVERY}th documented module-level function, keywords drawn once by the function's name. No sentence
+  of these functions is trained on.
+- dLLM training: {record["dllm_sentences"]} sentences, fresh keywords every time a sentence is drawn.
+- Reward-only: the {record["reward_only_sentences"]} sentences of every {HELD_OUT_EVERY}th remaining name, which the dLLM
+  never trains on, so its samples there look like its samples on held-out prompts.
+
+The tokenizer (byte-level BPE, vocabulary {a["vocab_size"]}) is trained on `pydoc_data.topics` and
+the training docstrings. The data depend on the Python version: rebuild with the same version
+to reproduce these weights.
 
 ## tiny-dllm: masked diffusion LM
 Qwen2 ({dllm_config.num_hidden_layers} layers, hidden {dllm_config.hidden_size}, {record["parameters"]["tiny-dllm"] / 1e6:.2f}M parameters, tied embeddings),
 run with bidirectional attention and Dream-style shifted logits. Trained from scratch for
 {a["dllm_steps"]} AdamW steps (batch {a["batch_size"]}, peak lr {a["dllm_lr"]}, warm-up then cosine) on
-chat-formatted (question, docstring) pairs with the masked-diffusion objective: per sequence
-t ~ U(0.001, 1), each response token masked with probability t, loss = cross-entropy of the masked
-tokens x 1/t / {a["gen_length"]}; prompt tokens never masked. The response is the docstring cut to whole
-sentences within {a["gen_length"]} - 1 tokens, then `<|im_end|>`, then `<|endoftext|>` padding.
+chat-formatted (prompt, sentence) pairs with the masked-diffusion objective: per sequence
+t ~ U(0.001, 1), each response token masked with probability t, loss = cross-entropy of the
+masked tokens x 1/t / {a["gen_length"]}; prompt tokens never masked. The response is the sentence,
+`<|im_end|>`, then `<|endoftext|>` padding to {a["gen_length"]} tokens.
 
 | | masked-diffusion loss |
 | --- | --- |
@@ -325,39 +405,59 @@ sentences within {a["gen_length"]} - 1 tokens, then `<|im_end|>`, then `<|endoft
 | last 100 steps (train) | {d["final_loss"]:.3f} |
 | held-out prompts | {d["held_out_loss"]:.3f} |
 
-Mean ROUGE-L of its unguided samples against the held-out references: {d["held_out_sample_rouge_l"]:.3f}.
+Its unguided samples on the held-out prompts ({a["samples"]} per prompt, {a["sample_steps"]} denoising steps):
+mean ROUGE-L against the reference {d["held_out_sample_rouge_l"]:.3f}, mean keyword coverage {d["held_out_sample_coverage"]:.3f}.
 
 ## tiny-reward: reward model
-Qwen2ForSequenceClassification ({reward_config.num_hidden_layers} layers, hidden {reward_config.hidden_size}, {record["parameters"]["tiny-reward"] / 1e6:.2f}M parameters), one
-label, the score read at the last token of the chat-formatted (question, response), exactly as
-`entrgi.reward.RewardModel.score_texts` does (causal attention, as a reward model runs). It
-starts from the trained dLLM's embeddings, first {reward_config.num_hidden_layers} blocks and final norm; only the score
-head is new.
-Trained with a Bradley-Terry loss for {a["reward_epochs"]} epochs
-({r["pairs"]} pairs, batch {a["batch_size"]}, peak lr {a["reward_lr"]}). A question's candidates: its docstring,
-a sibling function's and a random function's docstring, the docstring with words shuffled,
-truncated, or 30% replaced, and {a["samples"]} unguided dLLM samples (for {a["sample_prompts"]} of the questions,
-{a["sample_steps"]} denoising steps). Pairs: the true docstring over each other candidate, and
-{a["pairs_per_group"]} pairs per question of other candidates whose ROUGE-L against the true docstring differs by
-more than {MARGIN}. ROUGE-L is thus the gold preference the reward model learns on the training
-questions; guidance on the held-out questions never sees it.
+{type(reward_config).__name__.replace('Config', 'ForSequenceClassification')} ({reward_config.num_hidden_layers} layers, hidden {reward_config.hidden_size}, {record["parameters"]["tiny-reward"] / 1e6:.2f}M parameters), one
+label, the score read at the last token of the chat-formatted (prompt, response), exactly as
+`entrgi.reward.RewardModel.score_texts` does (causal attention, as a reward model runs). It is
+trained from scratch, with the dLLM's tokenizer: started from the dLLM's blocks, it learned to
+check the asked words far more slowly.
+
+Trained with a Bradley-Terry loss (batch {a["batch_size"]}, peak lr {a["reward_lr"]}, warm-up then cosine each round).
+The gold score of a response is the share of the asked words it uses plus its bigram F1 against
+the sentence; a pair is a preference when the gold scores differ by more than {MARGIN}, or when
+two candidates differ only in the asked words (the matching pairs below).
+
+- Round 1, {a["reward_epochs"]} epochs ({r["pairs"]} pairs): per prompt, the sentence; the sentence with one or
+  two asked words dropped, with one replaced by a word the prompt did not ask for, with its words
+  shuffled, with three words replaced by unasked words; the bare keywords; another sentence; and
+  for the reward-only sentences {a["samples"]} unguided dLLM samples, each also edited: one word
+  replaced by an asked word, the same word by an unasked one, two words by unasked ones. Pairs:
+  the matching pairs (the sentence over it without an asked word, with an unasked word in its
+  place, or stuffed with unasked words; an edited sample with an asked word over the same with an
+  unasked word and over the sample; a sample over it stuffed with unasked words), every ranked
+  pair of two samples, and {a["pairs_per_group"]} other ranked pairs per prompt.
+- Then {a["guided_rounds"]} round(s) on its own guided answers: EntRGi (the default method, K = 4) answers the
+  reward-only prompts with the current reward model, and one epoch trains on the same kinds of
+  pairs with those answers among the samples, plus a third of round 1's prompts. Following a
+  reward model's gradient finds answers it overrates that best-of-K never draws (words it likes,
+  stuffed anywhere); this is where it must learn better. Last round: {r[f"round_{1 + int(a['guided_rounds'])}"]["pairs"]} pairs.
+
+The judges are applied to held-out prompts only: the keyword judge uses the same coverage rule
+as the gold score, on prompts and answers the reward model never saw; ROUGE-L, the other judge,
+is not used in training.
 
 | | value |
 | --- | --- |
-| BT loss, first step / last 50 steps | {r["first_loss"]:.3f} / {r["final_loss"]:.3f} |
-| train pair accuracy, last 50 steps | {r["final_train_accuracy"]:.3f} |
-| held-out: agrees with ROUGE-L, all candidate pairs | {r["held_out_agreement_all"]:.3f} |
-| held-out: agrees with ROUGE-L, pairs of dLLM samples | {r["held_out_agreement_dllm_samples"]:.3f} |
-| held-out: agrees with ROUGE-L, true vs other docstrings | {r["held_out_agreement_true_vs_mismatched"]:.3f} |
+| round 1: BT loss, first step / last 50 steps | {r["first_loss"]:.3f} / {r["final_loss"]:.3f} |
+| round 1: train pair accuracy, last 50 steps | {r["final_train_accuracy"]:.3f} |
+| held-out: agrees with the gold score, all candidate pairs (after round 1) | {h["agreement_all"]:.3f} ({h1["agreement_all"]:.3f}) |
+| held-out: agrees with the gold score, pairs of dLLM samples (after round 1) | {h["agreement_samples"]:.3f} ({h1["agreement_samples"]:.3f}) |
+
+On the held-out prompts, the sample it ranks first among the dLLM's {a["samples"]} (what best-of-{a["samples"]} picks),
+against a random sample and the best one:
+
+| | random sample | reward model's pick | best sample |
+| --- | --- | --- | --- |
+| ROUGE-L (a judge) | {h["random_rouge_l"]:.3f} | {h["reward_pick_rouge_l"]:.3f} | {h["best_rouge_l"]:.3f} |
+| keyword coverage (a judge) | {h["random_coverage"]:.3f} | {h["reward_pick_coverage"]:.3f} | {h["best_coverage"]:.3f} |
 
 ## Cost
-{t["total_s"]:.0f} s wall-clock in all ({t["dllm_train_s"]:.0f} s dLLM training, {t["sampling_s"]:.0f} s sampling, {t["reward_train_s"]:.0f} s reward model)
+{t["total_s"]:.0f} s wall-clock in all ({t["dllm_train_s"]:.0f} s dLLM training, {t["sampling_s"]:.0f} s sampling,
+{t["reward_train_s"]:.0f} s reward-model training, {t["guided_sampling_s"]:.0f} s guided sampling)
 on a shared 2-core CPU, {a["threads"]} torch thread(s), torch {record["torch"]}. Full numbers: `training.json`.
-
-## Limitations
-The reward model generalizes poorly to the held-out questions: its agreement with ROUGE-L on
-pairs of the dLLM's own samples (above) is what decides whether following it can help, and
-`docs/results-tiny.md` measures what guidance does with it.
 
 ## Licence
 Data: Python Software Foundation License (CPython documentation). Weights: trained here from
@@ -374,22 +474,21 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--gen-length", type=int, default=32, help="response length the dLLM is trained for")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--dllm-steps", type=int, default=2000)
+    parser.add_argument("--dllm-steps", type=int, default=6000)
     parser.add_argument("--dllm-lr", type=float, default=2e-3)
-    parser.add_argument("--samples", type=int, default=4, help="dLLM samples per training question for the RM")
-    parser.add_argument("--sample-prompts", type=int, default=300,
-                        help="training questions the dLLM answers for the RM")
+    parser.add_argument("--samples", type=int, default=4, help="dLLM samples per reward-only sentence")
     parser.add_argument("--sample-steps", type=int, default=16)
     parser.add_argument("--reward-epochs", type=int, default=3)
-    parser.add_argument("--pairs-per-group", type=int, default=4)
+    parser.add_argument("--pairs-per-group", type=int, default=8)
     parser.add_argument("--reward-lr", type=float, default=1e-3)
-    parser.add_argument("--reward-layers", type=int, default=2, help="first dLLM layers the reward model starts from")
+    parser.add_argument("--guided-rounds", type=int, default=2,
+                        help="rounds of reward-model training on its own guided answers")
     parser.add_argument("--reuse-dllm", action="store_true", help="retrain only the reward model")
     parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared machine")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    started = time.perf_counter()
+    started, reused_s = time.perf_counter(), 0.0
     timings = {}
 
     if args.reuse_dllm:  # keep the shipped tokenizer and dLLM, retrain the reward model only
@@ -404,20 +503,19 @@ def main() -> None:
         tokenizer = build_tokenizer(args.vocab_size)
         dllm_model = build_models(tokenizer, args.seed)[0]
         tokenizer = runtime_tokenizer(tokenizer, dllm_model.config)
-    train = training_pairs()
-    held_out = held_out_prompts()
-    fitted_train = [fit_response(tokenizer, doc, args.gen_length) for _, doc in train]
-    examples = [(prompt_ids(tokenizer, question(name)), ids) for (name, _), (ids, _) in zip(train, fitted_train)]
-    held_examples = [(prompt_ids(tokenizer, p["prompt"]), fit_response(tokenizer, p["reference"], args.gen_length)[0])
+    fits = [(name, text, response_ids(tokenizer, text, args.gen_length)) for name, text in training_sentences()]
+    dllm_sentences, reward_only = split_reward_only([s for s in fits if s[2] is not None], HELD_OUT_EVERY)
+    held_out = [p for p in held_out_prompts() if response_ids(tokenizer, p["reference"], args.gen_length)]
+    held_examples = [(prompt_ids(tokenizer, p["prompt"]), response_ids(tokenizer, p["reference"], args.gen_length))
                      for p in held_out]
-    log(f"{len(train)} training pairs, {len(held_out)} held-out prompts")
+    log(f"{len(dllm_sentences)} dLLM sentences, {len(reward_only)} reward-only, {len(held_out)} held-out prompts")
 
     t0 = time.perf_counter()
     if args.reuse_dllm:
         dllm_stats = {k: previous["dllm"][k] for k in ("first_loss", "final_loss")}
-        timings["dllm_train_s"] = previous["timings_s"]["dllm_train_s"]
+        timings["dllm_train_s"] = reused_s = previous["timings_s"]["dllm_train_s"]
     else:
-        dllm_stats = train_dllm(dllm_model, examples, tokenizer, args)
+        dllm_stats = train_dllm(dllm_model, dllm_sentences, tokenizer, args)
         timings["dllm_train_s"] = time.perf_counter() - t0
     dllm_stats["held_out_loss"] = diffusion_eval_loss(dllm_model, held_examples, tokenizer, args.seed)
     log(f"dllm: {dllm_stats}")
@@ -426,36 +524,71 @@ def main() -> None:
     dllm = DiffusionLM(dllm_model, tokenizer, tokenizer.convert_tokens_to_ids(MASK),
                        tokenizer.convert_tokens_to_ids([EOS, PAD]), shift_logits=True, max_length=512)
     sampler = SamplerConfig(gen_length=args.gen_length, steps=args.sample_steps)
-    # evenly spread over the training questions (they are ordered by module)
-    sampled = train[:: max(1, len(train) // args.sample_prompts)][: args.sample_prompts]
-    names = [n for n, _ in sampled]
-    answers = dict(zip(names, sample_texts(dllm, [question(n) for n in names], names, args.samples, sampler,
-                                           args.seed)))
-    train_samples = [answers.get(name, []) for name, _ in train]
-    held_samples = sample_texts(dllm, [p["prompt"] for p in held_out], [p["id"] for p in held_out], args.samples,
-                                sampler, args.seed + 1)
-    timings["sampling_s"] = time.perf_counter() - t0
-    held_gold = [rouge_l(s, p["reference"]) for p, ss in zip(held_out, held_samples) for s in ss]
-    dllm_stats["held_out_sample_rouge_l"] = sum(held_gold) / len(held_gold)
-    log(f"example held-out sample for {held_out[1]['id']}: {held_samples[1][0]!r}")
+    rng = random.Random(args.seed)
+    reward_keywords = [pick_keywords(text, rng) for _, text, _ in reward_only]
+    prompts = [question(name, kw) for (name, *_), kw in zip(reward_only, reward_keywords)]
+    samples_file = args.out / "dllm-samples.json"  # written once per dLLM: a reward-model rerun reuses them
+    if args.reuse_dllm and samples_file.exists():
+        reward_samples, held_samples = json.loads(samples_file.read_text())
+        timings["sampling_s"] = previous["timings_s"]["sampling_s"]
+        reused_s += timings["sampling_s"]
+    else:
+        reward_samples = sample_texts(dllm, prompts, [f"{name}/{i}" for i, (name, *_) in enumerate(reward_only)],
+                                      args.samples, sampler, args.seed)
+        held_samples = sample_texts(dllm, [p["prompt"] for p in held_out], [p["id"] for p in held_out],
+                                    args.samples, sampler, args.seed + 1)
+        timings["sampling_s"] = time.perf_counter() - t0
+        args.out.mkdir(parents=True, exist_ok=True)
+        dllm_model.save_pretrained(args.out / "tiny-dllm")
+        tokenizer.save_pretrained(args.out / "tiny-dllm")
+        samples_file.write_text(json.dumps([reward_samples, held_samples]))
+    dllm_stats["held_out_sample_rouge_l"] = sum(rouge_l(s, p["reference"]) for p, ss in zip(held_out, held_samples)
+                                                for s in ss) / (len(held_out) * args.samples)
+    dllm_stats["held_out_sample_coverage"] = sum(keyword_coverage(s, p["keywords"]) for p, ss in
+                                                 zip(held_out, held_samples) for s in ss) / len(held_out) / args.samples
+    log(f"held-out samples for {held_out[1]['prompt']!r}: {held_samples[1]}")
 
     t0 = time.perf_counter()
-    torch.manual_seed(args.seed + 2)  # the score head's init, the same whether or not the dLLM was reused
-    reward_model = reward_from_dllm(dllm_model, args.reward_layers)
-    groups = reward_candidates(train, [text for _, text in fitted_train], train_samples, args.seed)
-    held_fitted = [fit_response(tokenizer, p["reference"], args.gen_length)[1] for p in held_out]
-    held_groups = reward_candidates([(p["id"], p["reference"]) for p in held_out], held_fitted, held_samples,
-                                    args.seed + 1)
-    reward_stats = train_reward(reward_model, groups, tokenizer, args)
-    reward_stats["held_out_agreement_all"] = pairwise_agreement(reward_model, tokenizer, held_groups, slice(None))
-    reward_stats["held_out_agreement_dllm_samples"] = pairwise_agreement(reward_model, tokenizer, held_groups,
-                                                                         slice(6, None))
-    reward_stats["held_out_agreement_true_vs_mismatched"] = pairwise_agreement(reward_model, tokenizer, held_groups,
-                                                                               slice(0, 3))
+    # from scratch: started from the dLLM's blocks it learned to check the asked words far more slowly
+    reward_model = build_models(tokenizer, args.seed)[1]
+    texts = [text for _, text, _ in dllm_sentences + reward_only]
+    groups = [reward_group(name, text, pick_keywords(text, rng), rng.choice(texts), [], rng)
+              for name, text, _ in dllm_sentences]
+    groups += [reward_group(name, text, kw, rng.choice(texts), samples, rng)
+               for (name, text, _), kw, samples in zip(reward_only, reward_keywords, reward_samples)]
+    held_groups = [reward_group(p["id"], p["reference"], p["keywords"], rng.choice(texts), samples, rng)
+                   for p, samples in zip(held_out, held_samples)]
+    reward_stats = train_reward(reward_model, groups, tokenizer, args, args.reward_epochs, args.seed + 1)
+    reward_stats["held_out_round_1"] = held_out_diagnostics(reward_model, tokenizer, held_groups)
+    log(f"reward round 1: {reward_stats}")
     timings["reward_train_s"] = time.perf_counter() - t0
+
+    # Later rounds: what guidance makes of the current model, on the reward-only prompts, ranked by
+    # the gold score like any other answer. Following a reward model's gradient finds answers it
+    # overrates that best-of-K never draws; this is where it must learn better.
+    timings["guided_sampling_s"] = 0.0
+    guided = [[] for _ in reward_only]
+    ids = [f"{name}/{i}" for i, (name, *_) in enumerate(reward_only)]
+    for round_ in range(2, 2 + args.guided_rounds):
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as folder:
+            reward_model.save_pretrained(Path(folder))
+            tokenizer.save_pretrained(Path(folder))
+            new = guided_samples(args.out / "tiny-dllm", Path(folder), list(zip(ids, prompts)), args.seed + round_)
+        guided = [old + more for old, more in zip(guided, new)]
+        timings["guided_sampling_s"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        groups_now = [reward_group(name, text, kw, rng.choice(texts), samples + more, rng) for (name, text, _), kw,
+                      samples, more in zip(reward_only, reward_keywords, reward_samples, guided)]
+        reward_stats[f"round_{round_}"] = train_reward(reward_model, groups_now + rng.sample(groups, len(groups) // 3),
+                                                       tokenizer, args, 1, args.seed + round_ + 1)
+        timings["reward_train_s"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    reward_stats["held_out"] = held_out_diagnostics(reward_model, tokenizer, held_groups)
+    timings["reward_train_s"] += time.perf_counter() - t0
     log(f"reward: {reward_stats}")
-    # a reused dLLM's training time still belongs to the stack's cost
-    timings["total_s"] = time.perf_counter() - started + (timings["dllm_train_s"] if args.reuse_dllm else 0)
+    # a reused dLLM's training and sampling time still belong to the stack's cost
+    timings["total_s"] = time.perf_counter() - started + reused_s
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tiny-prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in held_out))
@@ -465,7 +598,8 @@ def main() -> None:
         tokenizer.save_pretrained(args.out / name)
         sizes[name] = sum(p.numel() for p in model.parameters())
     record = {"args": {k: str(v) for k, v in vars(args).items()}, "python": platform.python_version(),
-              "torch": torch.__version__, "train_pairs": len(train), "held_out_prompts": len(held_out),
+              "torch": torch.__version__, "dllm_sentences": len(dllm_sentences),
+              "reward_only_sentences": len(reward_only), "held_out_prompts": len(held_out),
               "parameters": sizes, "dllm": dllm_stats, "reward": reward_stats, "timings_s": timings}
     (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / "MODEL_CARD.md").write_text(model_card(record, dllm_model.config, reward_model.config))

@@ -39,7 +39,7 @@ def test_tiny_grid_preset_composes():
 def test_tiny_study_preset_is_every_method_on_every_held_out_prompt_with_the_judge():
     cfg = compose_with_hydra("experiment=tiny_study")
     assert cfg.sweep == "tiny_study" and cfg.model.name == "tiny" and cfg.benchmark.num_prompts is None
-    assert cfg.eval_reward.type == "lexical" and cfg.eval_reward.metric == "rouge_l"
+    assert cfg.eval_reward.type == "keywords"
     assert cfg.hydra.sweeper.params.method == "bon,expectation,aps,entrgi"
     assert cfg.hydra.sweeper.params.seed == "0,1,2"
 

@@ -10,9 +10,9 @@ import torch
 from omegaconf import OmegaConf
 
 from entrgi.benchmarks import ASSETS, Prompt
-from entrgi.judges import LexicalJudge, make_judge, ngram_f1, rouge_l
+from entrgi.judges import KeywordJudge, LexicalJudge, make_judge, ngram_f1, rouge_l
 from entrgi.models import ConfigError
-from entrgi.tiny_corpus import held_out_prompts, training_pairs
+from entrgi.tiny_corpus import held_out_prompts, keyword_vocabulary, question, training_sentences
 from entrgi.training import (
     bidirectional_logits, bradley_terry_loss, last_column_scores, left_pad, mask_responses, masked_diffusion_loss,
 )
@@ -20,11 +20,19 @@ from entrgi.training import (
 # -- the corpus ------------------------------------------------------------------------------------
 
 
-def test_training_split_shares_no_function_or_docstring_with_the_held_out_prompts():
-    held_out, train = held_out_prompts(), training_pairs()
+def test_training_split_shares_no_function_or_sentence_with_the_held_out_prompts():
+    held_out, train = held_out_prompts(), training_sentences()
     assert len(held_out) >= 64 and len(train) > 5 * len(held_out)
     assert not {p["id"] for p in held_out} & {name for name, _ in train}
-    assert not {p["reference"] for p in held_out} & {doc for _, doc in train}
+    assert not {p["reference"] for p in held_out} & {sentence for _, sentence in train}
+
+
+def test_every_held_out_prompt_asks_for_two_vocabulary_words_that_its_reference_uses():
+    vocabulary, judge = set(keyword_vocabulary()), KeywordJudge()
+    for p in held_out_prompts():
+        assert len(p["keywords"]) == 2 and set(p["keywords"]) <= vocabulary
+        assert p["prompt"] == question(p["id"], p["keywords"])
+        assert judge.score([Prompt(p["id"], p["prompt"])], [p["reference"]]) == [1.0]
 
 
 def test_the_shipped_benchmark_is_the_held_out_split_with_references():
@@ -59,6 +67,22 @@ def test_lexical_judge_needs_references_and_a_known_metric():
         LexicalJudge().score([Prompt("a", "q", None)], ["text"])
     with pytest.raises(ConfigError, match="eval_reward.metric"):
         LexicalJudge(metric="bleu")
+
+
+def test_keyword_judge_scores_the_share_of_the_asked_words_used_as_whole_words():
+    judge = make_judge(OmegaConf.create({"type": "keywords", "name": "keywords"}))
+    prompt = Prompt("a", question("os.fork", ["process", "file"]))
+    answers = ["Fork a child PROCESS and open a file.", "Fork a child process.", "Processes and files.", ""]
+    assert judge.score([prompt] * 4, answers) == [1.0, 0.5, 0.0, 0.0]
+
+
+def test_keyword_judge_names_the_fix_for_a_prompt_or_pattern_it_cannot_read():
+    with pytest.raises(ConfigError, match="eval_reward.pattern"):
+        KeywordJudge().score([Prompt("q7", "What does `os.fork` do?")], ["text"])
+    with pytest.raises(ConfigError, match="no group"):
+        KeywordJudge(pattern="Using the words")
+    with pytest.raises(ConfigError, match="not a regular expression"):
+        KeywordJudge(pattern="(unclosed")
 
 
 # -- the training objectives -----------------------------------------------------------------------
@@ -155,13 +179,32 @@ def test_the_shipped_dllm_has_learned_to_answer_held_out_questions(tiny_stack):
     assert masked_diffusion_loss(logits, response, masked, t).item() < 6.0
 
 
-def test_the_shipped_reward_model_prefers_a_docstring_to_its_words_shuffled_on_held_out_prompts(tiny_stack):
+def swapped(prompt: dict, which: int) -> str:
+    """The reference with one asked word replaced by a vocabulary word the prompt did not ask for."""
+    unasked = [w for w in keyword_vocabulary() if w not in prompt["keywords"]]
+    other = unasked[sum(map(ord, prompt["id"])) % len(unasked)]
+    return re.sub(rf"\b{prompt['keywords'][which]}\b", other, prompt["reference"], flags=re.IGNORECASE)
+
+
+def test_the_shipped_reward_model_checks_the_asked_words_on_held_out_prompts(tiny_stack):
     _, reward = tiny_stack
     prompts = shipped_prompts()
-    first = [re.split(r"(?<=[.!?])\s+", p["reference"])[0] for p in prompts]  # answers fit in 32 tokens
+    questions, references = [p["prompt"] for p in prompts], [p["reference"] for p in prompts]
+    true = reward.score_texts(questions, references)
+    for which in (0, 1):
+        worse = reward.score_texts(questions, [swapped(p, which) for p in prompts])
+        # the same sentence, as fluent, with a word the prompt did not ask for: 65 and 64 of 69 when
+        # shipped (chance is 0.5); see entrgi/assets/MODEL_CARD.md
+        assert sum(a > b for a, b in zip(true, worse)) / len(true) > 0.8
+
+
+def test_the_shipped_reward_model_prefers_a_sentence_to_its_words_shuffled_on_held_out_prompts(tiny_stack):
+    _, reward = tiny_stack
+    prompts = shipped_prompts()
     rng = random.Random(0)
-    shuffled = [" ".join(rng.sample(text.split(), len(text.split()))) for text in first]
+    shuffled = [" ".join(rng.sample(p["reference"].split(), len(p["reference"].split()))) for p in prompts]
     questions = [p["prompt"] for p in prompts]
-    true, worse = reward.score_texts(questions, first), reward.score_texts(questions, shuffled)
-    # a weak preference (42 of 67 when shipped; chance is 0.5): see entrgi/assets/MODEL_CARD.md
-    assert sum(a > b for a, b in zip(true, worse)) / len(true) > 0.58
+    true = reward.score_texts(questions, [p["reference"] for p in prompts])
+    worse = reward.score_texts(questions, shuffled)
+    # a weaker preference (56 of 69 when shipped; chance is 0.5)
+    assert sum(a > b for a, b in zip(true, worse)) / len(true) > 0.7
