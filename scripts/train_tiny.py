@@ -12,15 +12,18 @@ are never trained on.
    ``gen_length`` so the model learns where answers end; the keywords are drawn afresh every
    time a sentence is used, so the model learns to use the words it is given rather than
    memorizing one prompt per sentence;
-3. reward model: a Qwen2 sequence classifier started from the dLLM, scoring (prompt, response)
-   through the chat template, trained with a Bradley-Terry loss on candidate responses ranked by
-   a gold score: the share of the keywords the response uses plus its bigram F1 against the
-   sentence. Candidates are the sentence, corrupted copies of it (a keyword dropped or replaced,
-   words shuffled, the bare keywords), another sentence, and the dLLM's own samples for the
-   sentences of every sixth training function, which the dLLM never trains on: there its samples
-   look like those on the held-out prompts, which is where the reward model must be right.
-   The keyword judge applies the coverage rule to held-out prompts; ROUGE-L, the other judge, is
-   not used in training.
+3. reward model: a 2-block Qwen3 sequence classifier trained from scratch, scoring (prompt,
+   response) through the chat template, with a Bradley-Terry loss on candidate responses ranked
+   by a gold score: the share of the asked words the response uses plus its bigram F1 against
+   the sentence. Candidates are the sentence, corrupted copies of it (an asked word dropped or
+   replaced by an unasked one, words shuffled, unasked words stuffed in, the bare keywords),
+   another sentence, and the dLLM's own samples, with edited copies, for the sentences of every
+   fifth training name, which the dLLM never trains on: there its samples look like those on the
+   held-out prompts, which is where the reward model must be right;
+4. then ``--guided-rounds`` rounds on what EntRGi makes of the reward model on those prompts
+   (through ``entrgi.run``): guided answers, ranked by the gold score with the rest, teach it
+   the answers it overrates. The keyword judge applies the coverage rule to held-out prompts;
+   ROUGE-L, the other judge, is not used in training.
 
     nice -n 10 python scripts/train_tiny.py               # writes entrgi/assets/ and its MODEL_CARD.md
     nice -n 10 python scripts/train_tiny.py --reuse-dllm  # keeps the dLLM, retrains the reward model
