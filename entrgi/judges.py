@@ -109,8 +109,11 @@ class KeywordJudge:
         return [w for w in re.split(r",\s*|\s+and\s+", found.group(1).lower()) if w]
 
     def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
-        wanted = [self.required(p) for p in prompts]
-        return [sum(w in set(words(r)) for w in ws) / len(ws) for ws, r in zip(wanted, responses)]
+        scores = []
+        for prompt, response in zip(prompts, responses):
+            wanted, used = self.required(prompt), set(words(response))
+            scores.append(sum(w in used for w in wanted) / len(wanted))
+        return scores
 
 
 def make_judge(cfg, device: str = "auto", dtype: str = "auto") -> Judge | None:

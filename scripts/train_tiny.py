@@ -244,6 +244,8 @@ def reward_group(name: str, sentence: str, keywords: list[str], other: str, samp
     texts = [sentence] + corruptions(sentence, keywords, other, rng) + edits + list(samples)
     gold = [gold_score(t, keywords, sentence) for t in texts]
     first_sample = len(texts) - len(samples)
+    # positions in ``texts``: 1, 3, 7 are corruptions' one-dropped, replaced and stuffed; the edits
+    # of sample k start at 8 + 3k, in sample_edits' order
     matching = [(0, 1), (0, 3), (0, 7)]
     for k in range(len(samples)):
         asked, unasked, stuffed, sample = 8 + 3 * k, 9 + 3 * k, 10 + 3 * k, first_sample + k
