@@ -85,6 +85,12 @@ class LexicalJudge:
         return [metric(r, p.reference) for p, r in zip(prompts, responses)]
 
 
+def keyword_coverage(response: str, keywords: list[str]) -> float:
+    """The share of ``keywords`` the response uses as whole words, in any case."""
+    used = set(words(response))
+    return sum(k in used for k in keywords) / len(keywords)
+
+
 class KeywordJudge:
     """The share of the words a prompt asks for that the response uses (whole words, any case).
 
@@ -109,11 +115,7 @@ class KeywordJudge:
         return [w for w in re.split(r",\s*|\s+and\s+", found.group(1).lower()) if w]
 
     def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
-        scores = []
-        for prompt, response in zip(prompts, responses):
-            wanted, used = self.required(prompt), set(words(response))
-            scores.append(sum(w in used for w in wanted) / len(wanted))
-        return scores
+        return [keyword_coverage(r, self.required(p)) for p, r in zip(prompts, responses)]
 
 
 def make_judge(cfg, device: str = "auto", dtype: str = "auto") -> Judge | None:

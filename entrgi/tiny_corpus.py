@@ -167,12 +167,6 @@ def question(name: str, keywords: list[str]) -> str:
     return f"Using the words {' and '.join(keywords)}, say what `{name}` does."
 
 
-def keyword_coverage(response: str, keywords: list[str]) -> float:
-    """The share of the keywords the response uses as words (the task's hard constraint)."""
-    used = set(words(response))
-    return sum(k in used for k in keywords) / len(keywords)
-
-
 def held_out_prompts(every: int = HELD_OUT_EVERY) -> list[dict]:
     """The built-in benchmark: the first usable sentence of every ``every``-th documented function,
     with keywords drawn by a generator seeded by the function's name (never trained on)."""

@@ -49,13 +49,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from build_tiny_models import build_models, build_tokenizer  # noqa: E402
 
-from entrgi.judges import ngram_f1, rouge_l  # noqa: E402
+from entrgi.judges import keyword_coverage, ngram_f1, rouge_l  # noqa: E402
 from entrgi.models import DiffusionLM  # noqa: E402
 from entrgi.rng import row_key  # noqa: E402
 from entrgi.sampler import SamplerConfig, generate  # noqa: E402
 from entrgi.tiny_corpus import (  # noqa: E402
-    HELD_OUT_EVERY, MAX_CHARS, MAX_WORDS, MIN_WORDS, MODULES, NUM_KEYWORDS, held_out_prompts, keyword_coverage,
-    keyword_vocabulary, pick_keywords, question, training_sentences,
+    HELD_OUT_EVERY, MAX_CHARS, MAX_WORDS, MIN_WORDS, MODULES, NUM_KEYWORDS, held_out_prompts, keyword_vocabulary,
+    pick_keywords, question, training_sentences,
 )
 from entrgi.training import (  # noqa: E402
     bidirectional_logits, bradley_terry_loss, last_column_scores, left_pad, mask_responses,
@@ -190,8 +190,13 @@ def gold_score(text: str, keywords: list[str], sentence: str) -> float:
     return keyword_coverage(text, keywords) + ngram_f1(text, sentence, 2)
 
 
+def bare(word: str) -> str:
+    """A whitespace-split word as a keyword is written: lower case, no punctuation around it."""
+    return word.lower().strip(".,;:()\"'")
+
+
 def without(words: list[str], keyword: str) -> list[str]:
-    return [w for w in words if w.lower().strip(".,;:()\"'") != keyword]
+    return [w for w in words if bare(w) != keyword]
 
 
 def other_keywords(keywords: list[str], count: int, rng: random.Random) -> list[str]:
@@ -216,10 +221,10 @@ def corruptions(sentence: str, keywords: list[str], other: str, rng: random.Rand
     one_dropped = without(words, dropped[0])
     two_dropped = without(one_dropped, dropped[1])
     unasked = other_keywords(keywords, 1, rng)[0]
-    replaced = [unasked if w.lower().strip(".,;:()\"'") == dropped[0] else w for w in words]
+    replaced = [unasked if bare(w) == dropped[0] else w for w in words]
     shuffled = words[:]
     rng.shuffle(shuffled)
-    kept = [w for w in words if w.lower().strip(".,;:()\"'") not in keywords]
+    kept = [w for w in words if bare(w) not in keywords]
     stuffed = substituted(kept, other_keywords(keywords, 3, rng), rng)
     return [" ".join(one_dropped), " ".join(two_dropped), " ".join(replaced), " ".join(shuffled),
             " ".join(rng.sample(keywords, len(keywords))), other, stuffed]
@@ -532,14 +537,14 @@ def main() -> None:
     rng = random.Random(args.seed)
     reward_keywords = [pick_keywords(text, rng) for _, text, _ in reward_only]
     prompts = [question(name, kw) for (name, *_), kw in zip(reward_only, reward_keywords)]
+    prompt_keys = [f"{name}/{i}" for i, (name, *_) in enumerate(reward_only)]  # a name may have several sentences
     samples_file = args.out / "dllm-samples.json"  # written once per dLLM: a reward-model rerun reuses them
     if args.reuse_dllm and samples_file.exists():
         reward_samples, held_samples = json.loads(samples_file.read_text())
         timings["sampling_s"] = previous["timings_s"]["sampling_s"]
         reused_s += timings["sampling_s"]
     else:
-        reward_samples = sample_texts(dllm, prompts, [f"{name}/{i}" for i, (name, *_) in enumerate(reward_only)],
-                                      args.samples, sampler, args.seed)
+        reward_samples = sample_texts(dllm, prompts, prompt_keys, args.samples, sampler, args.seed)
         held_samples = sample_texts(dllm, [p["prompt"] for p in held_out], [p["id"] for p in held_out],
                                     args.samples, sampler, args.seed + 1)
         timings["sampling_s"] = time.perf_counter() - t0
@@ -573,13 +578,13 @@ def main() -> None:
     # overrates that best-of-K never draws; this is where it must learn better.
     timings["guided_sampling_s"] = 0.0
     guided = [[] for _ in reward_only]
-    ids = [f"{name}/{i}" for i, (name, *_) in enumerate(reward_only)]
     for round_ in range(2, 2 + args.guided_rounds):
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
             reward_model.save_pretrained(Path(folder))
             tokenizer.save_pretrained(Path(folder))
-            new = guided_samples(args.out / "tiny-dllm", Path(folder), list(zip(ids, prompts)), args.seed + round_)
+            new = guided_samples(args.out / "tiny-dllm", Path(folder), list(zip(prompt_keys, prompts)),
+                                 args.seed + round_)
         guided = [old + more for old, more in zip(guided, new)]
         timings["guided_sampling_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
