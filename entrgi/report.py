@@ -24,9 +24,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from entrgi.metrics import mean_stderr, win_rate
-from entrgi.settings import differences, digest
-from entrgi.storage import write_atomic
+from entrgi.bookkeeping.settings import differences, digest
+from entrgi.bookkeeping.storage import write_atomic
+from entrgi.evaluation.metrics import mean_stderr, win_rate
 
 METHOD_ORDER = ["base", "bon", "expectation", "aps", "entrgi"]
 # config keys that name a cell of the table, or do not change results: never part of a row's label

@@ -22,19 +22,25 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import entrgi
-from entrgi.baseline import BaselineCache
-from entrgi.benchmarks import Prompt, load_benchmark
-from entrgi.guidance import RewardGuidance, guided_steps
-from entrgi.judges import Judge, make_judge
-from entrgi.metrics import mean_stderr, outcomes, peak_memory_bytes, win_rate
-from entrgi.models import ConfigError, DiffusionLM, load_diffusion_lm
-from entrgi.reward import RewardModel
-from entrgi.rng import row_key
-from entrgi.sampler import SamplerConfig, generate
-from entrgi.schedules import make_schedule
-from entrgi.settings import (baseline_settings, claim_directory, finished_summary, job_settings,
-                             register_resolvers)
-from entrgi.storage import ResultsLog, write_atomic, write_json
+from entrgi.bookkeeping.baseline import BaselineCache
+from entrgi.bookkeeping.settings import (
+    baseline_settings,
+    claim_directory,
+    finished_summary,
+    job_settings,
+    register_resolvers,
+)
+from entrgi.bookkeeping.storage import ResultsLog, write_atomic, write_json
+from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import Prompt, load_benchmark
+from entrgi.evaluation.judges import Judge, make_judge
+from entrgi.evaluation.metrics import mean_stderr, outcomes, peak_memory_bytes, win_rate
+from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
+from entrgi.models.reward import RewardModel
+from entrgi.sampling.guidance import RewardGuidance, guided_steps
+from entrgi.sampling.rng import row_key
+from entrgi.sampling.sampler import SamplerConfig, generate
+from entrgi.sampling.schedules import make_schedule
 
 log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -163,7 +169,7 @@ def open_logger(cfg: DictConfig, out_dir: Path, job_digest: str):
     if kind == "none":
         return None
     if kind == "wandb":
-        from entrgi.logging_wandb import WandbLogger
+        from entrgi.bookkeeping.logging_wandb import WandbLogger
 
         return WandbLogger(cfg, out_dir, job_digest)
     raise ConfigError(f"unknown logger.type={kind!r}; use wandb or none")

@@ -35,13 +35,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from entrgi.guidance import RewardGuidance  # noqa: E402
-from entrgi.models import DiffusionLM, resolve_device, resolve_dtype  # noqa: E402
-from entrgi.reward import RewardModel  # noqa: E402
-from entrgi.rng import row_key  # noqa: E402
-from entrgi.sampler import SamplerConfig, commit_plan, generate  # noqa: E402
-from entrgi.schedules import make_schedule  # noqa: E402
-from entrgi.timing import SectionTimer  # noqa: E402
+from entrgi.bookkeeping.timing import SectionTimer  # noqa: E402
+from entrgi.models.diffusion import DiffusionLM  # noqa: E402
+from entrgi.models.loading import resolve_device, resolve_dtype  # noqa: E402
+from entrgi.models.reward import RewardModel  # noqa: E402
+from entrgi.sampling.guidance import RewardGuidance  # noqa: E402
+from entrgi.sampling.rng import row_key  # noqa: E402
+from entrgi.sampling.sampler import SamplerConfig, commit_plan, generate  # noqa: E402
+from entrgi.sampling.schedules import make_schedule  # noqa: E402
 
 PARTS = ("dllm_forward", "pre_guidance_filter", "relaxation", "reward_forward", "reward_backward", "optimizer",
          "sampling_remasking")

@@ -21,13 +21,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from entrgi.guidance import RewardGuidance  # noqa: E402
-from entrgi.models import DiffusionLM  # noqa: E402
-from entrgi.reward import RewardModel  # noqa: E402
-from entrgi.rng import row_key  # noqa: E402
-from entrgi.sampler import SamplerConfig, generate  # noqa: E402
-from entrgi.schedules import make_schedule  # noqa: E402
-from entrgi.standins import write_dream, write_qwen3_reward  # noqa: E402
+from entrgi.models.diffusion import DiffusionLM  # noqa: E402
+from entrgi.models.reward import RewardModel  # noqa: E402
+from entrgi.sampling.guidance import RewardGuidance  # noqa: E402
+from entrgi.sampling.rng import row_key  # noqa: E402
+from entrgi.sampling.sampler import SamplerConfig, generate  # noqa: E402
+from entrgi.sampling.schedules import make_schedule  # noqa: E402
+from entrgi.testbed.standins import write_dream, write_qwen3_reward  # noqa: E402
 
 DREAM_7B = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                 num_key_value_heads=4, vocab_size=152064, rope_theta=1e6, rms_norm_eps=1e-6)
@@ -44,8 +44,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="denoising steps timed (commits 128/steps per step)")
     parser.add_argument("--samples", type=int, default=4)
     args = parser.parse_args()
-    from transformers import (AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Qwen2TokenizerFast, Qwen3Config,
-                              Qwen3ForSequenceClassification)
+    from transformers import (
+        AutoTokenizer,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen2TokenizerFast,
+        Qwen3Config,
+        Qwen3ForSequenceClassification,
+    )
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

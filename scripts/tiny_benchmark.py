@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from entrgi.benchmarks import Prompt  # noqa: E402
-from entrgi.judges import make_judge  # noqa: E402
-from entrgi.metrics import mean_stderr  # noqa: E402
+from entrgi.bookkeeping.storage import read_jsonl  # noqa: E402
+from entrgi.evaluation.benchmarks import Prompt  # noqa: E402
+from entrgi.evaluation.judges import make_judge  # noqa: E402
+from entrgi.evaluation.metrics import mean_stderr  # noqa: E402
 from entrgi.run import CONF_DIR, run  # noqa: E402
-from entrgi.storage import read_jsonl  # noqa: E402
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 METHODS = ("bon", "expectation", "aps", "entrgi")  # base samples exactly as bon does

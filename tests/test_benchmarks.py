@@ -9,9 +9,9 @@ import time
 from importlib.metadata import PackageNotFoundError, distribution
 
 import pytest
-
 from conftest import compose_config
-from entrgi.models import ConfigError
+
+from entrgi.errors import ConfigError
 from entrgi.run import load_prompts
 
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from entrgi.guidance import RewardGuidance, guided_steps
-from entrgi.models import ConfigError
-from entrgi.rng import row_key
-from entrgi.sampler import SamplerConfig, generate
-from entrgi.schedules import make_schedule
+from entrgi.errors import ConfigError
+from entrgi.sampling.guidance import RewardGuidance, guided_steps
+from entrgi.sampling.rng import row_key
+from entrgi.sampling.sampler import SamplerConfig, generate
+from entrgi.sampling.schedules import make_schedule
 
 PROMPTS = ["What does `os.path.join` do?", "What does `math.sqrt` do?"]
 CFG = SamplerConfig(gen_length=12, steps=4)

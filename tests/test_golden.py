@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import compose_config
+
 from entrgi.run import run
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "golden.json").read_text())

@@ -1,12 +1,12 @@
 """W&B modes: offline by environment, disabled by config, and online without an account."""
 
 import pytest
-
 from conftest import compose_config
-from entrgi.logging_wandb import has_credentials
-from entrgi.models import ConfigError
-from entrgi.run import run
 from wandb_offline import read_run
+
+from entrgi.bookkeeping.logging_wandb import has_credentials
+from entrgi.errors import ConfigError
+from entrgi.run import run
 
 ONE = ["benchmark.num_prompts=1", "sampler.gen_length=8", "sampler.steps=4", "method=bon"]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from entrgi.metrics import outcomes, peak_memory_bytes, win_rate
+from entrgi.evaluation.metrics import outcomes, peak_memory_bytes, win_rate
 
 
 def test_outcomes_count_ties_half():

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from entrgi.models import ConfigError, load_diffusion_lm
+from entrgi.errors import ConfigError
+from entrgi.models.diffusion import load_diffusion_lm
 
 
 def dream_names(i):

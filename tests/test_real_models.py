@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
-
 from conftest import compose_config
-from entrgi.models import load_diffusion_lm
-from entrgi.reward import RewardModel
+
+from entrgi.models.diffusion import load_diffusion_lm
+from entrgi.models.reward import RewardModel
 
 RUN = ["benchmark=jsonl", "benchmark.num_prompts=2", "num_samples=2", "batch_size=2", "sampler.gen_length=8",
        "sampler.steps=4", "device=cpu", "dtype=float32"]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from entrgi.guidance import first_eos_keep, relaxed_embeddings
+from entrgi.sampling.guidance import first_eos_keep, relaxed_embeddings
 
 V, H = 11, 5
 

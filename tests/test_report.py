@@ -5,8 +5,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import entrgi_cli
+
 from entrgi.report import build
 
 

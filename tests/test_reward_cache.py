@@ -2,12 +2,13 @@
 
 import torch
 
-from entrgi.reward import RewardModel
+from entrgi.models.reward import RewardModel
 
 
 def tiny_reward(seed=0):
-    from transformers import Qwen3Config, Qwen3ForSequenceClassification
     from types import SimpleNamespace
+
+    from transformers import Qwen3Config, Qwen3ForSequenceClassification
 
     torch.manual_seed(seed)
     config = Qwen3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

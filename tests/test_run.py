@@ -5,12 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import compose_config
-from entrgi.benchmarks import Prompt
-from entrgi.judges import KeywordJudge
-from entrgi.metrics import mean_stderr
-from entrgi.models import ConfigError
+
+from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import Prompt
+from entrgi.evaluation.judges import KeywordJudge
+from entrgi.evaluation.metrics import mean_stderr
 from entrgi.run import CONF_DIR, run
 
 FAST = ["sampler.gen_length=16", "sampler.steps=8", "benchmark.num_prompts=4"]

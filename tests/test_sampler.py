@@ -1,8 +1,15 @@
 import pytest
 import torch
 
-from entrgi.rng import RowRandom, row_key
-from entrgi.sampler import SamplerConfig, commit_plan, generate, sample_nucleus, sampling_probs, top_p_top_k_filter
+from entrgi.sampling.rng import RowRandom, row_key
+from entrgi.sampling.sampler import (
+    SamplerConfig,
+    commit_plan,
+    generate,
+    sample_nucleus,
+    sampling_probs,
+    top_p_top_k_filter,
+)
 
 
 @pytest.mark.parametrize("L,T,block", [(128, 128, None), (64, 32, None), (64, 64, 16), (32, 7, None), (30, 9, 10)])

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from entrgi.schedules import make_schedule, normalized_entropy
+from entrgi.sampling.schedules import make_schedule, normalized_entropy
 
 V = 50
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, entrgi_cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import GRID, TINY, compose_config, entrgi_cli
-from entrgi.run import run
 from wandb_offline import read_run
+
+from entrgi.run import run
 
 
 def jobs_of(sweep_dir: Path) -> dict[str, Path]:
@@ -137,7 +137,7 @@ def test_shards_partition_the_prompts_and_do_not_change_them(grid, tmp_path):
 
 
 def test_a_directory_of_other_settings_is_refused(tmp_path):
-    from entrgi.models import ConfigError
+    from entrgi.errors import ConfigError
 
     run(compose_config(*TINY, "benchmark.num_prompts=1", "method=bon", "logger=none",
                        f"baseline.cache_dir={tmp_path / 'cache'}"), tmp_path / "job")

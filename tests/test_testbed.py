@@ -9,12 +9,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from entrgi.benchmarks import ASSETS, Prompt
-from entrgi.judges import KeywordJudge, LexicalJudge, make_judge, ngram_f1, rouge_l
-from entrgi.models import ConfigError
-from entrgi.tiny_corpus import held_out_prompts, keyword_vocabulary, question, training_sentences
-from entrgi.training import (
-    bidirectional_logits, bradley_terry_loss, last_column_scores, left_pad, mask_responses, masked_diffusion_loss,
+from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import ASSETS, Prompt
+from entrgi.evaluation.judges import KeywordJudge, LexicalJudge, make_judge, ngram_f1, rouge_l
+from entrgi.models.batching import left_pad
+from entrgi.testbed.corpus import held_out_prompts, keyword_vocabulary, question, training_sentences
+from entrgi.training.diffusion import (
+    bidirectional_logits,
+    bradley_terry_loss,
+    last_column_scores,
+    mask_responses,
+    masked_diffusion_loss,
 )
 
 # -- the corpus ------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ class SkipFinished(Launcher):
         self.inner.setup(**kwargs)
 
     def finished(self, overrides: Sequence[str]) -> JobReturn | None:
-        from entrgi.settings import digest, finished_summary, job_settings, register_resolvers
+        from entrgi.bookkeeping.settings import digest, finished_summary, job_settings, register_resolvers
 
         register_resolvers()
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from entrgi.models import ConfigError
-from entrgi.sampler import top_p_top_k_filter
+from entrgi.errors import ConfigError
+from entrgi.sampling.sampler import top_p_top_k_filter
 
 
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:

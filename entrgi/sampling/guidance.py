@@ -17,11 +17,11 @@ from typing import Callable
 
 import torch
 
-from entrgi.models import ConfigError
-from entrgi.reward import RewardContext, RewardModel
-from entrgi.rng import RowRandom
-from entrgi.sampler import SamplerConfig, sample_nucleus
-from entrgi.timing import section
+from entrgi.bookkeeping.timing import section
+from entrgi.errors import ConfigError
+from entrgi.models.reward import RewardContext, RewardModel
+from entrgi.sampling.rng import RowRandom
+from entrgi.sampling.sampler import SamplerConfig, sample_nucleus
 
 
 def relaxed_embeddings(phi: torch.Tensor, table: torch.Tensor, temperature: float, weight: torch.Tensor,

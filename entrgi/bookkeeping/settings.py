@@ -14,8 +14,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from entrgi.models import ConfigError
-from entrgi.storage import write_json
+from entrgi.bookkeeping.storage import write_json
+from entrgi.errors import ConfigError
 
 # keys that never change a job's numbers: where and how it logs, how it batches, where caches live
 NOT_RESULTS = ("hydra", "logger", "batch_size", "sweep", "baseline")
@@ -80,7 +80,7 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 def register_resolvers() -> None:
     """The config's resolvers: ``${asset:name}`` (a packaged model), ``${entrgi_job_name:}`` (a job's
     sweep subdirectory) and ``${entrgi_or:a,b}`` (a unless it is null)."""
-    from entrgi.benchmarks import ASSETS
+    from entrgi.evaluation.benchmarks import ASSETS
 
     OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name), replace=True)
 

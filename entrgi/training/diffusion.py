@@ -1,6 +1,6 @@
 """Training objectives for small stacks: the masked-diffusion loss and a Bradley-Terry reward loss.
 
-Used by ``scripts/train_tiny.py`` to build the embedded default; plain functions on tensors, so a
+Used by ``entrgi.testbed.recipe`` to build the embedded default; plain functions on tensors, so a
 user can train another small diffusion LM or reward model with them.
 
 The diffusion loss is the MDLM/LLaDA objective with prompt tokens never masked (SFT): each
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from entrgi.models import bidirectional_mask
+from entrgi.models.batching import bidirectional_mask
 
 
 def bidirectional_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -63,14 +63,3 @@ def last_column_scores(model: torch.nn.Module, input_ids: torch.Tensor, attentio
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
     """``-log sigmoid(r_chosen - r_rejected)``, averaged: the pairwise preference likelihood."""
     return -F.logsigmoid(chosen - rejected).mean()
-
-
-def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token lists to one width; returns ids and the 0/1 attention mask."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
-    return ids, mask

@@ -10,9 +10,9 @@ import re
 from collections import Counter
 from typing import Protocol
 
-from entrgi.benchmarks import Prompt
-from entrgi.models import ConfigError
-from entrgi.reward import RewardModel
+from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import Prompt
+from entrgi.models.reward import RewardModel
 
 
 class Judge(Protocol):

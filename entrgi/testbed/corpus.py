@@ -98,7 +98,7 @@ def documented_methods(min_words: int = 8) -> list[tuple[str, str]]:
 def snapshot() -> dict[str, list[tuple[str, str]]]:
     """``documented_functions()`` and ``documented_methods()`` as a fresh interpreter sees them."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    out = subprocess.run([sys.executable, "-m", "entrgi.tiny_corpus"], capture_output=True, text=True, check=True,
+    out = subprocess.run([sys.executable, "-m", "entrgi.testbed.corpus"], capture_output=True, text=True, check=True,
                          env=env).stdout
     return {kind: [tuple(pair) for pair in pairs] for kind, pairs in json.loads(out).items()}
 

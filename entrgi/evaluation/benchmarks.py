@@ -9,9 +9,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from entrgi.models import ConfigError, hub_unreachable
+from entrgi.errors import ConfigError
+from entrgi.models.loading import hub_unreachable
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 @dataclass

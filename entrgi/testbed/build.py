@@ -2,25 +2,21 @@
 
 Deterministic and offline: the tokenizer is a byte-level BPE trained on CPython's own
 documentation (PSF licence, the held-out benchmark's functions excluded), the models are
-initialized from a fixed seed. ``scripts/train_tiny.py`` trains them into the shipped default;
+initialized from a fixed seed. ``entrgi.testbed.recipe`` trains them into the shipped default;
 this script alone writes the untrained stack (a code-path fixture, not a useful model):
 
-    python scripts/build_tiny_models.py --out /tmp/tiny-random
+    python -m entrgi.testbed.build --out /tmp/tiny-random
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-
-from entrgi.tiny_corpus import held_out_prompts, training_sentences  # noqa: E402
+from entrgi.testbed.corpus import held_out_prompts, training_sentences
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"]
 CHAT_TEMPLATE = (

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import wandb
 from omegaconf import DictConfig, OmegaConf
 
-from entrgi.settings import digest
+from entrgi.bookkeeping.settings import digest
 
 log = logging.getLogger("entrgi")
 
@@ -74,7 +74,7 @@ class WandbLogger:
         settings = cfg.logger
         mode = settings.mode
         if mode not in ("online", "offline", "disabled"):
-            from entrgi.models import ConfigError
+            from entrgi.errors import ConfigError
 
             raise ConfigError(f"logger.mode={mode!r}; use online, offline or disabled")
         if mode == "online" and not has_credentials():

@@ -17,9 +17,9 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from entrgi.benchmarks import Prompt
-from entrgi.settings import differences, digest
-from entrgi.storage import ResultsLog, write_json
+from entrgi.bookkeeping.settings import differences, digest
+from entrgi.bookkeeping.storage import ResultsLog, write_json
+from entrgi.evaluation.benchmarks import Prompt
 
 log = logging.getLogger("entrgi")
 

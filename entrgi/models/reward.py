@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from entrgi.models import ConfigError, from_pretrained, resolve_device, resolve_dtype
+from entrgi.errors import ConfigError
+from entrgi.models.batching import left_pad
+from entrgi.models.loading import from_pretrained, resolve_device, resolve_dtype
 
 _SENTINEL = "\u2063ENTRGI_RESPONSE\u2063"
 UNMATCHED = ("unk", "zero", "retokenize")
@@ -231,11 +233,5 @@ class RewardModel:
 
     def _left_pad(self, rows: list[list[int]], width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        width = max([1, width] + [len(r) for r in rows])
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
-        for i, r in enumerate(rows):
-            if r:
-                ids[i, width - len(r):] = torch.tensor(r)
-                mask[i, width - len(r):] = 1
+        ids, mask = left_pad(rows, pad, max(1, width))
         return ids.to(self.device), mask.to(self.device)

