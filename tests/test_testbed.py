@@ -13,9 +13,9 @@ from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import ASSETS, Prompt
 from entrgi.evaluation.judges import KeywordJudge, LexicalJudge, make_judge, ngram_f1, rouge_l
 from entrgi.models.batching import left_pad
+from entrgi.models.diffusion import DiffusionLM
 from entrgi.testbed.corpus import held_out_prompts, keyword_vocabulary, question, training_sentences
 from entrgi.training.diffusion import (
-    bidirectional_logits,
     bradley_terry_loss,
     last_column_scores,
     mask_responses,
@@ -124,7 +124,7 @@ def test_training_forward_matches_what_the_sampler_sees(tiny_stack):
     ids, mask = torch.cat([ids, response], 1), torch.cat([mask, torch.ones_like(response)], 1)
     start = ids.shape[1] - 8
     expected = dllm.logits(ids, mask)[:, start:]
-    assert torch.allclose(bidirectional_logits(dllm.model, ids, mask, dllm.shift_logits, start), expected, atol=1e-4)
+    assert torch.allclose(dllm.forward(ids, mask, start), expected, atol=1e-4)
 
     texts = ["Return the greatest common divisor.", "no"]
     rows, row_mask = left_pad([reward.chat_ids("q", t) for t in texts], reward.tokenizer.pad_token_id)
@@ -146,7 +146,7 @@ def test_a_few_steps_of_masked_diffusion_training_lower_the_loss():
     ids = torch.cat([prompt, noised], 1)
 
     def loss():
-        logits = bidirectional_logits(model, ids, torch.ones_like(ids), shift_logits=True, start=4)
+        logits = DiffusionLM(model, None, 2, [], shift_logits=True, max_length=64).forward(ids, torch.ones_like(ids), 4)
         return masked_diffusion_loss(logits, response, masked, t)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -178,8 +178,7 @@ def test_the_shipped_dllm_has_learned_to_answer_held_out_questions(tiny_stack):
     noised, masked = mask_responses(response, t, torch.rand(response.shape, generator=generator), dllm.mask_id)
     ids = torch.cat([prompt_ids, noised], 1)
     with torch.no_grad():
-        logits = bidirectional_logits(dllm.model, ids, torch.cat([prompt_mask, torch.ones_like(noised)], 1),
-                                      dllm.shift_logits, start=prompt_ids.shape[1])
+        logits = dllm.forward(ids, torch.cat([prompt_mask, torch.ones_like(noised)], 1), start=prompt_ids.shape[1])
     # an untrained model pays about log V = 8.3 nats per masked token (the shipped one: about 5.1)
     assert masked_diffusion_loss(logits, response, masked, t).item() < 6.0
 

@@ -64,7 +64,6 @@ from entrgi.testbed.corpus import (
     training_sentences,
 )
 from entrgi.training.diffusion import (
-    bidirectional_logits,
     bradley_terry_loss,
     last_column_scores,
     mask_responses,
@@ -119,6 +118,11 @@ def split_reward_only(sentences: list[tuple[str, str]], every: int) -> tuple[lis
 
 # -- the diffusion LM -----------------------------------------------------------------------------
 
+def trainable(model) -> DiffusionLM:
+    """The network as the sampler runs it (shifted logits, bidirectional), for its forward with gradients."""
+    return DiffusionLM(model, tokenizer=None, mask_id=-1, eos_ids=[], shift_logits=True, max_length=0)
+
+
 def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -132,7 +136,7 @@ def diffusion_batch_loss(model, prompts: list[list[int]], responses: torch.Tenso
     noised, masked = mask_responses(responses, t, torch.rand(responses.shape, generator=generator), mask_id)
     ids = torch.cat([prompt, noised], 1)
     attention = torch.cat([prompt_mask, torch.ones_like(noised)], 1)
-    logits = bidirectional_logits(model, ids, attention, shift_logits=True, start=prompt.shape[1])
+    logits = trainable(model).forward(ids, attention, start=prompt.shape[1])
     return masked_diffusion_loss(logits, responses, masked, t)
 
 

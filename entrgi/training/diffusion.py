@@ -1,7 +1,7 @@
-"""Training objectives for small stacks: the masked-diffusion loss and a Bradley-Terry reward loss.
+"""Training objectives: the masked-diffusion loss and a Bradley-Terry reward loss.
 
-Used by ``entrgi.testbed.recipe`` to build the embedded default; plain functions on tensors, so a
-user can train another small diffusion LM or reward model with them.
+Used by ``entrgi.testbed.recipe`` to build the embedded default; plain functions on tensors (the
+trainable forward is ``entrgi.models.diffusion.DiffusionLM.forward``).
 
 The diffusion loss is the MDLM/LLaDA objective with prompt tokens never masked (SFT): each
 sequence draws a masking ratio ``t ~ U(eps, 1)``, masks each response token with probability
@@ -13,25 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from entrgi.models.batching import bidirectional_mask
-
-
-def bidirectional_logits(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                         shift_logits: bool, start: int = 0) -> torch.Tensor:
-    """Logits ``[N, S - start, V]`` of positions ``start:`` as ``entrgi.models.DiffusionLM.logits`` computes them.
-
-    With gradients. Every query attends to every non-padding key; with ``shift_logits`` (Dream)
-    the logits at position i come from the output at i - 1. Only the rows asked for go through
-    the output layer, which is most of a tiny model's cost.
-    """
-    additive, position_ids = bidirectional_mask(attention_mask, next(model.parameters()).dtype)
-    hidden = model.base_model(input_ids=input_ids, attention_mask=additive, position_ids=position_ids,
-                              use_cache=False).last_hidden_state
-    if shift_logits:
-        hidden = torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
-    return model.get_output_embeddings()(hidden[:, start:])
-
 
 def mask_responses(response: torch.Tensor, t: torch.Tensor, uniforms: torch.Tensor,
                    mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
