@@ -30,7 +30,7 @@ from entrgi.evaluation.metrics import mean_stderr, win_rate
 
 METHOD_ORDER = ["base", "bon", "expectation", "aps", "entrgi"]
 # config keys that name a cell of the table, or do not change results: never part of a row's label
-NOT_VARIANT = ("method.", "schedule.", "benchmark.", "seed", "shard.", "logger.", "batch_size", "sweep",
+NOT_VARIANT = ("method.name", "method.family", "schedule.", "benchmark.", "seed", "shard.", "logger.", "batch_size", "sweep",
                "baseline.", "hydra.")
 
 
@@ -375,10 +375,12 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
 
     images = plot(cells, rows, benchmarks, out_dir)
     cfg = settings[0].config
+    guided = [s.config for s in settings if "inner_steps" in s.config["method"]]
     header = (f"# Sweep report: {sweep_dir}\n\n{len(settings)} setting(s) from {sum(len(s.dirs) for s in settings)} "
               f"job(s). Model `{cfg['model']['name']}`, guiding reward `{cfg['reward']['name']}`, "
               f"K={cfg['num_samples']}, L={cfg['sampler']['gen_length']}, T={cfg['sampler']['steps']}, "
-              f"M={cfg['guidance']['inner_steps']}, eta={cfg['guidance']['lr']}; seeds "
+              + "".join(f"M={c['method']['inner_steps']}, eta={c['method']['lr']}, " for c in guided[:1])
+              + f"seeds "
               f"{', '.join(map(str, sorted({s.seed for s in settings})))}.\n\n"
               "Cells are mean ± standard error over seeds of the per-seed mean over prompts"
               + (" († one seed: standard error over prompts)" if any(len(c) == 1 for c in cells.values()) else "")

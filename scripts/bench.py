@@ -262,8 +262,7 @@ def _vm(field: str) -> int:
     return 0
 
 
-def run_once(setting: Setting, stack, device, guided: bool = True, timer: SectionTimer | None = None,
-             guide_steps: set[int] | None = None):
+def run_once(setting: Setting, stack, device, guided: bool = True, timer: SectionTimer | None = None):
     dllm, reward, table = stack
     prompt_ids, keys, prefix_ids, suffix_ids = workload(setting, dllm.vocab_size)
     cfg = sampler_config(setting)
@@ -276,9 +275,9 @@ def run_once(setting: Setting, stack, device, guided: bool = True, timer: Sectio
     clock = Clock(device)
     if timer is not None:
         with timer:
-            out = generate(dllm, prompt_ids, keys, cfg, guide, guide_steps)
+            out = generate(dllm, prompt_ids, keys, cfg, guide)
     else:
-        out = generate(dllm, prompt_ids, keys, cfg, guide, guide_steps)
+        out = generate(dllm, prompt_ids, keys, cfg, guide)
     sync(device)
     out.wall_seconds = clock.wall_elapsed()
     return clock.elapsed(), out

@@ -10,7 +10,8 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from entrgi.run import CONF_DIR, load_models  # noqa: E402
+from entrgi.from_config import load_models  # noqa: E402
+from entrgi.run import CONF_DIR  # noqa: E402
 
 
 def compose_config(*overrides: str):

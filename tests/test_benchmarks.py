@@ -12,7 +12,7 @@ import pytest
 from conftest import compose_config
 
 from entrgi.errors import ConfigError
-from entrgi.run import load_prompts
+from entrgi.from_config import load_prompts
 
 
 def write_jsonl(path, rows):

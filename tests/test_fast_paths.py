@@ -20,8 +20,9 @@ def guided_generate(tiny_stack, cache_prefix=True, steps=None, lr=0.5):
     prompt_ids = [ids for ids in dllm.encode_prompts(PROMPTS) for _ in range(2)]
     keys = [row_key(0, p, k) for p in PROMPTS for k in range(2)]
     guide = RewardGuidance(reward, bridge.table, reward.context(texts, cache_prefix=cache_prefix),
-                           make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=2, lr=lr)
-    return generate(dllm, prompt_ids, keys, CFG, guide, steps)
+                           make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=2, lr=lr,
+                           steps=steps)
+    return generate(dllm, prompt_ids, keys, CFG, guide)
 
 
 def test_prefix_cache_and_fused_adam_give_the_reference_samples(tiny_stack, monkeypatch):
@@ -52,9 +53,9 @@ def test_guided_steps_every_and_window():
     assert guided_steps(8, every=2) == {0, 2, 4, 6}
     assert guided_steps(8, window=(0, 0.5)) == {0, 1, 2, 3}
     assert guided_steps(8, every=3, window=(0.25, 1)) == {3, 6}
-    with pytest.raises(ConfigError, match="guidance.every"):
+    with pytest.raises(ConfigError, match="method.every"):
         guided_steps(8, every=0)
-    with pytest.raises(ConfigError, match="guidance.window"):
+    with pytest.raises(ConfigError, match="method.window"):
         guided_steps(8, window=(0.5, 0.2))
 
 

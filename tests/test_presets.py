@@ -19,7 +19,6 @@ def test_paper_preset_holds_the_papers_grid_and_settings():
     assert preset.num_samples == 4 and preset.benchmark.num_prompts == 64
     assert (preset.sampler.gen_length, preset.sampler.steps) == (128, 128)
     assert (preset.sampler.temperature, preset.sampler.top_p) == (0.7, 0.95)
-    assert (preset.guidance.inner_steps, preset.guidance.lr) == (3, 0.5)
     params = preset.hydra.sweeper.params
     assert params.method.split(",") == ["bon", "aps", "expectation", "entrgi"]
     assert params.benchmark.split(",") == ["rm_bench", "judgebench", "reward_bench_2"]
@@ -27,6 +26,8 @@ def test_paper_preset_holds_the_papers_grid_and_settings():
     cfg = compose_with_hydra("experiment=paper")
     assert cfg.model.name == "dream" and cfg.sweep == "paper"
     assert cfg.sampler.gen_length == 128 and cfg.benchmark.num_prompts == 64
+    guided = compose_with_hydra("experiment=paper", "method=entrgi").method
+    assert (guided.inner_steps, guided.lr) == (3, 0.5)
 
 
 def test_tiny_grid_preset_composes():

@@ -115,3 +115,36 @@ def finished_summary(out_dir: Path, job_digest: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return summary if summary.get("settings_digest") == job_digest else None
+
+
+def config_defaults(cls) -> dict:
+    """The settings a dataclass takes from the config, with their defaults (fields marked
+    ``metadata={"config": False}`` are passed in by the code, not set in ``conf/``)."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("config", True):
+            continue
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            value = None
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def register_defaults() -> None:
+    """Each default is written once, in its dataclass: the config's ``sampler`` node and each method
+    family (``method/family/<family>``, what ``conf/method/*.yaml`` build on) come from them."""
+    from hydra.core.config_store import ConfigStore
+
+    from entrgi.methods import families
+    from entrgi.sampling.sampler import SamplerConfig
+
+    store = ConfigStore.instance()
+    store.store(name="sampler_defaults", node={"sampler": config_defaults(SamplerConfig)})
+    for family, cls in families().items():
+        store.store(group="method/family", name=family, node={"family": family, **config_defaults(cls)})

@@ -13,7 +13,6 @@ gradient always flows through ``soft``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -21,7 +20,8 @@ from entrgi.bookkeeping.timing import section
 from entrgi.errors import ConfigError
 from entrgi.models.reward import RewardContext, RewardModel
 from entrgi.sampling.rng import RowRandom
-from entrgi.sampling.sampler import SamplerConfig, sample_nucleus
+from entrgi.sampling.sampler import SamplerConfig, StepState, StepUpdate, sample_nucleus
+from entrgi.sampling.schedules import Schedule
 
 
 def relaxed_embeddings(phi: torch.Tensor, table: torch.Tensor, temperature: float, weight: torch.Tensor,
@@ -44,11 +44,11 @@ def guided_steps(steps: int, every: int = 1, window: tuple[float, float] | None 
     cheaper and changes the samples.
     """
     if every < 1:
-        raise ConfigError(f"guidance.every={every} must be >= 1 (1 guides every step)")
+        raise ConfigError(f"method.every={every} must be >= 1 (1 guides every step)")
     if window is not None:
         start, stop = window
         if not 0 <= start < stop <= 1:
-            raise ConfigError(f"guidance.window={list(window)} must be [start, stop] with 0 <= start < stop <= 1")
+            raise ConfigError(f"method.window={list(window)} must be [start, stop] with 0 <= start < stop <= 1")
     if every == 1 and window is None:
         return None
     start, stop = window if window is not None else (0.0, 1.0)
@@ -63,23 +63,31 @@ def first_eos_keep(tokens: torch.Tensor, eos_ids: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class RewardGuidance:
-    """Optimizes a step's masked logits towards higher reward (implements ``sampler.Guide``)."""
+    """A step hook that optimizes the masked logits towards higher reward before tokens are drawn."""
 
     reward_model: RewardModel
     table: torch.Tensor  # E: reward input embeddings indexed by dLLM token id, [V, H]
     context: RewardContext  # chat prefix and suffix per row
-    schedule: Callable[[torch.Tensor], torch.Tensor]  # phi -> w per position
+    schedule: Schedule  # (phi, t) -> w per position
     sampler: SamplerConfig  # tau, top-p, top-k of the hard sample
     eos_ids: torch.Tensor
     inner_steps: int = 3  # M
     lr: float = 0.5  # eta
+    steps: set[int] | None = None  # the step indices to guide (see ``guided_steps``); None: all
+
+    def __call__(self, state: StepState) -> StepUpdate | None:
+        if self.steps is not None and state.step.index not in self.steps:
+            return None
+        logits, stats = self.optimize(state.logits, state.positions, state.tokens, state.step.index, state.rng,
+                                      state.step.t)
+        return StepUpdate(logits=logits, stats=stats)
 
     def optimize(self, logits: torch.Tensor, positions: torch.Tensor, response: torch.Tensor, step: int,
-                 rng: RowRandom) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 rng: RowRandom, t: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the optimized logits ``phi [N, n, V]`` and per-row statistics of the step.
 
         ``logits [N, n, V]`` are the logits at the ``positions [N, n]`` that are still masked in
-        ``response [N, L]``.
+        ``response [N, L]``; ``t`` is the step's diffusion time, for schedules that read it.
         """
         n = positions.shape[1]
         phi = logits.detach().float().clone().requires_grad_(True)
@@ -91,7 +99,7 @@ class RewardGuidance:
         for inner in range(self.inner_steps):
             with section("relaxation"), torch.no_grad():
                 finite = phi.detach()
-                weight = self.schedule(finite)  # w per masked position
+                weight = self.schedule(finite, t)  # w per masked position
                 hard_tokens = sample_nucleus(finite, self.sampler,
                                              lambda r: rng.uniform((n,), step, RowRandom.HARD, inner, r))
                 # hide what follows the first EOS (argmax of phi at masked columns)

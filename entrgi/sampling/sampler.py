@@ -53,6 +53,7 @@ class CommitStep:
     block_end: int
     count: int
     num_masked: int  # masked positions in the whole response before this step
+    t: float = 1.0  # the diffusion time at the start of the step: 1 (all masked) -> eps, per block
 
 
 def commit_plan(gen_length: int, steps: int, block_length: int | None = None, eps: float = 1e-3) -> list[CommitStep]:
@@ -75,7 +76,7 @@ def commit_plan(gen_length: int, steps: int, block_length: int | None = None, ep
         for i in range(steps_per_block):
             t, s = grid[i], grid[i + 1]
             count = masked if i == steps_per_block - 1 else math.floor(masked * (1 - s / t))
-            plan.append(CommitStep(len(plan), block * block_length, (block + 1) * block_length, count, total_masked))
+            plan.append(CommitStep(len(plan), block * block_length, (block + 1) * block_length, count, total_masked, t))
             masked -= count
             total_masked -= count
     return plan
@@ -148,12 +149,31 @@ def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: to
     return torch.special.xlogy(probs, probs).sum(-1)  # entropy: negative entropy
 
 
-class Guide(Protocol):
-    """What the sampler needs from reward guidance (see ``entrgi.guidance.RewardGuidance``)."""
+@dataclass
+class StepState:
+    """What a step hook sees: the rows' state before the step's tokens are drawn."""
 
-    def optimize(
-        self, logits: torch.Tensor, positions: torch.Tensor, response: torch.Tensor, step: int, rng: RowRandom
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+    step: CommitStep  # index, time t, block, how many positions it commits
+    tokens: torch.Tensor  # [N, L] response tokens, ``mask_id`` where still masked
+    positions: torch.Tensor  # [N, n] the masked columns, in column order
+    logits: torch.Tensor  # [N, n, V] the dLLM's logits at those columns (mask token at -inf)
+    rng: RowRandom  # each row's random streams
+
+
+@dataclass
+class StepUpdate:
+    """What a step hook may change. Rows are reordered first; ``logits`` and ``stats`` are in the new order."""
+
+    logits: torch.Tensor | None = None  # [N, n, V] draw this step's tokens from these (e.g. guided) logits
+    order: torch.Tensor | None = None  # [N] new row i continues old row order[i] (resampling particles)
+    row_keys: torch.Tensor | None = None  # [N] random keys of the reordered rows; default: keys move with rows
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # [N] per-row statistics for the trace
+
+
+class StepHook(Protocol):
+    """Called at every denoising step that commits tokens (see ``entrgi.sampling.guidance.RewardGuidance``)."""
+
+    def __call__(self, state: StepState) -> StepUpdate | None: ...
 
 
 @dataclass
@@ -161,6 +181,15 @@ class GenerationOutput:
     tokens: torch.Tensor  # [N, L] the response tokens
     trace: list[dict] = field(default_factory=list)  # per executed step: step, committed, per-row stats
     dllm_forwards: int = 0  # sequences through the dLLM
+    ancestors: torch.Tensor | None = None  # [N] the input row each final row descends from (None: itself)
+
+
+def reorder_trace(trace: list[dict], order: torch.Tensor) -> None:
+    """Re-index the per-row statistics of earlier steps, so every row's trace follows its lineage."""
+    for entry in trace:
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                entry[name] = value[order]
 
 
 def generate(
@@ -168,16 +197,15 @@ def generate(
     prompt_ids: list[list[int]],
     row_keys: list[int],
     cfg: SamplerConfig,
-    guide: Guide | None = None,
-    guide_steps: set[int] | None = None,
+    hook: StepHook | None = None,
     prompt_width: int | None = None,
 ) -> GenerationOutput:
-    """Sample one response per row. ``row_keys`` seeds each row (see ``entrgi.rng.row_key``).
+    """Sample one response per row. ``row_keys`` seeds each row (see ``entrgi.sampling.rng.row_key``).
 
-    ``dllm`` is an ``entrgi.models.DiffusionLM``. With a ``guide``, each step's masked logits are
-    optimized towards the reward before tokens are drawn; ``guide_steps`` limits guidance to
-    some step indices (all steps when None). Prompts are left-padded to ``prompt_width``: a
-    width fixed for a whole run keeps each row's numbers bit-identical whatever batch it is in.
+    ``dllm`` is an ``entrgi.models.diffusion.DiffusionLM``. A ``hook`` sees every step's state and
+    may replace the logits tokens are drawn from (reward guidance) and reorder the rows (particle
+    resampling). Prompts are left-padded to ``prompt_width``: a width fixed for a whole run keeps
+    each row's numbers bit-identical whatever batch it is in.
     """
     device = dllm.device
     L = cfg.gen_length
@@ -190,6 +218,7 @@ def generate(
     eos = torch.tensor(dllm.eos_ids, device=device)
     out = GenerationOutput(tokens=x[:, P:])
     column = torch.arange(L, device=device)
+    ancestors = torch.arange(x.shape[0], device=device)
 
     for step in commit_plan(L, cfg.steps, cfg.block_length, cfg.eps):
         if step.count == 0:
@@ -201,19 +230,25 @@ def generate(
         with section("dllm_forward"):
             logits = dllm.logits(x, attention)[:, P:].gather(1, positions[..., None].expand(-1, -1, dllm.vocab_size))
             logits[..., dllm.mask_id] = float("-inf")  # never sample the mask token itself
+        out.dllm_forwards += x.shape[0]
+
+        update = hook(StepState(step, response, positions, logits, rng)) if hook is not None else None
+        update = update or StepUpdate()
+        if update.order is not None:  # whole particles move: tokens, logits and random streams
+            order = update.order
+            x, attention, positions, logits = x[order], attention[order], positions[order], logits[order]
+            response = x[:, P:]
+            rng = RowRandom(rng.keys[order] if update.row_keys is None else update.row_keys, device=device)
+            ancestors = ancestors[order]
+            reorder_trace(out.trace, order)
         with section("pre_guidance_filter"):
             probs = sampling_probs(logits, cfg)  # pre-guidance: ranks the positions to commit
 
-        if guide is not None and (guide_steps is None or step.index in guide_steps):
-            guided, stats = guide.optimize(logits, positions, response, step.index, rng)
-            with section("sampling_remasking"):
-                tokens = sample_nucleus(guided, cfg, lambda r: rng.uniform((n,), step.index, RowRandom.TOKENS, r))
-        else:
-            stats = {}
-            with section("sampling_remasking"):
-                tokens = sample_from_probs(probs, rng.uniform((n,), step.index, RowRandom.TOKENS, 0))
-
         with section("sampling_remasking"):
+            if update.logits is not None:
+                tokens = sample_nucleus(update.logits, cfg, lambda r: rng.uniform((n,), step.index, RowRandom.TOKENS, r))
+            else:
+                tokens = sample_from_probs(probs, rng.uniform((n,), step.index, RowRandom.TOKENS, 0))
             # which positions to commit: ranked on the pre-guidance distribution
             noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
             key = confidence(cfg.alg, probs, tokens, noise)
@@ -226,8 +261,9 @@ def generate(
             chosen = key.topk(step.count, dim=-1).indices
             x[:, P:] = response.scatter(1, positions.gather(1, chosen), tokens.gather(1, chosen))
 
-        out.trace.append({"step": step.index, "committed": step.count, **stats})
-        out.dllm_forwards += x.shape[0]
+        out.trace.append({"step": step.index, "committed": step.count, **update.stats})
 
     out.tokens = x[:, P:]
+    if not torch.equal(ancestors, torch.arange(x.shape[0], device=device)):
+        out.ancestors = ancestors
     return out

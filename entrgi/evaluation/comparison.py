@@ -1,0 +1,68 @@
+"""Each prompt's answer against best-of-K's on the same prompt, and a job's summary.
+
+Plain functions on ``PromptResult`` records: the runner, the scripts and a notebook use the same.
+"""
+
+from __future__ import annotations
+
+from entrgi.bookkeeping.records import PromptResult
+from entrgi.evaluation.benchmarks import Prompt
+from entrgi.evaluation.judges import Judge
+from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
+
+
+def compare_with_baseline(records: list[PromptResult], baseline: list[PromptResult], prompts: list[Prompt],
+                          judge: Judge | None, answers: list[int]) -> list[PromptResult]:
+    """Pair each prompt's answer (sample ``answers[i]``) with best-of-K's top-1: rewards, judge scores,
+    outcomes (1 / 0.5 / 0 by the guide and by the judge). Fills the records' comparison fields."""
+    for record, base, answer in zip(records, baseline, answers):
+        if record.id != base.id:
+            raise ValueError(f"records and baseline are not in the same prompt order ({record.id} vs {base.id})")
+        record.baseline = {"method": "bon", "response": base.responses[base.best_index],
+                           "top1_reward": base.top1_reward}
+        record.outcome = {"guide": outcomes([record.rewards[answer]], [base.top1_reward])[0]}
+    if judge is not None:
+        texts = [r.responses[a] for r, a in zip(records, answers)] + [r.baseline["response"] for r in records]
+        scores = judge.score(prompts + prompts, texts)
+        n = len(records)
+        for record, mine, theirs in zip(records, scores[:n], scores[n:]):
+            record.judge = {"name": judge.name, "top1": mine, "baseline_top1": theirs}
+            record.outcome["judge"] = outcomes([mine], [theirs])[0]
+    return records
+
+
+def summarize(records: list[PromptResult], seed: int, **facts) -> dict:
+    """A job's summary: means with standard errors, win-rates against best-of-K with bootstrap 95%
+    intervals (seeded by ``seed``), the prompt ids and summed costs; ``facts`` are recorded as given."""
+    cost = {name: sum(r.cost[name] for r in records) for name in records[0].cost} if records else {}
+    summary = {
+        **facts, "seed": seed, "num_prompts": len(records),
+        "top1_reward": mean_stderr([r.top1_reward for r in records]),
+        "mean_reward": mean_stderr([r.mean_reward for r in records]),
+        "prompt_ids": [r.id for r in records], "cost": cost,
+    }
+    if records and records[0].outcome is not None:
+        summary.setdefault("baseline", {})["top1_reward"] = mean_stderr([r.baseline["top1_reward"] for r in records])
+        summary["win_rate"] = {kind: win_rate([r.outcome[kind] for r in records], seed=seed)
+                               for kind in records[0].outcome}
+        if records[0].judge is not None:
+            summary["win_rate"]["judge"]["judge"] = records[0].judge["name"]
+    return summary
+
+
+def print_summary(summary: dict, out_dir) -> None:
+    """The console lines of a job's summary."""
+    top1, mean = summary["top1_reward"], summary["mean_reward"]
+    print(f"\n{summary['method']} on {summary['benchmark']} ({summary['num_prompts']} prompts x "
+          f"{summary['num_samples']} samples, seed {summary['seed']})")
+    print(f"  top-1 reward  {top1['mean']:+.4f} +- {top1['stderr']:.4f}")
+    print(f"  mean@K reward {mean['mean']:+.4f} +- {mean['stderr']:.4f}")
+    if "win_rate" in summary:
+        base = summary["baseline"]["top1_reward"]
+        print(f"  bon top-1     {base['mean']:+.4f} +- {base['stderr']:.4f}  (the baseline, same prompts)")
+        for kind, rate in summary["win_rate"].items():
+            judge = f" ({rate['judge']})" if "judge" in rate else ""
+            print(f"  win-rate vs bon, {kind}{judge}: {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}]")
+    cost = summary["cost_total"]
+    print(f"  wall-clock    {cost['wall_clock_seconds']:.1f} s, peak memory {cost['peak_memory_bytes'] / 2**20:.0f} MiB")
+    print(f"  results in    {out_dir}")

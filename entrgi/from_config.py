@@ -1,0 +1,71 @@
+"""The objects a composed config describes: models, prompts, the method, the logger.
+
+Shared by the entrypoints (``entrgi.run``, ``entrgi.train``); each takes the resolved Hydra config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import Prompt, load_benchmark
+from entrgi.methods import make_method
+from entrgi.methods.base import Method
+from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
+from entrgi.models.reward import RewardModel
+
+
+def load_models(cfg: DictConfig) -> tuple[DiffusionLM, RewardModel]:
+    dllm = load_diffusion_lm(
+        cfg.model.path, loader=cfg.model.loader, shift_logits=cfg.model.shift_logits, mask_token=cfg.model.mask_token,
+        eos_tokens=list(cfg.model.eos_tokens) if cfg.model.eos_tokens else None, device=cfg.device,
+        dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code, max_length=cfg.model.max_length,
+        chat_template=cfg.model.chat_template)
+    reward = RewardModel.load(cfg.reward.path, device=cfg.device, dtype=cfg.dtype,
+                              trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
+    return dllm, reward
+
+
+def load_prompts(cfg: DictConfig) -> list[Prompt]:
+    b = cfg.benchmark
+    return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
+                          id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
+                          seed=cfg.seed, distribution=b.get("distribution"))
+
+
+def build_method(cfg: DictConfig) -> Method:
+    """The method ``cfg.method`` names, with its schedule and the reward config's vocabulary settings."""
+    return make_method(OmegaConf.to_container(cfg.method, resolve=True), OmegaConf.to_container(cfg.schedule),
+                       unmatched=cfg.reward.unmatched, min_coverage=cfg.reward.min_coverage,
+                       compatible_model=cfg.reward.get("compatible_model"), model_name=cfg.model.name)
+
+
+def check_job(cfg: DictConfig) -> None:
+    """Refuse settings that would fail or mislead later, before anything heavy loads."""
+    for key in ("seed", "num_samples", "batch_size"):
+        value = cfg[key]
+        if not isinstance(value, int) or isinstance(value, bool) or (key != "seed" and value < 1):
+            need = "an integer" if key == "seed" else "an integer >= 1"
+            raise ConfigError(f"{key}={value!r} must be {need}")
+    shard_of([], cfg.shard.index, cfg.shard.count)
+
+
+def shard_of(prompts: list[Prompt], index: int, count: int) -> list[Prompt]:
+    """Every ``count``-th prompt from ``index``: the shards of a setting partition its prompts."""
+    if not (isinstance(index, int) and isinstance(count, int)) or count < 1 or not 0 <= index < count:
+        raise ConfigError(f"shard.index={index} shard.count={count}: need integers with 0 <= shard.index < shard.count")
+    return prompts[index::count]
+
+
+def open_logger(cfg: DictConfig, out_dir: Path, job_digest: str):
+    """The experiment logger ``cfg.logger`` names, or None; W&B is imported only when asked for."""
+    kind = cfg.logger.type
+    if kind == "none":
+        return None
+    if kind == "wandb":
+        from entrgi.bookkeeping.logging_wandb import WandbLogger
+
+        return WandbLogger(cfg, out_dir, job_digest)
+    raise ConfigError(f"unknown logger.type={kind!r}; use wandb or none")

@@ -1,0 +1,120 @@
+"""What every method shares: the sampling setup of a job, and turning sampled rows into records.
+
+A method answers a batch of prompts with records (``PromptResult``). Its only freedom is the step
+hook it hands the sampler (none: unguided; reward guidance; particle resampling), what it prepares
+once per job, and which of the K samples is its answer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from entrgi.bookkeeping.records import PromptResult
+from entrgi.evaluation.benchmarks import Prompt
+from entrgi.models.diffusion import DiffusionLM
+from entrgi.models.reward import RewardModel
+from entrgi.sampling.rng import row_key
+from entrgi.sampling.sampler import GenerationOutput, SamplerConfig, StepHook, generate
+
+
+@dataclass
+class SamplingSetup:
+    """The models and settings a job samples with; fixed for the whole job."""
+
+    dllm: DiffusionLM
+    reward_model: RewardModel
+    sampler: SamplerConfig
+    num_samples: int = 4  # K
+    seed: int = 0
+    # one padding width for all of a job's prompts (dLLM prompt; reward chat prefix and suffix): a
+    # prompt's numbers then depend neither on its batch nor on its shard
+    prompt_width: int | None = None
+    reward_widths: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def for_prompts(cls, dllm: DiffusionLM, reward_model: RewardModel, prompts: list[Prompt], sampler: SamplerConfig,
+                    num_samples: int = 4, seed: int = 0) -> "SamplingSetup":
+        """A setup whose padding widths fit every prompt of ``prompts`` (take them before sharding)."""
+        texts = [p.text for p in prompts]
+        width = max(len(ids) for ids in dllm.encode_prompts(texts))
+        return cls(dllm, reward_model, sampler, num_samples, seed, width, reward_model.context_widths(texts))
+
+
+@dataclass
+class Generation:
+    """K samples of each prompt of a batch: rows are prompt-major (prompt i's samples at i*K ... i*K+K-1)."""
+
+    output: GenerationOutput  # tokens [B*K, L], the per-step trace, dLLM forwards
+    responses: list[str]
+    rewards: list[float]
+    seconds: float
+    reward_evaluations: dict[str, int]  # reward-model forward and backward passes (sequences) it took
+
+
+class Method:
+    """A way to answer prompts with K samples each. Subclasses set ``hook``; see ``entrgi.methods``."""
+
+    name: str = "method"
+    shares_baseline_samples = False  # True: its samples are best-of-K's (read from the shared cache)
+    compares_with_baseline = True  # False for best-of-K itself
+
+    def prepare(self, setup: SamplingSetup, prompts: list[Prompt]) -> dict:
+        """Work done once per job, before any batch; returns what the summary should record."""
+        return {}
+
+    def hook(self, setup: SamplingSetup, batch: list[Prompt], rows: list[str]) -> StepHook | None:
+        """The sampler's step hook for a batch; ``rows`` holds each row's prompt text. None: unguided."""
+        return None
+
+    def answer_index(self, result: PromptResult) -> int:
+        """Which sample answers the prompt (compared with best-of-K's answer)."""
+        return result.best_index
+
+    def generate(self, setup: SamplingSetup, batch: list[Prompt]) -> Generation:
+        K = setup.num_samples
+        rows = [p.text for p in batch for _ in range(K)]
+        prompt_ids = [ids for ids in setup.dllm.encode_prompts([p.text for p in batch]) for _ in range(K)]
+        keys = [row_key(setup.seed, p.id, k) for p in batch for k in range(K)]
+        reward_model = setup.reward_model
+        before = dict(reward_model.evaluations)
+        start = time.perf_counter()
+        out = generate(setup.dllm, prompt_ids, keys, setup.sampler, self.hook(setup, batch, rows), setup.prompt_width)
+        responses = setup.dllm.decode(out.tokens)
+        rewards = reward_model.score_texts(rows, responses)
+        spent = {name: reward_model.evaluations[name] - before[name] for name in before}
+        return Generation(out, responses, rewards, time.perf_counter() - start, spent)
+
+    def sample(self, setup: SamplingSetup, batch: list[Prompt]) -> list[PromptResult]:
+        """Sample, score and summarize one batch of prompts: one record per prompt."""
+        generation = self.generate(setup, batch)
+        return records_of(batch, generation, setup.num_samples)
+
+
+def step_trace(trace: list[dict], rows: slice) -> dict:
+    """A prompt's per-step trace: each statistic's mean over its rows, None at steps without it."""
+    out = {"step": [t["step"] for t in trace], "committed": [t["committed"] for t in trace]}
+    names = dict.fromkeys(name for t in trace for name, value in t.items() if isinstance(value, torch.Tensor))
+    for name in names:
+        out[name] = [round(t[name][rows].mean().item(), 5) if name in t else None for t in trace]
+    return out
+
+
+def records_of(batch: list[Prompt], generation: Generation, num_samples: int) -> list[PromptResult]:
+    """One record per prompt from a batch's generation; costs are split evenly over the prompts."""
+    B, K = len(batch), num_samples
+    cost = {"seconds": generation.seconds / B, "dllm_forwards": generation.output.dllm_forwards / B,
+            "reward_forwards": generation.reward_evaluations["forward"] / B,
+            "reward_backwards": generation.reward_evaluations["backward"] / B}
+    records = []
+    for i, prompt in enumerate(batch):
+        rows = slice(i * K, (i + 1) * K)
+        rewards = generation.rewards[rows]
+        best = max(range(K), key=lambda k: rewards[k])
+        records.append(PromptResult(
+            id=prompt.id, prompt=prompt.text, reference=prompt.reference, responses=generation.responses[rows],
+            rewards=rewards, best_index=best, top1_reward=rewards[best], mean_reward=sum(rewards) / K,
+            trace=step_trace(generation.output.trace, rows), cost=dict(cost)))
+    return records
