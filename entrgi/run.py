@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.baseline import BaselineCache
+from entrgi.bookkeeping.progress import progress_bars
 from entrgi.bookkeeping.records import PromptResult, environment
 from entrgi.bookkeeping.settings import (
     baseline_settings,
@@ -79,7 +80,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     bon = best_of_k()
 
     def baseline_records() -> list[PromptResult]:
-        rows = cache.records(prompts, lambda batch: [r.to_json() for r in bon.sample(setup, batch)], cfg.batch_size)
+        with progress_bars("bon (shared baseline)", len(prompts)) as (batch_done, setup.on_step):
+            rows = cache.records(prompts, lambda batch: [r.to_json() for r in bon.sample(setup, batch)],
+                                 cfg.batch_size, on_batch=batch_done)
         return [PromptResult.from_json(r) for r in rows]
 
     logger = open_logger(cfg, out_dir, job_digest)
@@ -110,16 +113,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
 def sample_all(cfg, method: Method, setup: SamplingSetup, prompts, out_dir: Path, logger) -> list[PromptResult]:
     """Sample every prompt not in ``out_dir/results.jsonl`` yet, appending records batch by batch."""
-    from tqdm import tqdm
-
     results = ResultsLog(out_dir / "results.jsonl")
     wanted = {p.id for p in prompts}
     done = len(wanted & results.done())
     if done:
         log.info("resuming: %d of %d prompts already done", done, len(prompts))
-    with tqdm(total=len(prompts), initial=done, desc=cfg.method.name, unit="prompt") as bar:
+    with progress_bars(cfg.method.name, len(prompts), done) as (batch_done, setup.on_step):
         def after_batch(size: int) -> None:
-            bar.update(size)
+            batch_done(size)
             if logger is not None:
                 logger.progress([r for r in results.records if r["id"] in wanted], len(prompts))
 

@@ -31,7 +31,7 @@ class BaselineCache:
         self.dir = Path(cache_dir) / self.digest[:16]
 
     def records(self, prompts: list[Prompt], sample: Callable[[list[Prompt]], list[dict]], batch_size: int,
-                wait_message_every: float = 60.0) -> list[dict]:
+                wait_message_every: float = 60.0, on_batch: Callable[[int], None] | None = None) -> list[dict]:
         """The unguided records of ``prompts`` in their order, sampling only those not cached yet."""
         self.dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.dir) + ".lock")
@@ -47,7 +47,7 @@ class BaselineCache:
             missing = len({p.id for p in prompts} - results.done())
             if missing:
                 log.info("baseline cache %s: sampling %d of %d prompts", self.dir, missing, len(prompts))
-            return results.fill(prompts, sample, batch_size)
+            return results.fill(prompts, sample, batch_size, on_batch)
         finally:
             lock.release()
 

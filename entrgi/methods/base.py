@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -33,6 +34,7 @@ class SamplingSetup:
     # prompt's numbers then depend neither on its batch nor on its shard
     prompt_width: int | None = None
     reward_widths: tuple[int, int] = (0, 0)
+    on_step: Callable[[int, int], None] | None = None  # progress display: (steps done, steps) of a batch
 
     @classmethod
     def for_prompts(cls, dllm: DiffusionLM, reward_model: RewardModel, prompts: list[Prompt], sampler: SamplerConfig,
@@ -81,7 +83,8 @@ class Method:
         reward_model = setup.reward_model
         before = dict(reward_model.evaluations)
         start = time.perf_counter()
-        out = generate(setup.dllm, prompt_ids, keys, setup.sampler, self.hook(setup, batch, rows), setup.prompt_width)
+        out = generate(setup.dllm, prompt_ids, keys, setup.sampler, self.hook(setup, batch, rows), setup.prompt_width,
+                       setup.on_step)
         responses = setup.dllm.decode(out.tokens)
         rewards = reward_model.score_texts(rows, responses)
         spent = {name: reward_model.evaluations[name] - before[name] for name in before}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
@@ -199,13 +199,15 @@ def generate(
     cfg: SamplerConfig,
     hook: StepHook | None = None,
     prompt_width: int | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> GenerationOutput:
     """Sample one response per row. ``row_keys`` seeds each row (see ``entrgi.sampling.rng.row_key``).
 
     ``dllm`` is an ``entrgi.models.diffusion.DiffusionLM``. A ``hook`` sees every step's state and
     may replace the logits tokens are drawn from (reward guidance) and reorder the rows (particle
     resampling). Prompts are left-padded to ``prompt_width``: a width fixed for a whole run keeps
-    each row's numbers bit-identical whatever batch it is in.
+    each row's numbers bit-identical whatever batch it is in. ``on_step(done, total)`` follows each
+    step that commits tokens (progress display).
     """
     device = dllm.device
     L = cfg.gen_length
@@ -220,9 +222,9 @@ def generate(
     column = torch.arange(L, device=device)
     ancestors = torch.arange(x.shape[0], device=device)
 
-    for step in commit_plan(L, cfg.steps, cfg.block_length, cfg.eps):
-        if step.count == 0:
-            continue  # nothing is committed and guidance starts afresh each step: skipping is exact
+    plan = [step for step in commit_plan(L, cfg.steps, cfg.block_length, cfg.eps)
+            if step.count > 0]  # nothing is committed and guidance starts afresh each step: skipping is exact
+    for done, step in enumerate(plan, 1):
         response = x[:, P:]
         n = step.num_masked
         # the n masked columns of each row, in column order (every row has exactly n)
@@ -262,6 +264,8 @@ def generate(
             x[:, P:] = response.scatter(1, positions.gather(1, chosen), tokens.gather(1, chosen))
 
         out.trace.append({"step": step.index, "committed": step.count, **update.stats})
+        if on_step is not None:
+            on_step(done, len(plan))
 
     out.tokens = x[:, P:]
     if not torch.equal(ancestors, torch.arange(x.shape[0], device=device)):

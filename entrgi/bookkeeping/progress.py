@@ -1,0 +1,21 @@
+"""Console progress: prompts done, and the denoising steps of the batch in flight (with time left)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+
+@contextmanager
+def progress_bars(desc: str, total: int, initial: int = 0):
+    """Yields ``(batch_done, step_done)``: call ``batch_done(n)`` after each batch of ``n`` prompts and
+    ``step_done(done, steps)`` after each denoising step (``steps`` in the batch)."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, initial=initial, desc=desc, unit="prompt") as prompts, \
+            tqdm(total=0, desc="  denoising", unit="step", leave=False) as steps:
+        def step_done(done: int, of: int) -> None:
+            if steps.total != of or done == 1:
+                steps.reset(total=of)
+            steps.update(done - steps.n)
+
+        yield prompts.update, step_done
