@@ -46,14 +46,63 @@ def hub_unreachable() -> str | None:
     return None
 
 
-def from_pretrained(loader, path: str, what: str, **kwargs):
+def download_command(repo: str, repo_type: str | None = None) -> str:
+    """The command that saves hub repository ``repo`` into ``<dir>``, for the installed huggingface-hub:
+    ``hf download`` (huggingface-hub 0.34 on; 1.0 dropped ``huggingface-cli``), else ``huggingface-cli``."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        scripts = {e.name for e in distribution("huggingface_hub").entry_points if e.group == "console_scripts"}
+    except PackageNotFoundError:
+        scripts = set()
+    program = "hf" if "hf" in scripts or "huggingface-cli" not in scripts else "huggingface-cli"
+    kind = f" --repo-type {repo_type}" if repo_type else ""
+    return f"{program} download{kind} {repo} --local-dir <dir>"
+
+
+WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt")
+
+
+def missing_checkpoint_files(directory: Path) -> list[str]:
+    """What a model directory lacks, as phrases: no ``config.json``, no weights, no tokenizer files."""
+    directory = Path(directory)
+    missing = []
+    if not (directory / "config.json").exists():
+        missing.append("no config.json")
+    if not any(next(directory.glob(pattern), None) for pattern in WEIGHTS):
+        missing.append("no weights (*.safetensors)")
+    if not any((directory / name).exists() for name in TOKENIZER_FILES):
+        missing.append(f"no tokenizer files ({', '.join(TOKENIZER_FILES[:2])})")
+    return missing
+
+
+def pickle_only_weights(directory: Path) -> list[str]:
+    """The pickle weight files of a directory that has no safetensors weights (empty otherwise)."""
+    directory = Path(directory)
+    if next(directory.glob("*.safetensors"), None):
+        return []
+    return sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in directory.glob(pattern))
+
+
+def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwargs):
     """``loader.from_pretrained(path)`` with a one-line error that says how to fix a failed load.
 
     ``path`` is a local directory or a hub id; without a reachable hub only the local cache is tried.
+    ``weights``: the loader reads weights, through safetensors only (``use_safetensors=True``): a
+    pickle file (``pytorch_model.bin``) can run code when loaded, so one is refused.
     """
     local = Path(path).expanduser()
     if (path.startswith((".", "/", "~")) or path.count("/") > 1) and not local.exists():
         raise ConfigError(f"{what} path {path!r} does not exist; point {what}.path at a model directory or a hub id")
+    if weights:
+        kwargs["use_safetensors"] = True
+        pickles = pickle_only_weights(local) if local.is_dir() else []
+        if pickles:
+            raise ConfigError(
+                f"{what} path {path!r} holds only pickle weights ({', '.join(pickles)}), which can run code when "
+                f"loaded and are refused; convert them to safetensors where you trust them (save_pretrained "
+                f"with safe_serialization=True) and point {what}.path at the result")
     offline = None if local.exists() else hub_unreachable()
     if offline:
         kwargs["local_files_only"] = True
@@ -61,10 +110,15 @@ def from_pretrained(loader, path: str, what: str, **kwargs):
         return loader.from_pretrained(str(local) if local.exists() else path, **kwargs)
     except (OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if local.is_dir():
+            missing = missing_checkpoint_files(local)
+            if missing:
+                raise ConfigError(f"{what} path {path!r} is not a model directory ({', '.join(missing)}); "
+                                  f"point {what}.path at a directory with a checkpoint's files") from error
         if local.exists():
             raise ConfigError(f"cannot load {what} {path!r}: {first} -- check {what}.path") from error
         reason = f" ({offline}; not in the local cache)" if offline else ""
         raise ConfigError(
             f"cannot load {what} {path!r}{reason}: {first} -- download it where there is network "
-            f"(huggingface-cli download {path} --local-dir <dir>) and set {what}.path=<dir>"
+            f"({download_command(path)}) and set {what}.path=<dir>"
         ) from error
