@@ -60,29 +60,33 @@ def download_command(repo: str, repo_type: str | None = None) -> str:
     return f"{program} download{kind} {repo} --local-dir <dir>"
 
 
-WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.msgpack")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt")
+WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt")
+PICKLE_WEIGHTS = WEIGHTS[1:]  # torch.load formats: unpickling can run code
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "*.model", "*.tiktoken")
 
 
-def missing_checkpoint_files(directory: Path) -> list[str]:
-    """What a model directory lacks, as phrases: no ``config.json``, no weights, no tokenizer files."""
+def check_checkpoint_dir(directory: Path, what: str) -> None:
+    """Refuse a local directory that is not a checkpoint (saying what it lacks: ``config.json``,
+    weights, tokenizer files), or whose weights are pickle files only.
+
+    Checked before loading: transformers would otherwise fail deep inside (or, with a config and no
+    tokenizer files, build an empty tokenizer without a word).
+    """
     directory = Path(directory)
-    missing = []
-    if not (directory / "config.json").exists():
-        missing.append("no config.json")
-    if not any(next(directory.glob(pattern), None) for pattern in WEIGHTS):
-        missing.append("no weights (*.safetensors)")
-    if not any((directory / name).exists() for name in TOKENIZER_FILES):
-        missing.append(f"no tokenizer files ({', '.join(TOKENIZER_FILES[:2])})")
-    return missing
-
-
-def pickle_only_weights(directory: Path) -> list[str]:
-    """The pickle weight files of a directory that has no safetensors weights (empty otherwise)."""
-    directory = Path(directory)
-    if next(directory.glob("*.safetensors"), None):
-        return []
-    return sorted(p.name for pattern in ("*.bin", "*.pt", "*.pth", "*.ckpt") for p in directory.glob(pattern))
+    has = lambda patterns: any(next(directory.glob(p), None) for p in patterns)  # noqa: E731
+    missing = [phrase for phrase, present in (
+        ("no config.json", (directory / "config.json").exists()),
+        ("no weights (*.safetensors)", has(WEIGHTS)),
+        ("no tokenizer files (tokenizer.json or tokenizer_config.json)", has(TOKENIZER_FILES))) if not present]
+    if missing:
+        raise ConfigError(f"{what} path {str(directory)!r} is not a model directory: {', '.join(missing)}; "
+                          f"point {what}.path at a directory with a checkpoint's files")
+    if not has(WEIGHTS[:1]):
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in directory.glob(pattern))
+        raise ConfigError(
+            f"{what} path {str(directory)!r} holds only pickle weights ({', '.join(pickles)}), which can run code "
+            f"when loaded and are refused; convert them to safetensors where you trust them (save_pretrained with "
+            f"safe_serialization=True) and point {what}.path at the result")
 
 
 def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwargs):
@@ -90,19 +94,15 @@ def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwarg
 
     ``path`` is a local directory or a hub id; without a reachable hub only the local cache is tried.
     ``weights``: the loader reads weights, through safetensors only (``use_safetensors=True``): a
-    pickle file (``pytorch_model.bin``) can run code when loaded, so one is refused.
+    pickle file (``pytorch_model.bin``) can run code when loaded.
     """
     local = Path(path).expanduser()
     if (path.startswith((".", "/", "~")) or path.count("/") > 1) and not local.exists():
         raise ConfigError(f"{what} path {path!r} does not exist; point {what}.path at a model directory or a hub id")
+    if local.is_dir():
+        check_checkpoint_dir(local, what)
     if weights:
         kwargs["use_safetensors"] = True
-        pickles = pickle_only_weights(local) if local.is_dir() else []
-        if pickles:
-            raise ConfigError(
-                f"{what} path {path!r} holds only pickle weights ({', '.join(pickles)}), which can run code when "
-                f"loaded and are refused; convert them to safetensors where you trust them (save_pretrained "
-                f"with safe_serialization=True) and point {what}.path at the result")
     offline = None if local.exists() else hub_unreachable()
     if offline:
         kwargs["local_files_only"] = True
@@ -110,11 +110,6 @@ def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwarg
         return loader.from_pretrained(str(local) if local.exists() else path, **kwargs)
     except (OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if local.is_dir():
-            missing = missing_checkpoint_files(local)
-            if missing:
-                raise ConfigError(f"{what} path {path!r} is not a model directory ({', '.join(missing)}); "
-                                  f"point {what}.path at a directory with a checkpoint's files") from error
         if local.exists():
             raise ConfigError(f"cannot load {what} {path!r}: {first} -- check {what}.path") from error
         reason = f" ({offline}; not in the local cache)" if offline else ""
