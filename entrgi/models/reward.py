@@ -36,7 +36,7 @@ def pooled_scores(model: torch.nn.Module, attention_mask: torch.Tensor, position
     """Scores ``[N]`` of a one-label sequence classifier on left-padded rows (or ids / embeddings of
     them that follow a ``cache`` of earlier columns).
 
-    The base model runs, and the score head (``model.score``) reads the last column's hidden state:
+    The base model runs, and the score of the last column is taken (the score head, ``model.score``):
     with left padding the last column is always a real token. That is the classifier's own pooling,
     done explicitly, because the classifier's forward cannot find the last real token of
     ``inputs_embeds`` (it warns and takes the last column, which is this one).
@@ -45,7 +45,7 @@ def pooled_scores(model: torch.nn.Module, attention_mask: torch.Tensor, position
     kwargs = {"use_cache": False} if cache is None else {cache_keyword(type(base).forward): cache, "use_cache": True}
     hidden = base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                   position_ids=position_ids, **kwargs).last_hidden_state
-    return model.score(hidden[:, -1]).float()[:, 0]
+    return model.score(hidden)[:, -1, 0].float()  # the head on every column, as the classifier runs it (bit-equal)
 
 
 @dataclass
