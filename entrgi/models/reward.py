@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -23,7 +23,7 @@ _SENTINEL = "\u2063ENTRGI_RESPONSE\u2063"
 UNMATCHED = ("unk", "zero", "retokenize")
 
 
-@lru_cache(maxsize=None)
+@cache
 def cache_keyword(forward) -> str:
     """The keyword a model's ``forward`` takes its key/value cache by: ``cache`` from transformers 5.24
     (``past_key_values`` is deprecated there, and removed in 5.40), ``past_key_values`` before."""
