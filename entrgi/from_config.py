@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.errors import ConfigError
-from entrgi.evaluation.benchmarks import Prompt, load_benchmark
+from entrgi.evaluation.benchmarks import Prompt, check_truncation, load_benchmark
 from entrgi.methods import make_method
 from entrgi.methods.base import Method
 from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
@@ -32,7 +32,7 @@ def load_prompts(cfg: DictConfig) -> list[Prompt]:
     b = cfg.benchmark
     return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
                           id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
-                          seed=cfg.seed, distribution=b.get("distribution"))
+                          seed=cfg.seed, distribution=b.get("distribution"), on_bad_rows=b.on_bad_rows)
 
 
 def build_method(cfg: DictConfig) -> Method:
@@ -44,6 +44,7 @@ def build_method(cfg: DictConfig) -> Method:
 
 def check_job(cfg: DictConfig) -> None:
     """Refuse settings that would fail or mislead later, before anything heavy loads."""
+    check_truncation(cfg.benchmark.max_prompt_tokens, cfg.benchmark.truncation)
     for key in ("seed", "num_samples", "batch_size"):
         value = cfg[key]
         if not isinstance(value, int) or isinstance(value, bool) or (key != "seed" and value < 1):

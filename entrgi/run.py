@@ -31,8 +31,9 @@ from entrgi.bookkeeping.settings import (
     register_defaults,
     register_resolvers,
 )
-from entrgi.bookkeeping.storage import ResultsLog, write_atomic, write_json
+from entrgi.bookkeeping.storage import ResultsLog, locked, write_atomic, write_json
 from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import truncate_prompts
 from entrgi.evaluation.comparison import compare_with_baseline, print_summary, summarize
 from entrgi.evaluation.judges import make_judge
 from entrgi.evaluation.metrics import peak_memory_bytes
@@ -48,11 +49,12 @@ register_defaults()
 MOVED_KEYS = {"guidance.": "method."}  # old override prefix -> new: the guided methods' own settings
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
+def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict | None:
     """Run one job into ``out_dir`` (resuming what is already there) and return its summary.
 
     A job that already finished with the same settings returns its stored summary at once;
-    ``out_dir`` holding another job's settings is an error.
+    ``out_dir`` holding another job's settings is an error. ``overrides``, the command line's choices,
+    are recorded in the summary: what was run. None: another process is computing this job.
     """
     started = time.time()
     check_job(cfg)
@@ -60,6 +62,18 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     method = build_method(cfg)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the same sweep launched twice: the second launcher skips the jobs the first is computing
+    with locked(out_dir / ".job.lock", wait=False) as mine:
+        if not mine:
+            log.warning("%s is being computed by another process; skipping it (run the command again when that "
+                        "process is done to collect it)", out_dir)
+            return None
+        return run_claimed(cfg, out_dir, method, sampler, started, overrides)
+
+
+def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: SamplerConfig, started: float,
+                overrides: list[str] | None) -> dict:
+    """``run`` in a directory this process holds the lock of."""
     job_digest = claim_directory(out_dir, job_settings(cfg))
     finished = finished_summary(out_dir, job_digest)
     if finished is not None:
@@ -69,6 +83,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)
     prompts = load_prompts(cfg)
     dllm, reward = load_models(cfg)
+    prompts = truncate_prompts(prompts, dllm.tokenizer, cfg.benchmark.max_prompt_tokens, cfg.benchmark.truncation)
     log.info("dLLM %s on %s; reward %s", cfg.model.name, dllm.device, cfg.reward.name)
     setup = SamplingSetup.for_prompts(dllm, reward, prompts, sampler, cfg.num_samples, cfg.seed)
     extra = {"environment": environment(), **method.prepare(setup, prompts)}
@@ -95,12 +110,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             compare_with_baseline(records, baseline, prompts, judge, [method.answer_index(r) for r in records])
         rows = [r.to_json() for r in records]
         write_atomic(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        extra["cost_total"] = {"wall_clock_seconds": time.time() - started,
+        # job: from the start of this process's work on it, loading included; sampling: only sampling,
+        # and for shared baseline samples the time it took whoever computed them
+        extra["cost_total"] = {"job_wall_clock_seconds": time.time() - started,
                                "peak_memory_bytes": peak_memory_bytes(dllm.device)}
         extra.update(settings_digest=job_digest, started_at=started, finished_at=time.time())
         summary = summarize(records, cfg.seed, method=cfg.method.name, benchmark=cfg.benchmark.name,
-                            num_samples=cfg.num_samples, shard={"index": cfg.shard.index, "count": cfg.shard.count},
-                            **extra)
+                            overrides=list(overrides or []), num_samples=cfg.num_samples,
+                            shard={"index": cfg.shard.index, "count": cfg.shard.count}, **extra)
         if logger is not None:
             logger.finish(summary, rows)
             logger = None
@@ -139,13 +156,14 @@ def main(cfg: DictConfig) -> dict:
     if hydra_cfg.mode == RunMode.MULTIRUN and cfg.logger.get("group", "") is None:
         cfg.logger.group = Path(hydra_cfg.sweep.dir).name  # the runs of one sweep sit together in W&B
     try:
-        summary = run(cfg, out_dir)
+        summary = run(cfg, out_dir, list(hydra_cfg.overrides.task))
     except ConfigError as error:
         sys.exit(f"entrgi: error: {error}")
     except KeyboardInterrupt:
         sys.exit(f"entrgi: interrupted; finished batches are saved in {out_dir}: run the same command "
                  f"(in a sweep, the same sweep) to resume")
-    print_summary(summary, out_dir)
+    if summary is not None:  # None: another process holds the job
+        print_summary(summary, out_dir)
     return summary
 
 

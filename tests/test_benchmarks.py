@@ -2,16 +2,20 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, distribution
 
 import pytest
 from conftest import compose_config
+from omegaconf import OmegaConf
 
 from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import ASSETS, check_truncation, load_benchmark, truncate_prompts
 from entrgi.from_config import load_prompts
 
 
@@ -121,3 +125,103 @@ def test_a_packaged_set_whose_package_is_missing_says_what_to_install():
     cfg = compose_config("benchmark=ifeval", "benchmark.distribution=no-such-distribution")
     with pytest.raises(ConfigError, match="pip install"):
         load_prompts(cfg)
+
+
+def jsonl_benchmark(path, *overrides):
+    return load_prompts(compose_config("benchmark=jsonl", f"benchmark.path={path}", *overrides))
+
+
+BAD_ROWS = [{"prompt": "first"}, {"prompt": ""}, {"prompt": "   \n"}, {"prompt": 7}, {"prompt": None},
+            {"question": "no prompt field"}, {"prompt": "second"}]
+
+
+def test_rows_without_a_usable_prompt_are_dropped_with_a_warning_that_counts_them(tmp_path, caplog):
+    write_jsonl(tmp_path / "p.jsonl", BAD_ROWS)
+    with caplog.at_level("WARNING", logger="entrgi"):
+        prompts = jsonl_benchmark(tmp_path / "p.jsonl")
+    assert sorted(p.text for p in prompts) == ["first", "second"]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "5 of 7 rows" in warning and "2 empty or blank, 1 not a string, 2 without the field" in warning
+    assert "rows [2, 3, 4, 5, 6]" in warning and "benchmark.on_bad_rows=error" in warning
+
+
+def test_rows_without_a_usable_prompt_are_refused_when_asked(tmp_path):
+    write_jsonl(tmp_path / "p.jsonl", BAD_ROWS)
+    with pytest.raises(ConfigError, match=r"5 of 7 rows .* fix them, or set benchmark.on_bad_rows=warn"):
+        load_benchmark("jsonl", "jsonl", str(tmp_path / "p.jsonl"), on_bad_rows="error")
+    with pytest.raises(ConfigError, match=re.escape("unknown benchmark.on_bad_rows='skip'; use one of")):
+        load_benchmark("jsonl", "jsonl", str(tmp_path / "missing.jsonl"), on_bad_rows="skip")  # before reading
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["benchmark.num_prompts=0"], "benchmark.num_prompts=0 must be an integer >= 1, or null for all"),
+    (["benchmark.num_prompts=-1"], "benchmark.num_prompts=-1 must be an integer >= 1"),
+    (["benchmark=jsonl"], "set benchmark.path=<path>"),
+])
+def test_benchmark_settings_are_checked_before_reading(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_prompts(compose_config(*overrides))
+
+
+def test_null_num_prompts_means_every_prompt():
+    assert len(load_prompts(compose_config("benchmark.num_prompts=null"))) == 69
+
+
+@pytest.fixture(scope="module")
+def dllm_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(ASSETS / "tiny-dllm")
+
+
+def test_long_prompts_keep_their_last_tokens(dllm_tokenizer):
+    prompts = load_prompts(compose_config("benchmark.num_prompts=null"))
+    lengths = [len(dllm_tokenizer(p.text, add_special_tokens=False)["input_ids"]) for p in prompts]
+    limit = sorted(lengths)[len(lengths) // 2]
+    cut = truncate_prompts(prompts, dllm_tokenizer, limit, "left")
+    assert [p.id for p in cut] == [p.id for p in prompts]
+    for before, after, length in zip(prompts, cut, lengths):
+        if length <= limit:
+            assert after == before
+        else:
+            assert len(dllm_tokenizer(after.text, add_special_tokens=False)["input_ids"]) <= limit
+            assert before.text.endswith(after.text) and len(after.text) > 0
+    with pytest.raises(ConfigError, match=rf"prompts are longer than benchmark.max_prompt_tokens={limit} .*"
+                                          r"benchmark.truncation=left"):
+        truncate_prompts(prompts, dllm_tokenizer, limit, "error")
+    assert truncate_prompts(prompts, dllm_tokenizer, None) == prompts
+
+
+@pytest.mark.parametrize("limit,truncation,message", [
+    (0, "left", "benchmark.max_prompt_tokens=0 must be an integer >= 1, or null"),
+    (8, "right", "unknown benchmark.truncation='right'"),
+])
+def test_truncation_settings_are_checked(limit, truncation, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_truncation(limit, truncation)
+
+
+def keys_named(message):
+    return re.findall(r"\b((?:sampler|benchmark|model)\.[a-z_]+)", message)
+
+
+def test_prompts_too_long_for_the_model_are_refused_before_sampling_naming_keys_that_exist(tiny_stack):
+    dllm, _ = tiny_stack
+    prompts = load_prompts(compose_config("benchmark.num_prompts=null"))
+    ids = dllm.encode_prompts([p.text for p in prompts])
+    dllm.check_prompts(ids, 32)  # the shipped model takes them all
+    longest = max(map(len, ids))
+    small = replace(dllm, max_length=longest + 16)
+    with pytest.raises(ConfigError) as error:
+        small.check_prompts(ids, 32)
+    message = str(error.value)
+    assert f"+ sampler.gen_length=32 > {longest + 16} (model.max_length)" in message
+    with pytest.raises(ConfigError) as late:  # the sampler's own check, should a caller skip this one
+        small.check_length(longest + 32)
+    cfg = compose_config()
+    for key in keys_named(message) + keys_named(str(late.value)):
+        assert OmegaConf.select(cfg, key, default="absent") != "absent", key
+    # the suggested limit works: truncated to it, every prompt fits
+    room = int(re.search(r"benchmark.max_prompt_tokens=(\d+)", message).group(1))
+    cut = truncate_prompts(prompts, dllm.tokenizer, room)
+    small.check_prompts(dllm.encode_prompts([p.text for p in cut]), 32)

@@ -67,7 +67,7 @@ def test_dream_guided_by_a_qwen3_reward_runs_through_the_cli_with_full_coverage(
     # every Dream token string is a Qwen3 token, except Dream's own BOS; the mask token is never scored
     assert coverage["unmatched_examples"] == ["<|beginoftext|>"] and coverage["represented"] == 1.0
     assert coverage["matched"] == pytest.approx(1 - 1 / 151666)
-    assert summary["num_prompts"] == 2 and summary["cost"]["reward_backwards"] > 0
+    assert summary["num_prompts"] == 2 and summary["cost_total"]["reward_backwards"] > 0
     resolved = (run_dir / "config.yaml").read_text()
     assert "loader: dream" in resolved and "trust_remote_code: false" in resolved
 

@@ -67,10 +67,14 @@ def test_default_run_completes_offline_and_writes_results(tmp_path):
     assert record["mean_reward"] == pytest.approx(sum(record["rewards"]) / 4)
     assert len(record["trace"]["entropy_weight"]) == len(record["trace"]["guided_reward"]) > 0
     assert summary["top1_reward"]["mean"] == pytest.approx(sum(r["top1_reward"] for r in records) / 16)
-    assert summary["cost"]["dllm_forwards"] > 0 and summary["cost"]["reward_backwards"] > 0
+    assert summary["cost_total"]["dllm_forwards"] > 0 and summary["cost_per_prompt"]["reward_backwards"] > 0
     assert summary["environment"]["torch"]
     assert (run_dir / "config.yaml").exists()
     assert "top-1 reward" in done.stdout and "bon top-1" in done.stdout  # against best-of-K
+    # the tiny benchmark brings its held-out judge: win-rate and mean scores by a judge guidance never saw
+    assert "judge (keywords)" in done.stdout and "judge keywords: top-1" in done.stdout
+    assert summary["judge"]["name"] == "keywords" and 0 <= summary["judge"]["top1"]["mean"] <= 1
+    assert "denoising" in done.stderr and "bon (shared baseline)" in done.stderr  # progress within a batch
 
 
 def test_a_single_run_judges_itself_against_bon_with_the_lexical_judge(tmp_path):
@@ -169,3 +173,34 @@ def test_base_answers_with_one_unselected_sample_and_so_never_beats_best_of_k(tm
     for record in records.values():
         assert record["outcome"]["guide"] == (0.5 if record["rewards"][0] == record["top1_reward"] else 0.0)
     assert summary["win_rate"]["guide"]["rate"] <= 0.5
+
+
+def test_a_run_directory_and_summary_name_the_choices_made(tmp_path):
+    done = cli(*FAST, "schedule=power", "schedule.gamma=0.5", "logger=none", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run_dir = next((tmp_path / "outputs").glob("runs/*/*"))
+    assert run_dir.name.endswith("_entrgi_tiny_benchmark.num_prompts=4,sampler.gen_length=16,sampler.steps=8,"
+                                 "schedule.gamma=0.5,schedule=power")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "schedule=power" in summary["overrides"] and "schedule.gamma=0.5" in summary["overrides"]
+    assert "entrgi (" in done.stdout and "schedule=power" in done.stdout
+
+
+def test_ctrl_c_ends_a_run_with_one_line_saying_how_to_resume(tmp_path):
+    import signal
+    import time
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    err = tmp_path / "stderr"
+    with err.open("w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "entrgi.run", "logger=none", "hydra.run.dir=job"],
+                                   cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=handle)
+        deadline = time.time() + 600
+        while "denoising" not in err.read_text() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    lines = [line for line in err.read_text().replace("\r", "\n").splitlines() if line.strip()]
+    assert process.returncode == 1
+    assert lines[-1].startswith("entrgi: interrupted; finished batches are saved in ")
+    assert "Traceback" not in err.read_text()

@@ -1,6 +1,9 @@
+import re
+
 import pytest
 import torch
 
+from entrgi.errors import ConfigError
 from entrgi.sampling.rng import RowRandom, row_key
 from entrgi.sampling.sampler import (
     SamplerConfig,
@@ -155,3 +158,22 @@ def test_a_sampled_eos_is_committed_last(eos_last):
     assert per_row >= 1
     assert (first_commit != dllm.mask_id).sum().item() == 2 * per_row
     assert (first_commit == 4).sum().item() == (0 if eos_last else 2 * per_row)
+
+
+@pytest.mark.parametrize("setting,message", [
+    ({"top_k": 0}, "sampler.top_k=0 must be >= 1, or null"),
+    ({"top_k": -3}, "sampler.top_k=-3 must be >= 1"),
+    ({"top_k": 2.5}, "sampler.top_k=2.5 must be an integer"),
+    ({"alg_temp": -0.1}, "sampler.alg_temp=-0.1 must be >= 0, or null"),
+    ({"alg_temp": float("nan")}, "sampler.alg_temp=nan must be >= 0"),
+    ({"eps": 0.0}, "sampler.eps=0.0 must be in (0, 1)"),
+    ({"eps": 1.0}, "sampler.eps=1.0 must be in (0, 1)"),
+    ({"eps": "abc"}, "sampler.eps='abc' must be a number"),
+    ({"temperature": float("nan")}, "sampler.temperature=nan must be > 0"),
+    ({"block_length": 0}, "sampler.block_length=0 must be >= 1, or null"),
+    ({"steps": 2.0}, "sampler.steps=2.0 must be an integer"),
+])
+def test_sampler_settings_outside_their_range_are_refused_naming_the_key(setting, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        SamplerConfig(**setting)
+    SamplerConfig(top_k=1, alg_temp=0.0, eps=0.5, block_length=4, gen_length=8)  # the edges that are valid

@@ -59,7 +59,7 @@ def test_the_baseline_is_sampled_once_per_setting_and_shared(grid):
             rate = summary["win_rate"]["guide"]
             assert rate["low"] <= rate["rate"] <= rate["high"] and rate["n"] == 2
             assert summary["cost_total"]["peak_memory_bytes"] > 0
-            assert summary["cost_total"]["wall_clock_seconds"] > 0
+            assert summary["cost_total"]["job_wall_clock_seconds"] > 0
     assert compared == 8
 
 

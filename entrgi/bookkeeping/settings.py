@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from entrgi.bookkeeping.storage import write_json
+from entrgi.bookkeeping.storage import read_jsonl, write_json
 from entrgi.errors import ConfigError
+
+log = logging.getLogger("entrgi")
 
 # keys that never change a job's numbers: where and how it logs, how it batches, where caches live
 NOT_RESULTS = ("hydra", "logger", "batch_size", "sweep", "baseline")
@@ -56,13 +60,21 @@ def baseline_settings(cfg: DictConfig, device: str, dtype: str) -> dict:
     return settings
 
 
+def safe_name(text: str) -> str:
+    """``text`` as one path component: characters other than letters, digits and ``._=,-`` become ``-``, and a leading ``.`` too, so a name such as ``../x`` cannot leave its parent
+    directory or hide in it. Distinct settings keep distinct directories: the digest after the name
+    covers the names as given."""
+    name = re.sub(r"[^A-Za-z0-9._=,-]", "-", str(text))
+    return re.sub(r"^\.", "-", name) or "-"
+
+
 def job_name(cfg: DictConfig) -> str:
     """A readable, deterministic directory name: method, benchmark, seed, shard and a settings digest."""
     name = f"{cfg.method.name}_{cfg.benchmark.name}_s{cfg.seed}"
     shard = cfg.get("shard")
     if shard is not None and shard.count > 1:
         name += f"_shard{shard.index}of{shard.count}"
-    return f"{name}_{digest(job_settings(cfg))[:8]}"
+    return safe_name(f"{name}_{digest(job_settings(cfg))[:8]}")
 
 
 def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -79,7 +91,8 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def register_resolvers() -> None:
     """The config's resolvers: ``${asset:name}`` (a packaged model), ``${entrgi_job_name:}`` (a job's
-    sweep subdirectory) and ``${entrgi_or:a,b}`` (a unless it is null)."""
+    sweep subdirectory), ``${entrgi_safe_name:text}`` (:func:`safe_name`) and ``${entrgi_or:a,b}``
+    (a unless it is null)."""
     from entrgi.evaluation.benchmarks import ASSETS
 
     OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name), replace=True)
@@ -88,22 +101,32 @@ def register_resolvers() -> None:
         return job_name(_root_)
 
     OmegaConf.register_new_resolver("entrgi_job_name", job_name_of_root, replace=True)
+    OmegaConf.register_new_resolver("entrgi_safe_name", safe_name, replace=True)
+    OmegaConf.register_new_resolver("entrgi_join", lambda *parts: "_".join(str(p) for p in parts if p), replace=True)
     OmegaConf.register_new_resolver("entrgi_or", lambda value, default: default if value is None else value,
                                     replace=True)
 
 
 def claim_directory(out_dir: Path, settings: dict) -> str:
-    """Record which settings ``out_dir`` holds; refuse a directory that holds another job's results."""
+    """Record which settings ``out_dir`` holds; refuse a directory that holds another job's results.
+
+    A directory claimed by other settings but holding no results (a run that failed before its
+    first prompt finished) is free: a corrected re-run takes it over.
+    """
     job_digest = digest(settings)
-    path = Path(out_dir) / "settings.json"
+    out_dir = Path(out_dir)
+    path = out_dir / "settings.json"
     if path.exists():
         stored = json.loads(path.read_text())
-        if stored.get("digest") != job_digest:
-            keys = ", ".join(differences(stored.get("settings", {}), settings)[:8]) or "unknown keys"
+        if stored.get("digest") == job_digest:
+            return job_digest
+        keys = ", ".join(differences(stored.get("settings", {}), settings)[:8]) or "unknown keys"
+        if (out_dir / "summary.json").exists() or read_jsonl(out_dir / "results.jsonl"):
             raise ConfigError(f"{out_dir} holds results of other settings (differing: {keys}); "
                               f"choose another output directory or delete it")
-    else:
-        write_json(path, {"digest": job_digest, "settings": settings})
+        log.info("%s was claimed by other settings (differing: %s) that wrote no results; taking it over",
+                 out_dir, keys)
+    write_json(path, {"digest": job_digest, "settings": settings})
     return job_digest
 
 

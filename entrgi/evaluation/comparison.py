@@ -33,13 +33,17 @@ def compare_with_baseline(records: list[PromptResult], baseline: list[PromptResu
 
 def summarize(records: list[PromptResult], seed: int, **facts) -> dict:
     """A job's summary: means with standard errors, win-rates against best-of-K with bootstrap 95%
-    intervals (seeded by ``seed``), the prompt ids and summed costs; ``facts`` are recorded as given."""
-    cost = {name: sum(r.cost[name] for r in records) for name in records[0].cost} if records else {}
+    intervals (seeded by ``seed``), the prompt ids and the costs, per prompt and in total; ``facts``
+    are recorded as given (a ``cost_total`` among them is extended)."""
+    names = {"seconds": "sampling_seconds"}  # a record's share of its batch's sampling time
+    total = {names.get(k, k): sum(r.cost[k] for r in records) for k in records[0].cost} if records else {}
     summary = {
         **facts, "seed": seed, "num_prompts": len(records),
         "top1_reward": mean_stderr([r.top1_reward for r in records]),
         "mean_reward": mean_stderr([r.mean_reward for r in records]),
-        "prompt_ids": [r.id for r in records], "cost": cost,
+        "prompt_ids": [r.id for r in records],
+        "cost_per_prompt": {k: v / len(records) for k, v in total.items()},
+        "cost_total": {**total, **facts.get("cost_total", {})},
     }
     if records and records[0].outcome is not None:
         summary.setdefault("baseline", {})["top1_reward"] = mean_stderr([r.baseline["top1_reward"] for r in records])
@@ -47,14 +51,18 @@ def summarize(records: list[PromptResult], seed: int, **facts) -> dict:
                                for kind in records[0].outcome}
         if records[0].judge is not None:
             summary["win_rate"]["judge"]["judge"] = records[0].judge["name"]
+            summary["judge"] = {"name": records[0].judge["name"],
+                                "top1": mean_stderr([r.judge["top1"] for r in records]),
+                                "baseline_top1": mean_stderr([r.judge["baseline_top1"] for r in records])}
     return summary
 
 
 def print_summary(summary: dict, out_dir) -> None:
     """The console lines of a job's summary."""
     top1, mean = summary["top1_reward"], summary["mean_reward"]
-    print(f"\n{summary['method']} on {summary['benchmark']} ({summary['num_prompts']} prompts x "
-          f"{summary['num_samples']} samples, seed {summary['seed']})")
+    choices = " ".join(summary.get("overrides") or [])
+    print(f"\n{summary['method']}{f' ({choices})' if choices else ''} on {summary['benchmark']} "
+          f"({summary['num_prompts']} prompts x {summary['num_samples']} samples, seed {summary['seed']})")
     print(f"  top-1 reward  {top1['mean']:+.4f} +- {top1['stderr']:.4f}")
     print(f"  mean@K reward {mean['mean']:+.4f} +- {mean['stderr']:.4f}")
     if "win_rate" in summary:
@@ -63,6 +71,11 @@ def print_summary(summary: dict, out_dir) -> None:
         for kind, rate in summary["win_rate"].items():
             judge = f" ({rate['judge']})" if "judge" in rate else ""
             print(f"  win-rate vs bon, {kind}{judge}: {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}]")
+        if "judge" in summary:
+            judge = summary["judge"]
+            print(f"  judge {judge['name']}: top-1 {judge['top1']['mean']:.4f} +- {judge['top1']['stderr']:.4f}, "
+                  f"bon top-1 {judge['baseline_top1']['mean']:.4f} +- {judge['baseline_top1']['stderr']:.4f}")
     cost = summary["cost_total"]
-    print(f"  wall-clock    {cost['wall_clock_seconds']:.1f} s, peak memory {cost['peak_memory_bytes'] / 2**20:.0f} MiB")
+    print(f"  wall-clock    {cost['job_wall_clock_seconds']:.1f} s for the job ({cost['sampling_seconds']:.1f} s "
+          f"sampling), peak memory {cost['peak_memory_bytes'] / 2**20:.0f} MiB")
     print(f"  results in    {out_dir}")

@@ -34,15 +34,21 @@ class SamplingSetup:
     # prompt's numbers then depend neither on its batch nor on its shard
     prompt_width: int | None = None
     reward_widths: tuple[int, int] = (0, 0)
+    text_width: int = 0  # the width final scoring pads to (``RewardModel.text_width``)
     on_step: Callable[[int, int], None] | None = None  # progress display: (steps done, steps) of a batch
 
     @classmethod
     def for_prompts(cls, dllm: DiffusionLM, reward_model: RewardModel, prompts: list[Prompt], sampler: SamplerConfig,
                     num_samples: int = 4, seed: int = 0) -> "SamplingSetup":
-        """A setup whose padding widths fit every prompt of ``prompts`` (take them before sharding)."""
+        """A setup whose padding widths fit every prompt of ``prompts`` (take them before sharding).
+
+        Checks that every prompt leaves the model room for the response, before anything is sampled.
+        """
         texts = [p.text for p in prompts]
-        width = max(len(ids) for ids in dllm.encode_prompts(texts))
-        return cls(dllm, reward_model, sampler, num_samples, seed, width, reward_model.context_widths(texts))
+        prompt_ids = dllm.encode_prompts(texts)
+        dllm.check_prompts(prompt_ids, sampler.gen_length)
+        return cls(dllm, reward_model, sampler, num_samples, seed, max(map(len, prompt_ids)),
+                   reward_model.context_widths(texts), reward_model.text_width(texts, sampler.gen_length))
 
 
 @dataclass
@@ -86,7 +92,7 @@ class Method:
         out = generate(setup.dllm, prompt_ids, keys, setup.sampler, self.hook(setup, batch, rows), setup.prompt_width,
                        setup.on_step)
         responses = setup.dllm.decode(out.tokens)
-        rewards = reward_model.score_texts(rows, responses)
+        rewards = reward_model.score_texts(rows, responses, width=setup.text_width)
         spent = {name: reward_model.evaluations[name] - before[name] for name in before}
         return Generation(out, responses, rewards, time.perf_counter() - start, spent)
 

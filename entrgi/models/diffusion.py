@@ -66,9 +66,24 @@ class DiffusionLM:
     def check_length(self, length: int) -> None:
         if length > self.max_length:
             raise ConfigError(
-                f"prompt + response is {length} tokens but the model takes {self.max_length}; "
-                f"lower sampler.gen_length or benchmark.max_prompt_tokens"
+                f"prompt + response is {length} tokens but the model takes {self.max_length} (model.max_length); "
+                f"lower sampler.gen_length or set benchmark.max_prompt_tokens"
             )
+
+    def check_prompts(self, prompt_ids: list[list[int]], gen_length: int) -> None:
+        """Refuse, before any sampling, prompts (as :meth:`encode_prompts` gives them) that leave no room
+        for ``gen_length`` response tokens in the model's length."""
+        too_long = [len(ids) for ids in prompt_ids if len(ids) + gen_length > self.max_length]
+        if not too_long:
+            return
+        template = len(self.encode_prompts([""])[0])  # the chat template's own tokens
+        room = self.max_length - gen_length - template
+        fix = (f"set benchmark.max_prompt_tokens={room} (keeps each prompt's last {room} tokens) or lower "
+               f"sampler.gen_length" if room > 0 else f"lower sampler.gen_length below {self.max_length - template}")
+        raise ConfigError(
+            f"{len(too_long)} of {len(prompt_ids)} prompts leave no room for the response: the longest is "
+            f"{max(too_long)} tokens with the chat template, + sampler.gen_length={gen_length} > {self.max_length} "
+            f"(model.max_length); {fix}")
 
     def pad_prompts(self, prompt_ids: list[list[int]], width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-pad prompts to ``width`` (default: the longest); returns ids and the 0/1 attention mask."""
@@ -238,13 +253,13 @@ def load_network(path: str, raw: dict, loader: str, dtype: torch.dtype, trust_re
         auto_map = raw.get("auto_map") or {}
         # Dream registers its remote class under AutoModel only
         auto = AutoModel if "AutoModel" in auto_map and "AutoModelForCausalLM" not in auto_map else AutoModelForCausalLM
-        return from_pretrained(auto, path, "model", dtype=dtype, trust_remote_code=trust_remote_code)
+        return from_pretrained(auto, path, "model", weights=True, dtype=dtype, trust_remote_code=trust_remote_code)
     if loader == "dream":
-        model, info = from_pretrained(Qwen2ForCausalLM, path, "model", config=dream_as_qwen2(raw), dtype=dtype,
-                                      output_loading_info=True)
+        model, info = from_pretrained(Qwen2ForCausalLM, path, "model", weights=True, config=dream_as_qwen2(raw),
+                                      dtype=dtype, output_loading_info=True)
     else:
-        model, info = from_pretrained(LlamaForCausalLM, path, "model", config=llada_as_llama(raw), dtype=dtype,
-                                      key_mapping=LLADA_TO_LLAMA, output_loading_info=True)
+        model, info = from_pretrained(LlamaForCausalLM, path, "model", weights=True, config=llada_as_llama(raw),
+                                      dtype=dtype, key_mapping=LLADA_TO_LLAMA, output_loading_info=True)
     missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
     if missing or unexpected:  # a wrong mapping would otherwise leave randomly initialized weights
         raise ConfigError(f"model {path!r} does not match model.loader={loader}: missing weights {missing[:5]}, "

@@ -46,14 +46,63 @@ def hub_unreachable() -> str | None:
     return None
 
 
-def from_pretrained(loader, path: str, what: str, **kwargs):
+def download_command(repo: str, repo_type: str | None = None) -> str:
+    """The command that saves hub repository ``repo`` into ``<dir>``, for the installed huggingface-hub:
+    ``hf download`` (huggingface-hub 0.34 on; 1.0 dropped ``huggingface-cli``), else ``huggingface-cli``."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        scripts = {e.name for e in distribution("huggingface_hub").entry_points if e.group == "console_scripts"}
+    except PackageNotFoundError:
+        scripts = set()
+    program = "hf" if "hf" in scripts or "huggingface-cli" not in scripts else "huggingface-cli"
+    kind = f" --repo-type {repo_type}" if repo_type else ""
+    return f"{program} download{kind} {repo} --local-dir <dir>"
+
+
+WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt")
+PICKLE_WEIGHTS = WEIGHTS[1:]  # torch.load formats: unpickling can run code
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "*.model", "*.tiktoken")
+
+
+def check_checkpoint_dir(directory: Path, what: str) -> None:
+    """Refuse a local directory that is not a checkpoint (saying what it lacks: ``config.json``,
+    weights, tokenizer files), or whose weights are pickle files only.
+
+    Checked before loading: transformers would otherwise fail deep inside (or, with a config and no
+    tokenizer files, build an empty tokenizer without a word).
+    """
+    directory = Path(directory)
+    has = lambda patterns: any(next(directory.glob(p), None) for p in patterns)  # noqa: E731
+    missing = [phrase for phrase, present in (
+        ("no config.json", (directory / "config.json").exists()),
+        ("no weights (*.safetensors)", has(WEIGHTS)),
+        ("no tokenizer files (tokenizer.json or tokenizer_config.json)", has(TOKENIZER_FILES))) if not present]
+    if missing:
+        raise ConfigError(f"{what} path {str(directory)!r} is not a model directory: {', '.join(missing)}; "
+                          f"point {what}.path at a directory with a checkpoint's files")
+    if not has(WEIGHTS[:1]):
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in directory.glob(pattern))
+        raise ConfigError(
+            f"{what} path {str(directory)!r} holds only pickle weights ({', '.join(pickles)}), which can run code "
+            f"when loaded and are refused; convert them to safetensors where you trust them (save_pretrained with "
+            f"safe_serialization=True) and point {what}.path at the result")
+
+
+def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwargs):
     """``loader.from_pretrained(path)`` with a one-line error that says how to fix a failed load.
 
     ``path`` is a local directory or a hub id; without a reachable hub only the local cache is tried.
+    ``weights``: the loader reads weights, through safetensors only (``use_safetensors=True``): a
+    pickle file (``pytorch_model.bin``) can run code when loaded.
     """
     local = Path(path).expanduser()
     if (path.startswith((".", "/", "~")) or path.count("/") > 1) and not local.exists():
         raise ConfigError(f"{what} path {path!r} does not exist; point {what}.path at a model directory or a hub id")
+    if local.is_dir():
+        check_checkpoint_dir(local, what)
+    if weights:
+        kwargs["use_safetensors"] = True
     offline = None if local.exists() else hub_unreachable()
     if offline:
         kwargs["local_files_only"] = True
@@ -66,5 +115,5 @@ def from_pretrained(loader, path: str, what: str, **kwargs):
         reason = f" ({offline}; not in the local cache)" if offline else ""
         raise ConfigError(
             f"cannot load {what} {path!r}{reason}: {first} -- download it where there is network "
-            f"(huggingface-cli download {path} --local-dir <dir>) and set {what}.path=<dir>"
+            f"({download_command(path)}) and set {what}.path=<dir>"
         ) from error

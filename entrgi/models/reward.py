@@ -1,6 +1,7 @@
 """The reward model: scoring text, scoring relaxed embeddings, and the bridge between vocabularies.
 
-Any one-label ``AutoModelForSequenceClassification`` works. The guidance feeds it
+Any one-label decoder sequence classifier with a ``score`` head works (transformers'
+``Qwen3ForSequenceClassification``, ``LlamaForSequenceClassification``, ...). The guidance feeds it
 ``inputs_embeds = [chat prefix of the prompt | response | chat suffix]`` so gradients reach the
 dLLM's logits; final scores are computed on decoded text through the reward tokenizer's own
 chat template, as the reward model was trained.
@@ -8,7 +9,9 @@ chat template, as the reward model was trained.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 
@@ -18,6 +21,31 @@ from entrgi.models.loading import from_pretrained, resolve_device, resolve_dtype
 
 _SENTINEL = "\u2063ENTRGI_RESPONSE\u2063"
 UNMATCHED = ("unk", "zero", "retokenize")
+
+
+@cache
+def cache_keyword(forward) -> str:
+    """The keyword a model's ``forward`` takes its key/value cache by: ``cache`` from transformers 5.24
+    (``past_key_values`` is deprecated there, and removed in 5.40), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def pooled_scores(model: torch.nn.Module, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                  input_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                  cache=None) -> torch.Tensor:
+    """Scores ``[N]`` of a one-label sequence classifier on left-padded rows (or ids / embeddings of
+    them that follow a ``cache`` of earlier columns).
+
+    The base model runs, and the score of the last column is taken (the score head, ``model.score``):
+    with left padding the last column is always a real token. That is the classifier's own pooling,
+    done explicitly, because the classifier's forward cannot find the last real token of
+    ``inputs_embeds`` (it warns and takes the last column, which is this one).
+    """
+    base = model.base_model
+    kwargs = {"use_cache": False} if cache is None else {cache_keyword(type(base).forward): cache, "use_cache": True}
+    hidden = base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                  position_ids=position_ids, **kwargs).last_hidden_state
+    return model.score(hidden)[:, -1, 0].float()  # the head on every column, as the classifier runs it (bit-equal)
 
 
 @dataclass
@@ -59,6 +87,9 @@ class RewardModel:
             tokenizer.chat_template = chat_template
         if getattr(model.config, "num_labels", 1) != 1:
             raise ConfigError(f"reward model has {model.config.num_labels} labels; a reward model must have exactly 1")
+        if not isinstance(getattr(model, "score", None), torch.nn.Linear):
+            raise ConfigError(f"reward model {type(model).__name__} has no `score` head; use a decoder sequence "
+                              f"classifier (e.g. Qwen3ForSequenceClassification, LlamaForSequenceClassification)")
         self.evaluations = {"forward": 0, "backward": 0}  # sequences, for cost accounting
 
     @classmethod
@@ -68,7 +99,7 @@ class RewardModel:
 
         device_ = resolve_device(device)
         tokenizer = from_pretrained(AutoTokenizer, path, "reward", trust_remote_code=trust_remote_code)
-        model = from_pretrained(AutoModelForSequenceClassification, path, "reward",
+        model = from_pretrained(AutoModelForSequenceClassification, path, "reward", weights=True,
                                 dtype=resolve_dtype(dtype, device_), trust_remote_code=trust_remote_code,
                                 num_labels=1)
         return cls(model.to(device_), tokenizer, chat_template)
@@ -179,8 +210,9 @@ class RewardModel:
 
         cache = DynamicCache(config=self.model.config)
         positions = (context.prefix_mask.cumsum(-1) - 1).clamp(min=0)
-        self.model.base_model(inputs_embeds=context.prefix_embeds, attention_mask=context.prefix_mask,
-                              position_ids=positions, past_key_values=cache, use_cache=True)
+        base = self.model.base_model
+        base(inputs_embeds=context.prefix_embeds, attention_mask=context.prefix_mask, position_ids=positions,
+             use_cache=True, **{cache_keyword(type(base).forward): cache})
         return tuple((layer.keys, layer.values) for layer in cache.layers)
 
     def score_embeddings(self, context: RewardContext, response_embeds: torch.Tensor,
@@ -198,7 +230,7 @@ class RewardModel:
             self.evaluations["backward"] += mask.shape[0]
         if context.prefix_cache is None:
             embeds = torch.cat([context.prefix_embeds, response_embeds, context.suffix_embeds], dim=1)
-            return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[:, -1].float()
+            return pooled_scores(self.model, mask, positions, inputs_embeds=embeds)
         from transformers import DynamicCache
 
         # a fresh cache object per call: its layers concatenate the new keys onto copies, so the
@@ -206,25 +238,32 @@ class RewardModel:
         cache = DynamicCache(context.prefix_cache)
         Pp = context.prefix_mask.shape[1]
         embeds = torch.cat([response_embeds, context.suffix_embeds], dim=1)
-        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions[:, Pp:],
-                          past_key_values=cache, use_cache=True).logits[:, -1].float()
+        return pooled_scores(self.model, mask, positions[:, Pp:], inputs_embeds=embeds, cache=cache)
 
     @torch.no_grad()
-    def score_texts(self, prompts: list[str], responses: list[str], batch_size: int = 16) -> list[float]:
-        """Scores of (prompt, response) pairs through the reward tokenizer's chat template."""
+    def score_texts(self, prompts: list[str], responses: list[str], batch_size: int = 16,
+                    width: int = 0) -> list[float]:
+        """Scores of (prompt, response) pairs through the reward tokenizer's chat template.
+
+        Rows are left-padded to ``width`` tokens, or to the longest row of their batch when that is
+        longer. Padding is masked, but another width changes the order of the sums (by ~1e-6): a
+        width fixed for a run (:meth:`text_width`) keeps a row's score the same whatever batch it
+        is in.
+        """
         scores = []
         for start in range(0, len(prompts), batch_size):
             ids = [self.chat_ids(p, r) for p, r in zip(prompts[start:start + batch_size],
                                                        responses[start:start + batch_size])]
-            input_ids, mask = self._left_pad(ids)
+            input_ids, mask = self._left_pad(ids, width)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            # embeddings, not ids: the model then pools the last column, which left padding
-            # keeps real, whatever the tokenizer's pad token is
-            embeds = self.model.get_input_embeddings()(input_ids)
-            logits = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits
-            scores += logits[:, -1].float().tolist()
+            scores += pooled_scores(self.model, mask, positions, input_ids=input_ids).tolist()
             self.evaluations["forward"] += len(ids)
         return scores
+
+    def text_width(self, prompts: list[str], gen_length: int) -> int:
+        """A run's width for :meth:`score_texts`: the widest chat prefix and suffix over ``prompts`` and
+        ``gen_length`` response tokens (a response that takes more reward tokens widens its batch)."""
+        return sum(self.context_widths(prompts)) + gen_length
 
     def context_widths(self, prompts: list[str]) -> tuple[int, int]:
         """The widest chat prefix and suffix over ``prompts``."""

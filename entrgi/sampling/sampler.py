@@ -34,14 +34,30 @@ class SamplerConfig:
     eps: float = 1e-3  # the time grid runs from 1 to eps
 
     def __post_init__(self):
+        number, optional = (int, float), (int, float, type(None))
+        kinds = {"gen_length": int, "steps": int, "temperature": number, "top_p": number, "eps": number,
+                 "top_k": (int, type(None)), "block_length": (int, type(None)), "alg_temp": optional}
+        for name, kind in kinds.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                what = "an integer" if kind in (int, (int, type(None))) else "a number"
+                raise ConfigError(f"sampler.{name}={value!r} must be {what}")
         if self.alg not in REMASKING:
             raise ConfigError(f"unknown remasking alg {self.alg!r}; set sampler.alg to one of {list(REMASKING)}")
         if self.gen_length < 1 or self.steps < 1:
             raise ConfigError("sampler.gen_length and sampler.steps must be >= 1")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"sampler.top_p={self.top_p} must be in (0, 1]")
-        if self.temperature <= 0:
+        if not self.temperature > 0:  # `not >` also refuses NaN
             raise ConfigError(f"sampler.temperature={self.temperature} must be > 0 (use a small value for near-greedy)")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"sampler.top_k={self.top_k} must be >= 1, or null for no top-k cut")
+        if self.block_length is not None and self.block_length < 1:
+            raise ConfigError(f"sampler.block_length={self.block_length} must be >= 1, or null for one block")
+        if self.alg_temp is not None and not self.alg_temp >= 0:
+            raise ConfigError(f"sampler.alg_temp={self.alg_temp} must be >= 0, or null for deterministic remasking")
+        if not 0 < self.eps < 1:
+            raise ConfigError(f"sampler.eps={self.eps} must be in (0, 1): the time grid runs from 1 down to it")
 
 
 @dataclass

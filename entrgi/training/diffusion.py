@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from entrgi.models.reward import pooled_scores
+
 
 def mask_responses(response: torch.Tensor, t: torch.Tensor, uniforms: torch.Tensor,
                    mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,8 +40,7 @@ def sample_masking_ratio(n: int, generator: torch.Generator, eps: float = 1e-3) 
 def last_column_scores(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Scores ``[N]`` of left-padded rows as ``entrgi.reward.RewardModel.score_texts`` computes them, with gradients."""
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    embeds = model.get_input_embeddings()(input_ids)
-    return model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions).logits[:, -1].float()
+    return pooled_scores(model, attention_mask, positions, input_ids=input_ids)
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
