@@ -446,9 +446,11 @@ def _pyplot():
     return plt
 
 
-def _label_points(ax, xs, ys, texts, color) -> None:
-    for x, y, text in zip(xs, ys, texts):
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, 0), fontsize=7, color=color, va="center")
+def _label_points(ax, xs, tops, texts, color) -> None:
+    """Write each point's value just above its error bar (``tops``: the bar's upper ends)."""
+    for x, top, text in zip(xs, tops, texts):
+        ax.annotate(text, (x, top), textcoords="offset points", xytext=(0, 3), fontsize=7, color=color, ha="center",
+                    va="bottom")
 
 
 def _save(fig, title: str, out_dir: Path, name: str) -> str:
@@ -468,9 +470,10 @@ def _save(fig, title: str, out_dir: Path, name: str) -> str:
     title_lines = textwrap.fill(title, width=int(width * 12))
     fig.suptitle(title_lines, fontsize=10)
     fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
-    bottom = 0.3 * math.ceil(len(labels) / columns) / height
-    top = 1 - 0.2 * (title_lines.count("\n") + 1) / height
+    bottom = 0.22 * math.ceil(len(labels) / columns) / height
+    top = 1 - (0.1 + 0.2 * (title_lines.count("\n") + 1)) / height  # below the figure's title
     fig.tight_layout(rect=(0, bottom, 1, top))
+    fig.subplots_adjust(top=top - 0.3 / height)  # and the panels' own titles below that
     fig.savefig(out_dir / name, dpi=110)
     plt.close(fig)
     return name
@@ -491,10 +494,11 @@ def plot_rewards(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) 
             xs = [x + (offset - 0.5) * 0.3 for x in range(len(present))]
             ax.errorbar(xs, [s["mean"] for s in stats], yerr=[s["stderr"] for s in stats], fmt="o", capsize=4,
                         color=color, label=name)
-            _label_points(ax, xs, [s["mean"] for s in stats],
+            _label_points(ax, xs, [s["mean"] + s["stderr"] for s in stats],
                           [f"{s['mean']:.3f}{'†' if s['seeds'] == 1 else ''}" for s in stats], color)
         ax.set_xticks(range(len(present)), [row_name(row) for row in present], rotation=30, ha="right")
-        ax.set_xlim(-0.6, len(present) - 0.1)
+        ax.set_xlim(-0.6, len(present) - 0.4)
+        ax.margins(y=0.12)  # room for the values above the bars
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_title(benchmark)
         ax.set_ylabel("guiding reward")
@@ -574,11 +578,12 @@ def plot_win_rates(cells: dict, rows: list, benchmarks: list[str], judges: list[
             ax.errorbar(xs, ys, yerr=[[y - r["low"] for y, r in zip(ys, stats)], [r["high"] - y for y, r in zip(ys, stats)]],
                         fmt="o", capsize=4, color=f"C{j}",
                         label="guiding reward model" if judge == GUIDE else f"{judge} (held out)")
-            _label_points(ax, xs, ys, [f"{y:.3f}" for y in ys], f"C{j}")
+            _label_points(ax, xs, [r["high"] for r in stats], [f"{y:.3f}" for y in ys], f"C{j}")
         ax.axhline(0.5, color="black", linestyle="--", linewidth=0.8)
         ax.set_xticks(range(len(compared)), [row_name(row) for row in compared], rotation=30, ha="right")
-        ax.set_xlim(-0.6, len(compared) - 0.1)
-        ax.set_ylim(0, 1)
+        ax.set_xlim(-0.6, len(compared) - 0.4)
+        ax.set_ylim(0, 1.1)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
         ax.set_ylabel("top-1 win-rate over best-of-K (ties half)")
         ax.set_title(benchmark)
     return _save(fig, "Top-1 win-rate over best-of-K by each judge, with 95% bootstrap intervals over prompts "
