@@ -1,13 +1,23 @@
-"""Turn a sweep directory into the paper's tables and plots.
+"""Turn a sweep directory into the paper's tables, paired comparisons with best-of-K, and plots.
 
-    python -m entrgi.report outputs/sweeps/<name>            # writes into <sweep>/report/
+    python -m entrgi.report outputs/sweeps/<name>                  # writes into <sweep>/report/
     python -m entrgi.report outputs/sweeps/<name> --out DIR
+    python -m entrgi.report outputs/sweeps/<name> --judge lexical  # also score every answer with a judge
 
 Reads every job directory under the sweep (any depth), merges the shards of a setting, and
 writes ``report.md`` (tables and plots), ``table.csv`` (method x benchmark, top-1 reward),
-``results.csv`` (every metric in long form) and PNG plots. Whatever is unfinished or
-inconsistent (a job without a summary, a results file cut short, a missing shard, a baseline
-computed with other settings) is left out and listed, and the rest is still reported.
+``results.csv`` (every number in long form) and PNG plots. Besides the paper's tables (mean and
+standard error over seeds) there is one table per judge -- the guiding reward model and each
+held-out judge -- pairing every method with best-of-K prompt by prompt: top-1 and mean@K scores,
+bon's top-1 on the same prompts, the gain over it and the win-rate, with 95% intervals over
+prompts (each prompt's value averaged over its seeds first). ``--judge NAME`` (a config of
+``conf/eval_reward``) scores every stored answer with that judge after the fact, so a judge the
+sweep did not run, and the judge's mean over all K answers, are reported too.
+
+Whatever is unfinished or inconsistent is left out, named under "Left out" and on stderr, and the
+rest is still reported: a job of the sweep's grid (``sweep.json``, written by the resuming sweeper)
+that left no results, a job without a summary, a results file cut short, a missing shard, a baseline
+computed with other settings. A cell built from fewer seeds than the sweep ran says so.
 """
 
 from __future__ import annotations
@@ -19,27 +29,96 @@ import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from entrgi.bookkeeping.settings import differences, digest
-from entrgi.bookkeeping.storage import write_atomic
-from entrgi.evaluation.metrics import mean_stderr, win_rate
+from entrgi.bookkeeping.settings import NOT_RESULTS, differences, digest
+from entrgi.bookkeeping.records import PromptResult, flatten
+from entrgi.bookkeeping.storage import parse_jsonl, write_atomic
+from entrgi.bookkeeping.sweep_record import read_jobs
+from entrgi.errors import ConfigError
+from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 METHOD_ORDER = ["base", "bon", "expectation", "aps", "entrgi"]
-# config keys that name a cell of the table, or do not change results: never part of a row's label
-NOT_VARIANT = ("method.name", "method.family", "schedule.", "benchmark.", "seed", "shard.", "logger.", "batch_size", "sweep",
-               "baseline.", "hydra.")
+# the table's own axes, and keys that do not change results: never part of a row's label
+AXES = ("method.name", "benchmark.name")
+NOT_VARIANT = ("seed", "shard.", *(f"{key}." for key in NOT_RESULTS), *NOT_RESULTS)
+GUIDE = "guide"  # the judge name of the guiding reward model in tables and results.csv
+Z95 = 1.96
 
+
+# ---- Results records (entrgi.bookkeeping.records.PromptResult): every read of one is in this block
+
+def record_id(record: PromptResult) -> str:
+    return record.id
+
+
+def answer_index(method: str, record: PromptResult) -> int:
+    """The response a method answered with (as the run compared it with best-of-K's); records written
+    before runs recorded it: the top-1, except ``base``, which answers with its first sample."""
+    if record.answer_index is not None:
+        return record.answer_index
+    return 0 if method == "base" else record.best_index
+
+
+@dataclass
+class Scores:
+    """One judge's view of one prompt's result: the answer's score, the mean over the K samples, bon's
+    top-1 on the same prompt and the outcome against it (1 / 0.5 / 0). None: not measured."""
+
+    top1: float
+    mean_at_k: float | None = None
+    baseline_top1: float | None = None
+    outcome: float | None = None
+
+
+def guide_scores(method: str, record: PromptResult) -> Scores:
+    base = (record.baseline or {}).get("top1_reward")
+    return Scores(record.rewards[answer_index(method, record)], record.mean_reward, base,
+                  (record.outcome or {}).get("guide"))
+
+
+def recorded_judge(record: PromptResult) -> str | None:
+    """The name of the held-out judge the run scored this record with, if any."""
+    return (record.judge or {}).get("name")
+
+
+def recorded_judge_scores(record: PromptResult, name: str) -> Scores | None:
+    if recorded_judge(record) != name:
+        return None
+    judge = record.judge
+    return Scores(judge["top1"], None, judge.get("baseline_top1"), (record.outcome or {}).get("judge"))
+
+
+def texts_to_judge(record: PromptResult) -> tuple[str, str | None, list[str], str | None]:
+    """Prompt, reference, the K responses and bon's top-1 response (None for bon itself)."""
+    return record.prompt, record.reference, record.responses, (record.baseline or {}).get("response")
+
+
+def trace_of(record: PromptResult, name: str) -> list[tuple[int, float]]:
+    """(denoising step, value) of a traced quantity; steps left unguided (value None) are skipped."""
+    trace = record.trace or {}
+    return [(step, value) for step, value in zip(trace.get("step", []), trace.get(name, [])) if value is not None]
+
+
+def cost_of(record: PromptResult) -> dict[str, float]:
+    return record.cost
+
+
+def peak_memory_of(summary: dict) -> float | None:
+    return summary.get("cost_total", {}).get("peak_memory_bytes")
+
+
+# ---- Jobs and settings
 
 @dataclass
 class Job:
     dir: Path
     config: dict
     summary: dict
-    records: list[dict]
+    records: list[PromptResult]
 
 
 @dataclass
@@ -50,37 +129,55 @@ class Setting:
     benchmark: str
     seed: int
     config: dict
-    records: list[dict]
+    records: list[PromptResult]
     dirs: list[Path]
     baseline: dict
     variant: str = ""
-    problems: list[str] = field(default_factory=list)  # why its win-rates are left out, if they are
+    problems: list[str] = field(default_factory=list)  # why its comparisons with bon are left out, if they are
+    judged: dict[str, dict[str, Scores]] = field(default_factory=dict)  # --judge name -> record id -> scores
 
     @property
     def label(self) -> str:
         return f"{self.method} on {self.benchmark}, seed {self.seed}"
 
-
-def _read_records(path: Path) -> tuple[list[dict], bool]:
-    """Complete JSON lines, and whether the file ended in a line cut short."""
-    if not path.exists():
-        return [], False
-    records, cut = [], False
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            cut = True
-    return records, cut
+    def scores(self, judge: str, record: dict) -> Scores | None:
+        if judge == GUIDE:
+            return guide_scores(self.method, record)
+        if judge in self.judged:
+            return self.judged[judge].get(record_id(record))
+        return recorded_judge_scores(record, judge)
 
 
-def load_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
-    """Finished jobs under ``sweep_dir``, and a message for each job that is not."""
-    jobs, problems = [], []
-    dirs = sorted({p.parent for name in ("settings.json", "results.jsonl", "summary.json")
+def identity(settings: dict) -> tuple[str, str, int]:
+    """Method, benchmark and seed of a job's settings (or resolved config)."""
+    return settings["method"]["name"], settings["benchmark"]["name"], settings["seed"]
+
+
+def cell_key(settings: dict) -> str:
+    """What a job shares with the other seeds and shards of its table cell."""
+    return digest({k: v for k, v in settings.items() if k not in (*NOT_RESULTS, "seed", "shard")})
+
+
+def _read_records(path: Path) -> tuple[list[PromptResult], bool]:
+    """The complete records of a results file, and whether any line was cut short."""
+    records, bad = parse_jsonl(path.read_text()) if path.exists() else ([], [])
+    return [PromptResult.from_json(r) for r in records], bool(bad)
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Every directory under the sweep that a job claimed or wrote results into."""
+    return sorted({p.parent for name in ("settings.json", "results.jsonl", "summary.json")
                    for p in sweep_dir.rglob(name) if "wandb" not in p.parts and ".submitit" not in p.parts})
+
+
+def load_jobs(sweep_dir: Path, dirs: list[Path]) -> tuple[list[Job], list[str]]:
+    """The finished jobs among ``dirs``, and a message for each one that is not."""
+    jobs, problems = [], []
     for job_dir in dirs:
         where = job_dir.relative_to(sweep_dir)
+        if (job_dir / "settings.json").exists():  # name the job's setting, so its cell's gap is accounted for
+            method, benchmark, seed = identity(json.loads((job_dir / "settings.json").read_text())["settings"])
+            where = f"{where} ({method} on {benchmark}, seed {seed})"
         records, cut = _read_records(job_dir / "results.jsonl")
         cut_note = "; its last line is cut short" if cut else ""
         if not (job_dir / "summary.json").exists():
@@ -88,7 +185,7 @@ def load_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
                             f"prompt(s){cut_note}) -- re-launch the sweep to finish it")
             continue
         summary = json.loads((job_dir / "summary.json").read_text())
-        by_id = {r["id"]: r for r in records}
+        by_id = {record_id(r): r for r in records}
         missing = [i for i in summary["prompt_ids"] if i not in by_id]
         if missing:
             problems.append(f"{where}: results.jsonl lacks {len(missing)} of {len(summary['prompt_ids'])} prompts "
@@ -99,18 +196,31 @@ def load_jobs(sweep_dir: Path) -> tuple[list[Job], list[str]]:
     return jobs, problems
 
 
+def missing_from_grid(grid: list[dict], found: list[Path], sweep_dir: Path) -> list[str]:
+    """A message for each job of the sweep's record that left no directory with results behind."""
+    have = {str(d.relative_to(sweep_dir)) for d in found}
+    problems = []
+    for job in grid:
+        if job["dir"] not in have:
+            method, benchmark, seed = identity(job["settings"])
+            problems.append(f"{job['dir']}: missing ({method} on {benchmark}, seed {seed}; the sweep launched it "
+                            f"with {' '.join(job['overrides']) or 'no overrides'}, and it left no results) -- "
+                            f"re-launch the sweep to run it")
+    return problems
+
+
 def merge_shards(jobs: list[Job], sweep_dir: Path) -> tuple[list[Setting], list[str]]:
     groups: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
-        unsharded = {k: v for k, v in job.config.items() if k not in ("shard", "batch_size", "logger", "sweep",
-                                                                      "baseline")}
+        unsharded = {k: v for k, v in job.config.items() if k not in (*NOT_RESULTS, "shard")}
         groups[digest(unsharded)].append(job)
     settings, problems = [], []
     for group in groups.values():
         first = group[0]
         count = first.config["shard"]["count"]
         have = {job.config["shard"]["index"]: job for job in group}
-        name = f"{first.summary['method']} on {first.summary['benchmark']}, seed {first.summary['seed']}"
+        method, benchmark, seed = identity(first.config)
+        name = f"{method} on {benchmark}, seed {seed}"
         if len(group) != len(have) or {j.config["shard"]["count"] for j in group} != {count}:
             problems.append(f"{name}: shards of different counts or duplicate shards in "
                             f"{', '.join(str(j.dir.relative_to(sweep_dir)) for j in group)} -- keep one sharding")
@@ -122,20 +232,15 @@ def merge_shards(jobs: list[Job], sweep_dir: Path) -> tuple[list[Setting], list[
             continue
         ordered = [have[i] for i in range(count)]
         settings.append(Setting(
-            method=first.summary["method"], benchmark=first.summary["benchmark"], seed=first.summary["seed"],
-            config=first.config, records=[r for job in ordered for r in job.records], dirs=[j.dir for j in ordered],
+            method=method, benchmark=benchmark, seed=seed, config=first.config,
+            records=[r for job in ordered for r in job.records], dirs=[j.dir for j in ordered],
             baseline=first.summary.get("baseline", {})))
     return settings, problems
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = json.dumps(value)
-    return flat
+def _flatten(tree: dict) -> dict:
+    """Config leaves by dotted key, as comparable strings."""
+    return {key: json.dumps(value) for key, value in flatten(tree).items()}
 
 
 def label_variants(settings: list[Setting]) -> None:
@@ -146,13 +251,13 @@ def label_variants(settings: list[Setting]) -> None:
     for setting, values in zip(settings, flat):
         by_cell[(setting.method, setting.benchmark, setting.seed)].append(values)
     varied = sorted({key for cell in by_cell.values() for key in set().union(*cell)
-                     if not key.startswith(NOT_VARIANT) and len({v.get(key) for v in cell}) > 1})
+                     if key not in AXES and not key.startswith(NOT_VARIANT) and len({v.get(key) for v in cell}) > 1})
     for setting, values in zip(settings, flat):
         setting.variant = ", ".join(f"{k}={json.loads(values[k]) if k in values else None}" for k in varied)
 
 
 def check_baselines(settings: list[Setting]) -> list[str]:
-    """A method's win-rates count only if its baseline is the sweep's own bon run of that setting."""
+    """A method's comparisons count only if its baseline is the sweep's own bon run of that setting."""
     problems = []
     bons = {(s.benchmark, s.seed, s.variant): s for s in settings if s.method == "bon"}
     for setting in settings:
@@ -162,62 +267,110 @@ def check_baselines(settings: list[Setting]) -> list[str]:
         if setting.baseline.get("digest") != bon.baseline.get("digest"):
             keys = differences(setting.baseline.get("settings", {}), bon.baseline.get("settings", {}))
             message = (f"{setting.label}: its baseline was sampled with other settings than the sweep's bon run "
-                       f"(differing: {', '.join(keys) or 'unknown'}) -- win-rates left out; re-run one of them "
-                       f"with matching settings")
+                       f"(differing: {', '.join(keys) or 'unknown'}) -- comparisons with bon left out; re-run one "
+                       f"of them with matching settings")
             setting.problems.append(message)
             problems.append(message)
     return problems
 
+
+def load_judge(name: str):
+    """The judge of ``conf/eval_reward/<name>.yaml``."""
+    from entrgi.evaluation.judges import make_judge
+
+    choices = sorted(p.stem for p in (CONF_DIR / "eval_reward").glob("*.yaml") if p.stem != "none")
+    path = CONF_DIR / "eval_reward" / f"{name}.yaml"
+    if name == "none" or not path.exists():
+        raise ConfigError(f"--judge {name}: not a judge of conf/eval_reward; use one of {', '.join(choices)}")
+    return make_judge(OmegaConf.load(path))
+
+
+def rejudge(settings: list[Setting], judge) -> None:
+    """Score every stored response, and bon's top-1 beside it, with ``judge``: one call per setting."""
+    from entrgi.evaluation.benchmarks import Prompt
+
+    for setting in settings:
+        prompts, texts, spans = [], [], []
+        for record in setting.records:
+            prompt_text, reference, responses, baseline = texts_to_judge(record)
+            prompt = Prompt(record_id(record), prompt_text, reference)
+            answers = responses + ([baseline] if baseline is not None else [])
+            spans.append((len(texts), len(responses), baseline is not None))
+            prompts += [prompt] * len(answers)
+            texts += answers
+        scores = judge.score(prompts, texts) if texts else []
+        judged = {}
+        for record, (start, k, paired) in zip(setting.records, spans):
+            mine = scores[start:start + k]
+            top1 = mine[answer_index(setting.method, record)]
+            base = scores[start + k] if paired else None
+            judged[record_id(record)] = Scores(top1, sum(mine) / k, base,
+                                               outcomes([top1], [base])[0] if paired else None)
+        setting.judged[judge.name] = judged
+
+
+# ---- Statistics
 
 def row_order(labels) -> list[tuple[str, str]]:
     rank = {m: i for i, m in enumerate(METHOD_ORDER)}
     return sorted(labels, key=lambda mv: (rank.get(mv[0], len(rank)), mv[0], mv[1]))
 
 
-def over_seeds(settings: list[Setting], metric: str) -> dict:
-    """Mean +- standard error over seeds of a per-prompt metric's mean (over prompts for one seed)."""
-    per_seed = [mean_stderr([r[metric] for r in s.records])["mean"] for s in settings]
+def over_seeds(settings: list[Setting], value) -> dict | None:
+    """Mean +- standard error over seeds of the per-seed mean over prompts of ``value(setting, record)``;
+    with one seed, the standard error over its prompts (``seeds: 1``)."""
+    per_seed = [[value(s, r) for r in s.records] for s in settings]
+    if not settings or any(v is None for values in per_seed for v in values):
+        return None
     if len(settings) == 1:
-        within = mean_stderr([r[metric] for r in settings[0].records])
-        return {**within, "seeds": 1}
-    return {**mean_stderr(per_seed), "seeds": len(settings)}
+        return {**mean_stderr(per_seed[0]), "seeds": 1}
+    return {**mean_stderr([sum(v) / len(v) for v in per_seed]), "seeds": len(settings)}
 
 
-def pooled_win_rate(settings: list[Setting], kind: str) -> dict | None:
-    if any(s.problems for s in settings) or not all(s.records and kind in s.records[0].get("outcome", {})
-                                                    for s in settings):
-        return None
-    return win_rate([r["outcome"][kind] for s in settings for r in s.records])
-
-
-def paired_over_prompts(settings: list[Setting], value) -> dict | None:
-    """Mean +- standard error over prompts of ``value(record)``, each prompt first averaged over the
-    seeds, with a normal 95% interval: the paired comparison (same prompts, same seeds) that
-    separates a method from its baseline far more sharply than per-seed means do."""
-    if any(s.problems for s in settings):
-        return None
+def per_prompt(settings: list[Setting], value) -> list[float] | None:
+    """``value(setting, record)`` per prompt, averaged over the seeds that drew it; None if any is missing."""
     by_prompt: dict[str, list[float]] = defaultdict(list)
     for setting in settings:
         for record in setting.records:
-            measured = value(record)
+            measured = value(setting, record)
             if measured is None:
                 return None
-            by_prompt[record["id"]].append(measured)
-    if not by_prompt:
+            by_prompt[record_id(record)].append(measured)
+    return [sum(v) / len(v) for v in by_prompt.values()] or None
+
+
+def over_prompts(settings: list[Setting], value) -> dict | None:
+    """Mean +- standard error over prompts (each averaged over its seeds first), with a normal 95%
+    interval: the paired comparison (same prompts, same seeds) that separates a method from its
+    baseline far more sharply than per-seed means do."""
+    values = per_prompt(settings, value)
+    if values is None:
         return None
-    stat = mean_stderr([sum(v) / len(v) for v in by_prompt.values()])
-    return {**stat, "low": stat["mean"] - 1.96 * stat["stderr"], "high": stat["mean"] + 1.96 * stat["stderr"]}
+    stat = mean_stderr(values)
+    return {**stat, "low": stat["mean"] - Z95 * stat["stderr"], "high": stat["mean"] + Z95 * stat["stderr"]}
 
 
-def fmt(stat: dict | None) -> str:
+def win_over_prompts(settings: list[Setting], value) -> dict | None:
+    """Win-rate (ties half) of per-prompt outcomes averaged over seeds, with its standard error and a
+    seeded percentile-bootstrap 95% interval over prompts."""
+    values = per_prompt(settings, value)
+    if values is None:
+        return None
+    rate = win_rate(values)
+    return {"rate": rate["rate"], "stderr": mean_stderr(values)["stderr"], "low": rate["low"],
+            "high": rate["high"], "n": rate["n"]}
+
+
+def fmt(stat: dict | None, signed: bool = True, interval: bool = True) -> str:
     if stat is None:
         return "—"
     if "rate" in stat:
-        return f"{stat['rate']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
-    if "low" in stat:
-        return f"{stat['mean']:+.4f} ± {stat['stderr']:.4f} [{stat['low']:+.4f}, {stat['high']:+.4f}]"
+        return f"{stat['rate']:.3f} ± {stat['stderr']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
+    sign = "+" if signed else ""
+    if "low" in stat and interval:
+        return f"{stat['mean']:{sign}.4f} ± {stat['stderr']:.4f} [{stat['low']:{sign}.4f}, {stat['high']:{sign}.4f}]"
     mark = "†" if stat.get("seeds") == 1 else ""
-    return f"{stat['mean']:+.4f} ± {stat['stderr']:.4f}{mark}"
+    return f"{stat['mean']:{sign}.4f} ± {stat['stderr']:.4f}{mark}"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -226,75 +379,247 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def step_curve(settings: list[Setting], name: str) -> tuple[list[int], list[float]]:
-    sums: dict[int, list[float]] = defaultdict(list)
-    for setting in settings:
-        for record in setting.records:
-            trace = record.get("trace", {})
-            for step, value in zip(trace.get("step", []), trace.get(name, [])):
-                if value is not None:  # None: a step left unguided (guidance.every / window)
-                    sums[step].append(value)
-    steps = sorted(sums)
-    return steps, [sum(sums[s]) / len(sums[s]) for s in steps]
+def row_name(row: tuple[str, str]) -> str:
+    return " ".join(filter(None, row))
 
 
-def plot(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> list[str]:
+def seeds_note(have: list[int], expected: list[int]) -> str:
+    """A cell's mark when it is built from fewer seeds than the sweep ran."""
+    if set(have) >= set(expected):
+        return ""
+    return f" [{len(have)} of {len(expected)} seeds: {', '.join(map(str, have)) or 'none'}]"
+
+
+# ---- Judge tables
+
+JUDGE_COLUMNS = [  # (results.csv metric, header, value of (scores) or None, needs a sound baseline)
+    ("top1", "top-1", lambda s: s.top1, False),
+    ("mean_at_k", "mean@K", lambda s: s.mean_at_k, False),
+    ("baseline_top1", "bon top-1 (same prompts)", lambda s: s.baseline_top1, True),
+    ("gain", "top-1 gain over bon [95% CI]", lambda s: None if s.baseline_top1 is None else s.top1 - s.baseline_top1,
+     True),
+]
+
+
+def judge_stats(cell: list[Setting], judge: str) -> dict[str, dict | None]:
+    def value_of(part):
+        def value(setting, record):
+            scores = setting.scores(judge, record)
+            return None if scores is None else part(scores)
+        return value
+
+    sound = not any(s.problems for s in cell)
+    stats = {metric: over_prompts(cell, value_of(part)) if sound or not paired else None
+             for metric, _, part, paired in JUDGE_COLUMNS}
+    stats["win_rate"] = win_over_prompts(cell, value_of(lambda s: s.outcome)) if sound else None
+    return stats
+
+
+def verdict(label: str, stats: dict) -> str | None:
+    gain, win = stats["gain"], stats["win_rate"]
+    if gain is None or win is None:
+        return None
+    moved = "raises" if gain["low"] > 0 else "lowers" if gain["high"] < 0 else "does not significantly change"
+    side = "above" if win["low"] > 0.5 else "below" if win["high"] < 0.5 else "not distinguishable from"
+    return (f"- `{label}` {moved} the top-1 score over bon (95% CI [{gain['low']:+.3f}, {gain['high']:+.3f}]); "
+            f"its win-rate over bon is {side} 0.5 ([{win['low']:.3f}, {win['high']:.3f}]).")
+
+
+# ---- Plots
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = []
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(max(4.5, 0.9 * len(rows) + 2) * len(benchmarks), 4.2),
+    return plt
+
+
+def _label_points(ax, xs, tops, texts, color) -> None:
+    """Write each point's value just above its error bar (``tops``: the bar's upper ends)."""
+    for x, top, text in zip(xs, tops, texts):
+        ax.annotate(text, (x, top), textcoords="offset points", xytext=(0, 3), fontsize=7, color=color, ha="center",
+                    va="bottom")
+
+
+def _save(fig, title: str, out_dir: Path, name: str) -> str:
+    """Give the figure its title (wrapped to its width) and one legend below the panels, and write it."""
+    import math
+    import textwrap
+
+    plt = _pyplot()
+    width, height = fig.get_size_inches()
+    handles, labels = [], []
+    for ax in fig.axes:  # one entry per label, whichever panel drew it
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    columns = max(1, min(len(labels), int(width / 2.6)))
+    title_lines = textwrap.fill(title, width=int(width * 12))
+    fig.suptitle(title_lines, fontsize=10)
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    bottom = 0.22 * math.ceil(len(labels) / columns) / height
+    top = 1 - (0.1 + 0.2 * (title_lines.count("\n") + 1)) / height  # below the figure's title
+    fig.tight_layout(rect=(0, bottom, 1, top))
+    fig.subplots_adjust(top=top - 0.3 / height)  # and the panels' own titles below that
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def plot_rewards(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> str:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(max(4.5, 1.1 * len(rows) + 2.5) * len(benchmarks), 4.4),
                              squeeze=False)
+    seeds = set()
     for ax, benchmark in zip(axes[0], benchmarks):
         present = [row for row in rows if (row, benchmark) in cells]
-        xs = range(len(present))
-        for offset, (metric, name, alpha) in enumerate([("top1_reward", "top-1", 1.0), ("mean_reward", "mean@K", 0.45)]):
-            stats = [over_seeds(cells[(row, benchmark)], metric) for row in present]
-            ax.bar([x + (offset - 0.5) * 0.38 for x in xs], [s["mean"] for s in stats], 0.38,
-                   yerr=[s["stderr"] for s in stats], capsize=3, alpha=alpha, color="C0", label=name)
-        ax.set_xticks(list(xs), [" ".join(filter(None, row)) for row in present], rotation=30, ha="right")
-        ax.axhline(0, color="black", linewidth=0.6)
+        for offset, (name, part, color) in enumerate([("top-1", lambda s: s.top1, "C0"),
+                                                      ("mean@K", lambda s: s.mean_at_k, "C1")]):
+            stats = [over_seeds(cells[(row, benchmark)], lambda s, r, part=part: part(s.scores(GUIDE, r)))
+                     for row in present]
+            seeds |= {s["seeds"] for s in stats}
+            xs = [x + (offset - 0.5) * 0.3 for x in range(len(present))]
+            ax.errorbar(xs, [s["mean"] for s in stats], yerr=[s["stderr"] for s in stats], fmt="o", capsize=4,
+                        color=color, label=name)
+            _label_points(ax, xs, [s["mean"] + s["stderr"] for s in stats],
+                          [f"{s['mean']:.3f}{'†' if s['seeds'] == 1 else ''}" for s in stats], color)
+        ax.set_xticks(range(len(present)), [row_name(row) for row in present], rotation=30, ha="right")
+        ax.set_xlim(-0.6, len(present) - 0.4)
+        ax.margins(y=0.12)  # room for the values above the bars
+        ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_title(benchmark)
         ax.set_ylabel("guiding reward")
-        ax.legend(fontsize=8)
-    fig.suptitle("Reward by method (mean ± standard error over seeds)")
-    fig.tight_layout()
-    fig.savefig(out_dir / "reward_by_method.png", dpi=110)
-    plt.close(fig)
-    names.append("reward_by_method.png")
-
-    guided = [row for row in rows if any(step_curve(cells.get((row, b), []), "entropy_weight")[0] for b in benchmarks)]
-    if guided:
-        fig, axes = plt.subplots(2, len(benchmarks), figsize=(5 * len(benchmarks), 7), squeeze=False, sharex="col")
-        for col, benchmark in enumerate(benchmarks):
-            for i, row in enumerate(guided):
-                for r, (name, ylabel) in enumerate([("guided_reward", "mean guided reward"),
-                                                    ("entropy_weight", "mean entropy weight w")]):
-                    steps, values = step_curve(cells.get((row, benchmark), []), name)
-                    if steps:
-                        axes[r][col].plot(steps, values, label=" ".join(filter(None, row)), color=f"C{i}")
-                    axes[r][col].set_ylabel(ylabel)
-            axes[0][col].set_title(benchmark)
-            axes[1][col].set_xlabel("denoising step")
-            axes[0][col].legend(fontsize=8)
-        fig.suptitle("Over denoising steps (mean over prompts and seeds)")
-        fig.tight_layout()
-        fig.savefig(out_dir / "denoising_curves.png", dpi=110)
-        plt.close(fig)
-        names.append("denoising_curves.png")
-    return names
+    if seeds == {1}:
+        over = "standard error over prompts (one seed)"
+    elif 1 in seeds:
+        over = "standard error over seeds († one seed: over prompts)"
+    else:
+        over = "standard error over seeds"
+    return _save(fig, f"Guiding reward of the final answers per method: mean ± {over}", out_dir,
+                 "reward_by_method.png")
 
 
-def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
-    """Write the report; returns the Markdown and the list of what was left out."""
+def _band(settings: list[Setting], name: str) -> tuple[list[int], list[float], list[float]]:
+    """Per denoising step: mean over prompts (each averaged over its seeds) and a 95% half-width."""
+    by_step: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for setting in settings:
+        for record in setting.records:
+            for step, value in trace_of(record, name):
+                by_step[step][record_id(record)].append(value)
+    steps = sorted(by_step)
+    stats = [mean_stderr([sum(v) / len(v) for v in by_step[s].values()]) for s in steps]
+    return steps, [s["mean"] for s in stats], [Z95 * s["stderr"] for s in stats]
+
+
+def plot_denoising(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> str | None:
+    guided = [row for row in rows if any(_band(cells.get((row, b), []), "guided_reward")[0] for b in benchmarks)]
+    if not guided:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(benchmarks), figsize=(5.5 * len(benchmarks), 7.5), squeeze=False, sharex="col")
+    for col, benchmark in enumerate(benchmarks):
+        for i, row in enumerate(guided):
+            for r, name in enumerate(("guided_reward", "entropy_weight")):
+                steps, means, half = _band(cells.get((row, benchmark), []), name)
+                if steps:
+                    ax = axes[r][col]
+                    ax.plot(steps, means, color=f"C{i}", label=row_name(row) if r == 0 else None)
+                    ax.fill_between(steps, [m - h for m, h in zip(means, half)], [m + h for m, h in zip(means, half)],
+                                    color=f"C{i}", alpha=0.2, linewidth=0)
+        bon = [cells[(row, benchmark)] for row in rows if row[0] == "bon" and (row, benchmark) in cells]
+        for cell in bon:
+            for part, style, text in [(lambda s: s.mean_at_k, "--", "bon: mean reward of its K final samples"),
+                                      (lambda s: s.top1, ":", "bon: reward of its top-1 final sample")]:
+                stat = over_prompts(cell, lambda s, r, part=part: part(s.scores(GUIDE, r)))
+                axes[0][col].axhline(stat["mean"], color="black", linestyle=style, linewidth=1,
+                                     label=text)
+        axes[0][col].set_ylabel("reward of the relaxed input\n(guiding reward model, mean over the K samples)",
+                                fontsize=8)
+        axes[1][col].set_ylabel("entropy weight w\n(mean over masked positions)", fontsize=8)
+        axes[1][col].set_ylim(-0.05, 1.05)
+        axes[0][col].set_title(benchmark)
+        axes[1][col].set_xlabel("denoising step")
+        axes[1][col].xaxis.get_major_locator().set_params(integer=True)
+    return _save(fig, "During guidance, per method: mean over prompts (each averaged over its seeds); "
+                 "band: 95% interval over prompts", out_dir, "denoising_curves.png")
+
+
+def plot_win_rates(cells: dict, rows: list, benchmarks: list[str], judges: list[str], out_dir: Path) -> str | None:
+    compared = [row for row in rows if row[0] != "bon"]
+    rates = {(row, b, j): judge_stats(cells[(row, b)], j)["win_rate"]
+             for row in compared for b in benchmarks for j in judges if (row, b) in cells}
+    if not any(rates.values()):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(max(4.5, 1.3 * len(compared) + 2.5) * len(benchmarks), 4.4),
+                             squeeze=False)
+    width = 0.6 / len(judges)
+    for ax, benchmark in zip(axes[0], benchmarks):
+        for j, judge in enumerate(judges):
+            points = [(x, rates.get((row, benchmark, judge))) for x, row in enumerate(compared)]
+            points = [(x + (j - (len(judges) - 1) / 2) * width, r) for x, r in points if r]
+            if not points:
+                continue
+            xs, stats = zip(*points)
+            ys = [r["rate"] for r in stats]
+            ax.errorbar(xs, ys, yerr=[[y - r["low"] for y, r in zip(ys, stats)], [r["high"] - y for y, r in zip(ys, stats)]],
+                        fmt="o", capsize=4, color=f"C{j}",
+                        label="guiding reward model" if judge == GUIDE else f"{judge} (held out)")
+            _label_points(ax, xs, [r["high"] for r in stats], [f"{y:.3f}" for y in ys], f"C{j}")
+        ax.axhline(0.5, color="black", linestyle="--", linewidth=0.8)
+        ax.set_xticks(range(len(compared)), [row_name(row) for row in compared], rotation=30, ha="right")
+        ax.set_xlim(-0.6, len(compared) - 0.4)
+        ax.set_ylim(0, 1.1)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
+        ax.set_ylabel("top-1 win-rate over best-of-K (ties half)")
+        ax.set_title(benchmark)
+    return _save(fig, "Top-1 win-rate over best-of-K by each judge, with 95% bootstrap intervals over prompts "
+                 "(dashed: a tie)", out_dir, "win_rates.png")
+
+
+# ---- The report
+
+def _first(flat: dict, *keys: str):
+    """The value of the first of ``keys`` that a flattened config has (JSON-encoded by ``_flatten``)."""
+    return next((json.loads(flat[k]) for k in keys if k in flat), None)
+
+
+def header_text(sweep_dir: Path, settings: list[Setting], launched: int | None, cells: dict) -> str:
+    flat = _flatten(settings[0].config)
+    guided = next((_flatten(s.config) for s in settings if s.method not in ("base", "bon")), flat)
+    prompts = {s.benchmark: len(s.records) for s in settings}
+    jobs = sum(len(s.dirs) for s in settings)
+    of_grid = f" (the sweep's grid has {launched})" if launched is not None else ""
+    text = (f"# Sweep report: {sweep_dir}\n\n{len(settings)} setting(s) from {jobs} job(s){of_grid}. "
+            f"Model `{_first(flat, 'model.name')}`, guiding reward `{_first(flat, 'reward.name')}`, "
+            f"K={_first(flat, 'num_samples')}, L={_first(flat, 'sampler.gen_length')}, "
+            f"T={_first(flat, 'sampler.steps')}, "
+            f"M={_first(guided, 'method.guidance.inner_steps', 'method.inner_steps', 'guidance.inner_steps')}, "
+            f"eta={_first(guided, 'method.guidance.lr', 'method.lr', 'guidance.lr')}; "
+            f"prompts per seed {', '.join(f'{n} ({b})' for b, n in sorted(prompts.items()))}; seeds "
+            f"{', '.join(map(str, sorted({s.seed for s in settings})))}.\n\n"
+            "In the first two tables, cells are mean ± standard error over seeds of the per-seed mean over prompts")
+    if any(len(c) == 1 for c in cells.values()):
+        text += " († one seed: standard error over its prompts)"
+    return text + ". A cell built from fewer seeds than the sweep ran says so: [n of m seeds: the seeds it has]."
+
+
+def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, list[str]]:
+    """Write the report; returns the Markdown and the list of what was left out. ``judges``: names of
+    ``conf/eval_reward`` configs that score every stored answer."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"{sweep_dir} is not a directory; pass a sweep directory (outputs/sweeps/<name>)")
-    jobs, problems = load_jobs(sweep_dir)
+    rejudges = [load_judge(name) for name in judges]
+    found = job_dirs(sweep_dir)
+    grid = read_jobs(sweep_dir)
+    problems = missing_from_grid(grid, found, sweep_dir) if grid is not None else []
+    jobs, job_problems = load_jobs(sweep_dir, found)
     settings, shard_problems = merge_shards(jobs, sweep_dir)
-    problems += shard_problems
+    problems += job_problems + shard_problems
     label_variants(settings)
     problems += check_baselines(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -305,6 +630,8 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
             text += "\n## Left out\n\n" + "".join(f"- {p}\n" for p in problems)
         write_atomic(out_dir / "report.md", text)
         return text, problems or [f"{sweep_dir} holds no job results (no summary.json below it)"]
+    for judge in rejudges:
+        rejudge(settings, judge)
 
     cells: dict[tuple, list[Setting]] = defaultdict(list)
     for setting in settings:
@@ -313,79 +640,98 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
         cell.sort(key=lambda s: s.seed)
     rows = row_order({row for row, _ in cells})
     benchmarks = sorted({b for _, b in cells})
-    judges = sorted({s.records[0]["judge"]["name"] for s in settings if s.records and "judge" in s.records[0]})
+    held_out = sorted({recorded_judge(r) for s in settings for r in s.records[:1]} - {None}
+                      | {judge.name for judge in rejudges})
+
+    # the seeds each cell should have: those its recorded jobs ran, and those of its row and column
+    recorded_seeds: dict[str, set[int]] = defaultdict(set)
+    for job in grid or []:
+        recorded_seeds[cell_key(job["settings"])].add(job["settings"]["seed"])
+    expected, problems_seen = {}, "\n".join(problems)
+    for (row, benchmark), cell in cells.items():
+        seeds = recorded_seeds[cell_key(cell[0].config)] | {s.seed for s in cell}
+        seeds |= {s.seed for (r, b), c in cells.items() if r == row or b == benchmark for s in c}
+        expected[(row, benchmark)] = sorted(seeds)
+        for seed in sorted(seeds - {s.seed for s in cell}) if grid is None else []:  # else named by the record
+            label = f"{row_name(row)} on {benchmark}, seed {seed}"
+            if f"{row[0]} on {benchmark}, seed {seed}" not in problems_seen:
+                problems.append(f"{label}: no job directory found, though other cells of the sweep have seed {seed} "
+                                f"-- launch it (the sweep has no sweep.json naming its jobs)")
+
+    def seeds_of(row, benchmark) -> tuple[list[int], list[int]]:
+        return [s.seed for s in cells.get((row, benchmark), [])], expected.get((row, benchmark), [])
 
     long_rows = []
 
-    def method_table(stat_of, metric: str, with_bon: bool) -> str:
-        """One row per method, one column per benchmark; each cell also goes to results.csv."""
+    def record_stat(row, benchmark, metric, stat) -> None:
+        if stat:
+            have, want = seeds_of(row, benchmark)
+            long_rows.append([row[0], row[1], benchmark, metric, stat.get("mean", stat.get("rate")),
+                              stat.get("stderr", ""), len(have), len(want), stat.get("low", ""),
+                              stat.get("high", "")])
+
+    sections = []
+    for metric, title, part in [("top1_reward", "Top-1 reward (the answer's reward by the guiding reward model)",
+                                 lambda s: s.top1),
+                                ("mean_reward", "Mean@K reward", lambda s: s.mean_at_k)]:
         table = []
         for row in rows:
-            if row[0] == "bon" and not with_bon:
-                continue
-            line = [" ".join(filter(None, row))]
+            line = [row_name(row)]
             for benchmark in benchmarks:
                 cell = cells.get((row, benchmark))
-                stat = stat_of(cell) if cell else None
-                line.append(fmt(stat))
-                if stat:
-                    long_rows.append([row[0], row[1], benchmark, metric, stat.get("mean", stat.get("rate")),
-                                      stat.get("stderr", ""), stat.get("seeds", len(cell)), stat.get("low", ""),
-                                      stat.get("high", "")])
+                stat = over_seeds(cell, lambda s, r, part=part: part(s.scores(GUIDE, r))) if cell else None
+                record_stat(row, benchmark, metric, stat)
+                line.append(fmt(stat) + seeds_note(*seeds_of(row, benchmark)) if cell else "—")
             table.append(line)
-        return markdown_table(["method", *benchmarks], table)
+        sections.append(f"## {title}\n\n" + markdown_table(["method", *benchmarks], table))
 
-    sections = [f"## {title}\n\n" + method_table(partial(over_seeds, metric=metric), metric, with_bon=True)
-                for metric, title in [("top1_reward", "Top-1 reward (best of K by the guiding reward model)"),
-                                      ("mean_reward", "Mean@K reward")]]
+    for judge in [GUIDE, *held_out]:
+        title = ("Judged by the guiding reward model" if judge == GUIDE
+                 else f"Judged by `{judge}` (held out: guidance never sees it)")
+        parts = [f"## {title}\n\nPaired with best-of-K prompt by prompt (same prompts and seeds): mean ± standard "
+                 "error over prompts, each prompt averaged over its seeds first, [normal 95% interval]; win-rate: "
+                 "ties count half, [95% bootstrap interval over prompts]."
+                 + ("" if judge == GUIDE or judge in {j.name for j in rejudges} else
+                    f" Mean@K needs every answer scored: `--judge {judge}`.")]
+        for benchmark in benchmarks:
+            table, verdicts = [], []
+            for row in rows:
+                if (row, benchmark) not in cells:
+                    continue
+                stats = judge_stats(cells[(row, benchmark)], judge)
+                if not any(stats.values()):
+                    continue
+                for metric, stat in stats.items():
+                    record_stat(row, benchmark, f"{judge}/{metric}", stat)
+                have, want = seeds_of(row, benchmark)
+                table.append([row_name(row), *(fmt(stats[m], signed=m == "gain", interval=m == "gain") for m, *_ in JUDGE_COLUMNS),
+                              fmt(stats["win_rate"]), ", ".join(map(str, have)) + seeds_note(have, want)])
+                verdicts += filter(None, [verdict(row_name(row), stats)])
+            if not table:
+                continue
+            header = ["method", *(h for _, h, *_ in JUDGE_COLUMNS), "top-1 win-rate over bon [95% CI]", "seeds"]
+            parts.append((f"### {benchmark}\n\n" if len(benchmarks) > 1 else "") + markdown_table(header, table)
+                         + ("\n\n" + "\n".join(verdicts) if verdicts else ""))
+        sections.append("\n\n".join(parts))
 
-    def gain(record):
-        return record["top1_reward"] - record["baseline"]["top1_reward"] if "baseline" in record else None
-
-    def judge_top1(name):
-        return lambda r: r["judge"]["top1"] if r.get("judge", {}).get("name") == name else None
-
-    paired = [("top1_reward_gain", "Top-1 reward gain over best-of-K, paired by prompt", gain, False),
-              *[("judge_top1", f"Score of the top-1 answer by {name} (held out)", judge_top1(name), True)
-                for name in judges]]
-    for metric, title, value, with_bon in paired:
-        sections.append(f"## {title}\n\nMean ± standard error over prompts, each prompt averaged over the seeds first; "
-                        "[normal 95% interval].\n\n"
-                        + method_table(partial(paired_over_prompts, value=value), metric, with_bon))
-
-    for kind, title in [("guide", "Win-rate of top-1 vs best-of-K, judged by the guiding reward model"),
-                        *[("judge", f"Win-rate of top-1 vs best-of-K, judged by {name} (held out)") for name in judges]]:
-        sections.append(f"## {title}\n\nTies count half; 95% bootstrap interval over prompts (all seeds pooled).\n\n"
-                        + method_table(partial(pooled_win_rate, kind=kind), f"win_rate_{kind}", False))
-
-    cost_table = []
+    cost_table, cost_keys = [], sorted({k for s in settings for r in s.records for k in cost_of(r)})
     for row in rows:
-        records = [r for b in benchmarks for s in cells.get((row, b), []) for r in s.records]
-        peak = max(json.loads((d / "summary.json").read_text())["cost_total"]["peak_memory_bytes"]
-                   for b in benchmarks for s in cells.get((row, b), []) for d in s.dirs)
-        per_prompt = {k: sum(r["cost"][k] for r in records) / len(records) for k in records[0]["cost"]}
-        cost_table.append([" ".join(filter(None, row)), f"{per_prompt['dllm_forwards']:.0f}",
-                           f"{per_prompt['reward_forwards']:.0f}", f"{per_prompt['reward_backwards']:.0f}",
-                           f"{per_prompt['seconds']:.2f}", f"{peak / 2**20:.0f}"])
-    sections.append("## Cost per prompt\n\nSequences through each model (K samples each); best-of-K's costs are "
-                    "those of its shared samples. Peak memory is the largest of any job (GPU allocated, else "
-                    "resident set).\n\n" + markdown_table(
-                        ["method", "dLLM forwards", "reward forwards", "reward backwards", "seconds", "peak MiB"],
-                        cost_table))
+        cell_settings = [s for b in benchmarks for s in cells.get((row, b), [])]
+        records = [r for s in cell_settings for r in s.records]
+        peaks = [peak_memory_of(json.loads((d / "summary.json").read_text())) for s in cell_settings for d in s.dirs]
+        per_prompt_cost = [sum(cost_of(r).get(k, 0) for r in records) / len(records) for k in cost_keys]
+        known_peaks = [p for p in peaks if p is not None]
+        cost_table.append([row_name(row), *(f"{v:.2f}" if v < 100 else f"{v:.0f}" for v in per_prompt_cost),
+                           f"{max(known_peaks) / 2**20:.0f}" if known_peaks else "—"])
+    sections.append("## Cost per prompt\n\nMean per prompt of each cost a result records (model evaluations count "
+                    "sequences, K samples each; best-of-K's are those of its shared samples). Peak memory is the "
+                    "largest of any job (GPU allocated, else resident set).\n\n" + markdown_table(
+                        ["method", *(k.replace("_", " ") for k in cost_keys), "peak MiB"], cost_table))
 
-    images = plot(cells, rows, benchmarks, out_dir)
-    cfg = settings[0].config
-    guided = [s.config for s in settings if "inner_steps" in s.config["method"]]
-    header = (f"# Sweep report: {sweep_dir}\n\n{len(settings)} setting(s) from {sum(len(s.dirs) for s in settings)} "
-              f"job(s). Model `{cfg['model']['name']}`, guiding reward `{cfg['reward']['name']}`, "
-              f"K={cfg['num_samples']}, L={cfg['sampler']['gen_length']}, T={cfg['sampler']['steps']}, "
-              + "".join(f"M={c['method']['inner_steps']}, eta={c['method']['lr']}, " for c in guided[:1])
-              + f"seeds "
-              f"{', '.join(map(str, sorted({s.seed for s in settings})))}.\n\n"
-              "Cells are mean ± standard error over seeds of the per-seed mean over prompts"
-              + (" († one seed: standard error over prompts)" if any(len(c) == 1 for c in cells.values()) else "")
-              + ".\n")
-    text = "\n\n".join([header, *sections, *[f"![{name}]({name})" for name in images]]) + "\n"
+    images = [plot_rewards(cells, rows, benchmarks, out_dir), plot_denoising(cells, rows, benchmarks, out_dir),
+              plot_win_rates(cells, rows, benchmarks, [GUIDE, *held_out], out_dir)]
+    text = "\n\n".join([header_text(sweep_dir, settings, len(grid) if grid is not None else None, cells), *sections,
+                        *[f"![{name}]({name})" for name in images if name]]) + "\n"
     if problems:
         text += "\n## Left out\n\n" + "".join(f"- {p}\n" for p in problems)
     write_atomic(out_dir / "report.md", text)
@@ -394,15 +740,16 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
     writer = csv.writer(buffer)  # the paper's layout, top-1 reward: one row per method, mean and stderr per benchmark
     writer.writerow(["method", *[f"{b} {part}" for b in benchmarks for part in ("mean", "stderr", "seeds")]])
     for row in rows:
-        line = [" ".join(filter(None, row))]
+        line = [row_name(row)]
         for benchmark in benchmarks:
-            stat = over_seeds(cells[(row, benchmark)], "top1_reward") if (row, benchmark) in cells else None
-            line += [stat["mean"], stat["stderr"], stat["seeds"]] if stat else ["", "", ""]
+            stat = next((r for r in long_rows if r[:4] == [row[0], row[1], benchmark, "top1_reward"]), None)
+            line += [stat[4], stat[5], stat[6]] if stat else ["", "", ""]
         writer.writerow(line)
     write_atomic(out_dir / "table.csv", buffer.getvalue())
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["method", "variant", "benchmark", "metric", "value", "stderr", "seeds", "low95", "high95"])
+    writer.writerow(["method", "variant", "benchmark", "metric", "value", "stderr", "seeds", "seeds_expected",
+                     "low95", "high95"])
     writer.writerows(long_rows)
     write_atomic(out_dir / "results.csv", buffer.getvalue())
     return text, problems
@@ -412,13 +759,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m entrgi.report", description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory, e.g. outputs/sweeps/<name>")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: <sweep_dir>/report)")
+    parser.add_argument("--judge", action="append", default=[], metavar="NAME",
+                        help="also score every stored answer with this judge (a conf/eval_reward config: "
+                             "keywords, lexical, skywork_8b); repeatable")
     args = parser.parse_args(argv)
+    out = args.out or args.sweep_dir / "report"
     try:
-        text, problems = build(args.sweep_dir, args.out or args.sweep_dir / "report")
-    except FileNotFoundError as error:
+        text, problems = build(args.sweep_dir, out, args.judge)
+    except (FileNotFoundError, ConfigError) as error:
         print(f"entrgi.report: error: {error}", file=sys.stderr)
         return 2
-    out = args.out or args.sweep_dir / "report"
     for problem in problems:
         print(f"entrgi.report: left out: {problem}", file=sys.stderr)
     if "No finished job" in text:

@@ -101,6 +101,9 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
         return [PromptResult.from_json(r) for r in rows]
 
     logger = open_logger(cfg, out_dir, job_digest)
+    if logger is not None:  # record what ran: offline when online had no credentials or no server
+        cfg.logger.mode = logger.mode
+        write_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     try:
         records = baseline_records() if method.shares_baseline_samples else sample_all(
             cfg, method, setup, prompts, out_dir, logger)
@@ -119,7 +122,7 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
                             overrides=list(overrides or []), num_samples=cfg.num_samples,
                             shard={"index": cfg.shard.index, "count": cfg.shard.count}, **extra)
         if logger is not None:
-            logger.finish(summary, rows)
+            logger.finish(summary, records)
             logger = None
     finally:
         if logger is not None:
@@ -139,7 +142,8 @@ def sample_all(cfg, method: Method, setup: SamplingSetup, prompts, out_dir: Path
         def after_batch(size: int) -> None:
             batch_done(size)
             if logger is not None:
-                logger.progress([r for r in results.records if r["id"] in wanted], len(prompts))
+                logger.progress([PromptResult.from_json(r) for r in results.records if r["id"] in wanted],
+                                len(prompts))
 
         rows = results.fill(prompts, lambda batch: [r.to_json() for r in method.sample(setup, batch)],
                             cfg.batch_size, after_batch)

@@ -52,7 +52,7 @@ def qwen3_reward_dir(tmp_path_factory):
 
 
 TINY = ["benchmark.num_prompts=4", "sampler.gen_length=8", "sampler.steps=4", "batch_size=2"]
-GRID = ["method=bon,entrgi", "seed=1,2", "shard.count=2", "shard.index=0,1"]
+GRID = ["method=bon,entrgi", "seed=1,2", "shard.count=2", "shard.index=0,1", "eval_reward=keywords"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,10 +63,12 @@ def private_baseline_cache(tmp_path_factory):
     del os.environ["ENTRGI_BASELINE_CACHE"]
 
 
-def entrgi_cli(*args, cwd, module="entrgi.run", timeout=900, env=None):
-    """A subprocess run in ``cwd``; its baseline cache is ``cwd/outputs/baselines`` (the default)."""
+def entrgi_cli(*args, cwd, module="entrgi.run", timeout=900, env=None, unset=()):
+    """A subprocess run in ``cwd`` with ``env`` added and ``unset`` removed from the environment; its
+    baseline cache is ``cwd/outputs/baselines`` (the default)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="offline", **(env or {}))
-    env.pop("ENTRGI_BASELINE_CACHE", None)
+    for name in ("ENTRGI_BASELINE_CACHE", *unset):
+        env.pop(name, None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -74,7 +76,7 @@ def entrgi_cli(*args, cwd, module="entrgi.run", timeout=900, env=None):
 @pytest.fixture(scope="session")
 def grid(tmp_path_factory):
     """A finished 8-job sweep in ``<root>/outputs/sweeps/grid``: bon and entrgi, 2 seeds, 2 shards each,
-    logged to W&B offline."""
+    judged held out by the keyword judge, logged to W&B offline."""
     root = tmp_path_factory.mktemp("grid")
     done = entrgi_cli("-m", *GRID, "sweep=grid", *TINY, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,5 +1,10 @@
 """Weights & Biases logging for one job: progress, per-step curves, a per-prompt table, the summary.
 
+The run logs offline unless the user asks for online (``logger.mode=online`` or
+``WANDB_MODE=online``): prompts and responses leave the machine only when asked to. Every file W&B
+writes (the run, its cache and logs, staging copies of tables and artifacts) stays in the job's
+``wandb/`` directory, not under the user's home, unless the user points W&B elsewhere.
+
 The run id is a digest of the job's settings and its W&B group, so a re-launched job continues
 its run (``resume="allow"``) instead of starting a twin. History rows carry explicit steps
 (prompts done, then past them the denoising steps), and W&B drops rows whose step is not new, so
@@ -18,9 +23,15 @@ from urllib.parse import urlparse
 import wandb
 from omegaconf import DictConfig, OmegaConf
 
+from entrgi.bookkeeping.records import PromptResult, flatten
 from entrgi.bookkeeping.settings import digest
 
 log = logging.getLogger("entrgi")
+MODES = ("online", "offline", "disabled")
+# where wandb 0.31 puts files outside the run directory when these are unset (all under the home):
+# the cache and wandb-core's logs (~/.cache/wandb), staging copies of logged tables and artifacts
+# (~/.local/share/wandb), downloaded artifacts (./artifacts); wandb-core reads them when it starts
+JOB_DIRS = {"WANDB_CACHE_DIR": "cache", "WANDB_DATA_DIR": "data", "WANDB_ARTIFACT_DIR": "artifacts"}
 
 
 def has_credentials() -> bool:
@@ -35,24 +46,31 @@ def has_credentials() -> bool:
         return False
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested dict as ``a/b/c`` keys."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[f"{prefix}{key}"] = value
-    return flat
+def mode_to_use(requested: str) -> str:
+    """The mode a run asked for ``requested`` logs in: online only with credentials, else offline."""
+    if requested not in MODES:
+        from entrgi.errors import ConfigError
+
+        raise ConfigError(f"logger.mode={requested!r}; use {', '.join(MODES)} (offline unless set)")
+    if requested == "online" and not has_credentials():
+        log.warning("W&B: no credentials (WANDB_API_KEY or `wandb login`); logging offline instead "
+                    "(upload later with `wandb sync`)")
+        return "offline"
+    return requested
 
 
-def step_curves(records: list[dict]) -> dict[int, dict[str, float]]:
-    """Per denoising step: the mean over prompts of each traced quantity (guided reward, entropy weight)."""
+def numeric_leaves(tree: dict) -> dict[str, float]:
+    """Numeric leaves of a nested dict as ``a/b/c`` keys (W&B's summary)."""
+    return {k: v for k, v in flatten(tree, "/").items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def step_curves(records: list[PromptResult]) -> dict[int, dict[str, float]]:
+    """Per denoising step: the mean over prompts of each traced quantity (guided reward, entropy weight, ...)."""
     sums: dict[int, dict[str, list[float]]] = {}
     for record in records:
-        trace = record.get("trace", {})
-        for name in ("guided_reward", "entropy_weight"):
-            for step, value in zip(trace.get("step", []), trace.get(name, [])):
+        trace = record.trace
+        for name in [k for k in trace if k not in ("step", "committed")]:
+            for step, value in zip(trace["step"], trace[name]):
                 if value is not None and not math.isnan(value):
                     sums.setdefault(step, {}).setdefault(name, []).append(value)
     return {step: {name: sum(v) / len(v) for name, v in names.items()} for step, names in sorted(sums.items())}
@@ -62,25 +80,20 @@ TABLE_COLUMNS = ["id", "prompt", "response", "top1_reward", "mean_reward", "base
                  "baseline_top1_reward", "outcome_guide", "judge_top1", "judge_baseline_top1", "outcome_judge"]
 
 
-def table_row(record: dict) -> list:
-    base, judge, outcome = record.get("baseline", {}), record.get("judge", {}), record.get("outcome", {})
-    return [record["id"], record["prompt"], record["responses"][record["best_index"]], record["top1_reward"],
-            record["mean_reward"], base.get("response"), base.get("top1_reward"), outcome.get("guide"),
+def table_row(record: PromptResult) -> list:
+    base, judge, outcome = record.baseline or {}, record.judge or {}, record.outcome or {}
+    return [record.id, record.prompt, record.responses[record.best_index], record.top1_reward,
+            record.mean_reward, base.get("response"), base.get("top1_reward"), outcome.get("guide"),
             judge.get("top1"), judge.get("baseline_top1"), outcome.get("judge")]
 
 
 class WandbLogger:
+    """One job's W&B run. ``mode`` is the mode it logs in (online, offline or disabled): what the
+    job's config should record, whatever ``logger.mode`` asked for."""
+
     def __init__(self, cfg: DictConfig, out_dir: Path, job_digest: str):
         settings = cfg.logger
-        mode = settings.mode
-        if mode not in ("online", "offline", "disabled"):
-            from entrgi.errors import ConfigError
-
-            raise ConfigError(f"logger.mode={mode!r}; use online, offline or disabled")
-        if mode == "online" and not has_credentials():
-            log.warning("W&B: no credentials (WANDB_API_KEY or `wandb login`); logging offline into %s "
-                        "(upload later with `wandb sync`)", out_dir)
-            mode = "offline"
+        self.mode = mode_to_use(settings.mode)
         self.run_id = digest([job_digest, settings.group])[:24]
         tags = [cfg.method.name, cfg.benchmark.name, f"seed={cfg.seed}", f"model={cfg.model.name}",
                 f"reward={cfg.reward.name}", *settings.tags]
@@ -88,25 +101,36 @@ class WandbLogger:
                        id=self.run_id, resume="allow", dir=str(out_dir), job_type=cfg.method.name,
                        tags=[t[:64] for t in tags], config=OmegaConf.to_container(cfg, resolve=True),
                        settings=wandb.Settings(quiet=True))
+        self.directories_set = keep_files_in(Path(out_dir) / "wandb")
         try:
-            self.run = wandb.init(mode=mode, **options)
-        except Exception as error:  # an unreachable server must not lose the job's results
-            if mode != "online":
-                raise
-            log.warning("W&B online init failed (%s); logging offline instead", str(error).splitlines()[0])
-            self.run = wandb.init(mode="offline", **options)
+            self.run = self.start(options)
+        except BaseException:
+            self.close()
+            raise
         self.run.define_metric("progress/prompts_done")
         self.run.define_metric("progress/*", step_metric="progress/prompts_done")
         self.run.define_metric("denoising/step")
         self.run.define_metric("denoising/*", step_metric="denoising/step")
 
-    def progress(self, records: list[dict], total: int) -> None:
+    def start(self, options: dict):
+        """``wandb.init`` in ``self.mode``; online falls back to offline if the server cannot be reached."""
+        options["config"]["logger"]["mode"] = self.mode  # the W&B run records the mode it ran in
+        try:
+            return wandb.init(mode=self.mode, **options)
+        except Exception as error:  # an unreachable server must not lose the job's results
+            if self.mode != "online":
+                raise
+            log.warning("W&B online init failed (%s); logging offline instead", str(error).splitlines()[0])
+            self.mode = options["config"]["logger"]["mode"] = "offline"
+            return wandb.init(mode="offline", **options)
+
+    def progress(self, records: list[PromptResult], total: int) -> None:
         n = len(records)
         self.run.log({"progress/prompts_done": n, "progress/fraction_done": n / total,
-                      "progress/top1_reward": sum(r["top1_reward"] for r in records) / n,
-                      "progress/mean_reward": sum(r["mean_reward"] for r in records) / n}, step=n)
+                      "progress/top1_reward": sum(r.top1_reward for r in records) / n,
+                      "progress/mean_reward": sum(r.mean_reward for r in records) / n}, step=n)
 
-    def finish(self, summary: dict, records: list[dict]) -> None:
+    def finish(self, summary: dict, records: list[PromptResult]) -> None:
         first = summary["num_prompts"] + 1  # history steps after the progress rows
         curves = step_curves(records)
         for offset, (step, values) in enumerate(curves.items()):
@@ -118,10 +142,27 @@ class WandbLogger:
         metrics = {k: summary[k] for k in keys if k in summary}
         if "top1_reward" in summary["baseline"]:
             metrics["baseline"] = {"top1_reward": summary["baseline"]["top1_reward"]}
-        self.run.summary.update(flatten(metrics))
+        self.run.summary.update(numeric_leaves(metrics))
         if "win_rate" in summary and "judge" in summary["win_rate"]:
             self.run.summary["win_rate/judge/name"] = summary["win_rate"]["judge"]["judge"]
         self.run.finish()
+        self.close()
 
     def abort(self) -> None:
         self.run.finish(exit_code=1)
+        self.close()
+
+    def close(self) -> None:
+        """End wandb-core (it read the job's directories when it started) and unset those directories."""
+        wandb.teardown()
+        for key in self.directories_set:
+            os.environ.pop(key, None)
+
+
+def keep_files_in(wandb_dir: Path) -> list[str]:
+    """Point W&B's cache, staging and artifact directories into ``wandb_dir`` where the user has not
+    chosen them; returns the variables it set."""
+    unset = [key for key in JOB_DIRS if key not in os.environ]
+    for key in unset:
+        os.environ[key] = str((wandb_dir / JOB_DIRS[key]).resolve())
+    return unset

@@ -26,6 +26,7 @@ class PromptResult:
     baseline: dict | None = None  # best-of-K's answer on the same prompt: method, response, top1_reward
     judge: dict | None = None  # the held-out judge: name, top1, baseline_top1
     outcome: dict | None = None  # against best-of-K, by judge kind ("guide", "judge"): 1, 0.5 or 0
+    answer_index: int | None = None  # the sample compared with best-of-K (None: not compared)
 
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None or k == "reference"}
@@ -47,3 +48,14 @@ def environment() -> dict:
     return {"entrgi": entrgi.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "host": platform.node(), "device": device,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def flatten(tree: dict, separator: str = ".", prefix: str = "") -> dict:
+    """The leaves of a nested dict under joined keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, separator, f"{prefix}{key}{separator}"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from entrgi.errors import ConfigError
+
 log = logging.getLogger("entrgi")
 
 
@@ -39,23 +41,35 @@ def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def _complete_records(text: str) -> list[dict]:
-    """The records of JSON lines ``text``; a line cut short by a killed writer is ignored."""
-    records = []
-    for line in text.splitlines():
+def parse_jsonl(text: str) -> tuple[list[dict], list[int]]:
+    """The JSON objects of JSON lines ``text``, and the numbers of the lines that are not one (a line
+    cut short by a killed writer, a hand edit). Blank lines are neither."""
+    records, bad = [], []
+    # split on newlines only: str.splitlines also splits inside JSON strings holding U+2028 and kin
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            record = None
         if isinstance(record, dict):
             records.append(record)
-    return records
+        else:
+            bad.append(number)
+    return records, bad
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Complete records only: a line cut short by a killed writer is ignored."""
+def read_jsonl(path: Path, strict: bool = False) -> list[dict]:
+    """The records of a JSON lines file (none if it does not exist). A line that is not a JSON object
+    is skipped (a writer was killed mid-line), or with ``strict`` (a user's file) refused in one line."""
     path = Path(path)
-    return _complete_records(path.read_text()) if path.exists() else []
+    if not path.exists():
+        return []
+    records, bad = parse_jsonl(path.read_text())
+    if strict and bad:
+        raise ConfigError(f"{path}:{bad[0]} is not a JSON object; fix or remove that line")
+    return records
 
 
 class ResultsLog:
@@ -69,9 +83,9 @@ class ResultsLog:
     def __init__(self, path: Path):
         self.path = Path(path)
         text = self.path.read_text() if self.path.exists() else ""
-        self.records = _complete_records(text)
+        self.records, bad = parse_jsonl(text)
         # a torn or unreadable line, or a last line without its newline, which an append would extend
-        self._needs_repair = len(self.records) != len(text.splitlines()) or (text != "" and not text.endswith("\n"))
+        self._needs_repair = bool(bad) or (text != "" and not text.endswith("\n"))
 
     def done(self) -> set[str]:
         return {r["id"] for r in self.records}

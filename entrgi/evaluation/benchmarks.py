@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from entrgi.bookkeeping.storage import read_jsonl
 from entrgi.errors import ConfigError
 from entrgi.models.loading import download_command, hub_unreachable
 
@@ -33,15 +34,7 @@ def _stable_id(text: str) -> str:
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         raise ConfigError(f"benchmark file {str(path)!r} does not exist; set benchmark.path to a JSON lines file")
-    rows = []
-    with path.open() as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ConfigError(f"{path}:{number} is not valid JSON ({error.msg}); fix or remove that line")
-    return rows
+    return read_jsonl(path, strict=True)
 
 
 def _read_hf(path: str, split: str, subset: str | None) -> list[dict]:

@@ -21,6 +21,7 @@ def compare_with_baseline(records: list[PromptResult], baseline: list[PromptResu
         record.baseline = {"method": "bon", "response": base.responses[base.best_index],
                            "top1_reward": base.top1_reward}
         record.outcome = {"guide": outcomes([record.rewards[answer]], [base.top1_reward])[0]}
+        record.answer_index = answer
     if judge is not None:
         texts = [r.responses[a] for r, a in zip(records, answers)] + [r.baseline["response"] for r in records]
         scores = judge.score(prompts + prompts, texts)

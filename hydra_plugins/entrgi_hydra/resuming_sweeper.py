@@ -1,9 +1,13 @@
-"""Hydra's basic sweeper, minus the jobs that already finished.
+"""Hydra's basic sweeper, minus the jobs that already finished, and with a record of the sweep's grid.
 
 A job's directory is ``hydra.sweep.dir/hydra.sweep.subdir``, and entrgi's subdir is a function of
 the job's settings; a finished job leaves ``summary.json`` with the digest of those settings.
 Re-launching a named sweep therefore launches only what is missing (a partial job resumes at
 prompt granularity inside ``entrgi.run.run``), on any launcher, Slurm included.
+
+Before launching, the sweeper adds every job of the grid (overrides, directory, settings) to
+``<sweep>/sweep.json`` (``entrgi.bookkeeping.sweep_record``), so ``python -m entrgi.report`` can name
+the jobs that left nothing behind.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any, Sequence
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +29,46 @@ class ResumingSweeper(BasicSweeper):
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         self.launcher = SkipFinished(self.launcher, hydra_context, config)
 
+    def get_job_batch(self) -> Sequence[Sequence[str]]:
+        if self.batch_index == 0:  # the whole grid is known now, before the first launch
+            self.launcher.record_grid([job for batch in self.overrides for job in batch])
+        return super().get_job_batch()
+
 
 class SkipFinished(Launcher):
     """Wraps a launcher: returns stored summaries for finished jobs, launches the rest."""
 
     def __init__(self, inner: Launcher, hydra_context, config) -> None:
         self.inner, self.hydra_context, self.config = inner, hydra_context, config
+        self.configs: dict[tuple[str, ...], DictConfig] = {}
 
     def setup(self, **kwargs: Any) -> None:
         self.inner.setup(**kwargs)
 
-    def finished(self, overrides: Sequence[str]) -> JobReturn | None:
-        from entrgi.bookkeeping.settings import digest, finished_summary, job_settings, register_resolvers
+    def job_config(self, overrides: Sequence[str]) -> DictConfig:
+        """A job's composed config (with ``hydra``), composed once per job."""
+        from entrgi.bookkeeping.settings import register_resolvers
 
-        register_resolvers()
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        key = tuple(overrides)
+        if key not in self.configs:
+            register_resolvers()
+            self.configs[key] = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        return self.configs[key]
+
+    def record_grid(self, job_overrides: Sequence[Sequence[str]]) -> None:
+        from entrgi.bookkeeping.settings import job_settings
+        from entrgi.bookkeeping.sweep_record import job_entry, record_jobs
+
+        jobs = []
+        for overrides in job_overrides:
+            cfg = self.job_config(overrides)
+            jobs.append(job_entry(str(cfg.hydra.sweep.subdir), list(overrides), job_settings(cfg)))
+        record_jobs(Path(str(self.config.hydra.sweep.dir)), jobs)
+
+    def finished(self, overrides: Sequence[str]) -> JobReturn | None:
+        from entrgi.bookkeeping.settings import digest, finished_summary, job_settings
+
+        cfg = self.job_config(overrides)
         out_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
         summary = finished_summary(out_dir, digest(job_settings(cfg)))
         if summary is None:
