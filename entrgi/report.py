@@ -187,7 +187,8 @@ def pooled_win_rate(settings: list[Setting], kind: str) -> dict | None:
     if any(s.problems for s in settings) or not all(s.records and kind in s.records[0].get("outcome", {})
                                                     for s in settings):
         return None
-    return win_rate([r["outcome"][kind] for s in settings for r in s.records])
+    # a prompt the judge could not judge (outcome None) is counted in the job's summary, not here
+    return win_rate([r["outcome"][kind] for s in settings for r in s.records if r["outcome"][kind] is not None])
 
 
 def paired_over_prompts(settings: list[Setting], value) -> dict | None:

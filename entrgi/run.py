@@ -33,7 +33,7 @@ from entrgi.bookkeeping.settings import (
 from entrgi.bookkeeping.storage import ResultsLog, write_atomic, write_json
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, load_benchmark
-from entrgi.evaluation.judges import Judge, make_judge
+from entrgi.evaluation.judges import Judge, judge_against_baseline, make_judge, summarize_judged
 from entrgi.evaluation.metrics import mean_stderr, outcomes, peak_memory_bytes, win_rate
 from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
 from entrgi.models.reward import RewardModel
@@ -62,7 +62,7 @@ def load_prompts(cfg: DictConfig) -> list[Prompt]:
     b = cfg.benchmark
     return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
                           id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
-                          seed=cfg.seed, distribution=b.get("distribution"))
+                          seed=cfg.seed, distribution=b.get("distribution"), metadata_fields=b.get("metadata_fields"))
 
 
 def environment() -> dict:
@@ -134,12 +134,11 @@ def compare(records: list[dict], baseline: list[dict], prompts: list[Prompt], ju
                               "top1_reward": base["top1_reward"]}
         record["outcome"] = {"guide": outcomes([record["rewards"][answer]], [base["top1_reward"]])[0]}
     if judge is not None:
-        texts = [r["responses"][a] for r, a in zip(records, answers)] + [r["baseline"]["response"] for r in records]
-        scores = judge.score(prompts + prompts, texts)
-        n = len(records)
-        for record, mine, theirs in zip(records, scores[:n], scores[n:]):
-            record["judge"] = {"name": judge.name, "top1": mine, "baseline_top1": theirs}
-            record["outcome"]["judge"] = outcomes([mine], [theirs])[0]
+        rows = judge_against_baseline(judge, prompts, [r["responses"][a] for r, a in zip(records, answers)],
+                                      [r["baseline"]["response"] for r in records])
+        for record, row in zip(records, rows):
+            record["outcome"]["judge"] = row.pop("outcome")  # None where the judge could not judge the prompt
+            record["judge"] = {k: v for k, v in row.items() if k != "id"}
     return records
 
 
@@ -156,10 +155,11 @@ def summarize(cfg: DictConfig, records: list[dict], extra: dict) -> dict:
     }
     if records and "outcome" in records[0]:
         summary["baseline"]["top1_reward"] = mean_stderr([r["baseline"]["top1_reward"] for r in records])
-        summary["win_rate"] = {kind: win_rate([r["outcome"][kind] for r in records], seed=cfg.seed)
-                               for kind in records[0]["outcome"]}
+        summary["win_rate"] = {"guide": win_rate([r["outcome"]["guide"] for r in records], seed=cfg.seed)}
         if "judge" in records[0]:
-            summary["win_rate"]["judge"]["judge"] = records[0]["judge"]["name"]
+            summary["judge"] = summarize_judged([{**r["judge"], "id": r["id"], "outcome": r["outcome"]["judge"]}
+                                                 for r in records], seed=cfg.seed)
+            summary["win_rate"]["judge"] = summary["judge"]["win_rate"]
     return summary
 
 
