@@ -162,3 +162,29 @@ def test_the_checkers_give_lm_evals_verdicts_on_every_packaged_prompt(judge, mon
                 checked += 1
                 followed += verdict not in ("error", (False, False))
     assert checked > 1500 and followed > 300  # the answers follow some instructions and break others
+
+
+
+def test_a_job_on_ifeval_reports_the_four_accuracies_for_both_sides_and_names_what_it_could_not_check(judge):
+    from entrgi.run import compare, summarize
+
+    cfg = compose_config("benchmark=ifeval", "eval_reward=ifeval", "benchmark.num_prompts=12")
+    prompts = load_prompts(cfg)  # the run's own path: the packaged file, the seed's choice
+
+    def record(p: Prompt, answer: str) -> dict:  # a sampled prompt's record, as the sampler writes it
+        return {"id": p.id, "responses": [answer], "rewards": [0.0], "best_index": 0, "top1_reward": 0.0,
+                "mean_reward": 0.0, "cost": {"seconds": 1.0}}
+
+    records = compare([record(p, p.text.lower()) for p in prompts], [record(p, p.text.upper()) for p in prompts],
+                      prompts, judge)
+    summary = summarize(cfg, records, {"baseline": {"method": "bon"}})
+    judged, unscorable = summary["judge"], [r for r in records if r["outcome"]["judge"] is None]
+    assert [p["id"] for p in judged["unscorable"]["prompts"]] == [r["id"] for r in unscorable]
+    assert summary["win_rate"]["judge"] == judged["win_rate"] and judged["win_rate"]["n"] == 12 - len(unscorable)
+    scored = [r for r in records if r["outcome"]["judge"] is not None]
+    assert scored and all(r["judge"]["name"] == "ifeval" for r in records)
+    for side in ("top1", "baseline_top1"):
+        assert set(judged["accuracy"][side]) == {"prompt_strict", "prompt_loose", "instruction_strict",
+                                                 "instruction_loose"}
+        counts = [r["judge"]["details"][side]["accuracy_counts"]["instruction_strict"] for r in scored]
+        assert judged["accuracy"][side]["instruction_strict"] == sum(h for h, _ in counts) / sum(t for _, t in counts)

@@ -52,9 +52,9 @@ class TransformersGenerator(ChatGenerator):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = from_pretrained(AutoModelForCausalLM, path, "eval_reward", dtype=resolve_dtype(dtype, device_),
                                      trust_remote_code=trust_remote_code).to(device_).eval()
-        eos = self.model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self.eos_ids.add(self.tokenizer.eos_token_id)
+        eos = self.model.generation_config.eos_token_id  # an id, a list of ids, or None
+        eos = [*(eos if isinstance(eos, list) else [eos]), self.tokenizer.eos_token_id]
+        self.eos_ids = {t for t in eos if t is not None}
 
     @torch.no_grad()
     def generate(self, texts: list[str]) -> list[Generation]:
@@ -116,19 +116,24 @@ def vllm_installed() -> bool:
     return find_spec("vllm") is not None
 
 
-def make_generator(cfg, device: str = "auto", dtype: str = "auto") -> ChatGenerator:
-    """The backend ``cfg.backend`` names: ``transformers``, ``vllm``, or ``auto`` (vLLM when it is installed
-    and a GPU is visible, else transformers)."""
+def backend_of(cfg) -> str:
+    """``cfg.backend``: ``transformers``, ``vllm``, or ``auto`` (vLLM when it is installed and a GPU is visible,
+    else transformers)."""
     backend = cfg.get("backend", "auto")
     if backend == "auto":
-        backend = "vllm" if vllm_installed() and torch.cuda.is_available() else "transformers"
+        return "vllm" if vllm_installed() and torch.cuda.is_available() else "transformers"
+    if backend == "vllm" and not vllm_installed():
+        raise ConfigError("eval_reward.backend=vllm needs vLLM: pip install vllm (on a GPU machine), "
+                          "or set eval_reward.backend=transformers")
+    if backend not in ("transformers", "vllm"):
+        raise ConfigError(f"unknown eval_reward.backend={backend!r}; use auto, transformers or vllm")
+    return backend
+
+
+def make_generator(cfg, device: str = "auto", dtype: str = "auto") -> ChatGenerator:
+    """The generator of the judge model ``cfg.path``, on the backend ``backend_of(cfg)``, loaded once."""
     common = {"max_new_tokens": cfg.max_new_tokens, "top_logprobs": cfg.get("top_logprobs", 20),
               "trust_remote_code": cfg.get("trust_remote_code", False)}
-    if backend == "transformers":
-        return TransformersGenerator(cfg.path, device, dtype, batch_size=cfg.get("batch_size", 8), **common)
-    if backend == "vllm":
-        if not vllm_installed():
-            raise ConfigError("eval_reward.backend=vllm needs vLLM: pip install vllm (on a GPU machine), "
-                              "or set eval_reward.backend=transformers")
+    if backend_of(cfg) == "vllm":
         return VLLMGenerator(cfg.path, dtype, tensor_parallel_size=cfg.get("tensor_parallel_size", 1), **common)
-    raise ConfigError(f"unknown eval_reward.backend={backend!r}; use auto, transformers or vllm")
+    return TransformersGenerator(cfg.path, device, dtype, batch_size=cfg.get("batch_size", 8), **common)

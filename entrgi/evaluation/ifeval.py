@@ -37,14 +37,14 @@ def _checkers():
     return ifeval
 
 
-def _seeded(check):
-    """``check()`` with Python's random numbers seeded, and their state restored after: where an argument in
+def _seeded(check, *args):
+    """``check(*args)`` with Python's random numbers seeded, and their state restored after: where an argument in
     the data is invalid, Google's checkers draw one at random (prompt 1122 counts the "letter" '#', which
     the letter-frequency checker replaces by a random letter), so unseeded the verdict changes run to run."""
     state = random.getstate()
     random.seed(0)
     try:
-        return check()
+        return check(*args)
     finally:
         random.setstate(state)
 
@@ -63,7 +63,7 @@ class IFEvalJudge:
         example = self.ifeval.InputExample(key=0, instruction_id_list=[instruction], prompt=prompt.text,
                                            kwargs=[kwargs])
         try:
-            return tuple(_seeded(lambda: test(example, {prompt.text: response}).follow_instruction_list[0]) for test in
+            return tuple(_seeded(test, example, {prompt.text: response}).follow_instruction_list[0] for test in
                          (self.ifeval.test_instruction_following_strict, self.ifeval.test_instruction_following_loose))
         except LookupError:  # nltk's data
             raise ValueError(f"IFEval instruction {instruction} {PUNKT_FIX}") from None

@@ -96,7 +96,7 @@ def judge_against_baseline(judge: Judge | PairwiseJudge, prompts: list[Prompt], 
                          "outcome": outcomes([mine.score], [theirs.score])[0] if scorable else None,
                          "details": details, "error": "; ".join(errors) or None})
     cost = {"forwards": (judge.forwards - forwards) / max(n, 1), "seconds": (time.perf_counter() - start) / max(n, 1)}
-    return [{"id": p.id, "name": judge.name, **row, "cost": cost} for p, row in zip(prompts, rows)]
+    return [{"id": p.id, "name": judge.name, **row, "cost": dict(cost)} for p, row in zip(prompts, rows)]
 
 
 def _accuracies(details: list[dict]) -> dict[str, float]:
