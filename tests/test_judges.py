@@ -7,7 +7,7 @@ from importlib.util import find_spec
 
 import pytest
 import torch
-from conftest import TINY, compose_config
+from conftest import compose_config
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
@@ -200,17 +200,18 @@ def test_the_verdict_is_read_from_the_start_of_the_reply(reply, verdict):
 
 
 def test_a_job_with_the_pairwise_judge_records_outcomes_costs_and_the_win_rate(always_a):
-    from entrgi.run import compare, summarize
+    from entrgi.bookkeeping.records import PromptResult
+    from entrgi.evaluation.comparison import compare_with_baseline, summarize
 
-    def record(p: Prompt, answer: str) -> dict:  # a sampled prompt's record, as the sampler writes it
-        return {"id": p.id, "responses": [answer], "rewards": [0.0], "best_index": 0, "top1_reward": 0.0,
-                "mean_reward": 0.0, "cost": {"seconds": 1.0}}
+    def record(p: Prompt, answer: str) -> PromptResult:  # a sampled prompt's record, as a method makes it
+        return PromptResult(id=p.id, prompt=p.text, reference=None, responses=[answer], rewards=[0.0], best_index=0,
+                            top1_reward=0.0, mean_reward=0.0, trace={}, cost={"seconds": 1.0})
 
-    records = compare([record(p, a) for p, a in zip(PROMPTS, ANSWERS)],
-                      [record(p, b) for p, b in zip(PROMPTS, BASELINE)], PROMPTS, always_a)
-    assert [r["outcome"]["judge"] for r in records] == [0.5, 0.5]
-    assert records[0]["judge"]["name"] == "pairwise" and records[0]["judge"]["top1"] is None
-    summary = summarize(compose_config(*TINY), records, {"baseline": {"method": "bon"}})
+    records = compare_with_baseline([record(p, a) for p, a in zip(PROMPTS, ANSWERS)],
+                                    [record(p, b) for p, b in zip(PROMPTS, BASELINE)], PROMPTS, always_a, [0, 0])
+    assert [r.outcome["judge"] for r in records] == [0.5, 0.5]
+    assert records[0].judge["name"] == "pairwise" and records[0].judge["top1"] is None
+    summary = summarize(records, seed=0, baseline={"method": "bon"})
     judged = summary["judge"]
     assert summary["win_rate"]["judge"] == judged["win_rate"] and judged["win_rate"]["rate"] == 0.5
     assert judged["unscorable"]["count"] == 0 and "top1" not in judged
