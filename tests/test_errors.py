@@ -28,7 +28,15 @@ ROWS = [
     (["sampler.top_k=0"], 1, "sampler.top_k=0 must be >= 1, or null"),
     (["sampler.alg_temp=-1"], 1, "sampler.alg_temp=-1 must be >= 0, or null"),
     (["sampler.eps=1.5"], 1, "sampler.eps=1.5 must be in (0, 1)"),
-    (["model.max_length=8"], 1, "lower sampler.gen_length or set benchmark.max_prompt_tokens"),
+    (["model.max_length=30"], 1, "(model.max_length); set benchmark.max_prompt_tokens="),
+    # checked before anything loads
+    (["seed=abc"], 1, "seed='abc' must be an integer"),
+    (["num_samples=0"], 1, "num_samples=0 must be an integer >= 1"),
+    (["batch_size=0"], 1, "batch_size=0 must be an integer >= 1"),
+    (["method.inner_steps=0"], 1, "method.inner_steps=0 must be an integer >= 1"),
+    (["method.lr=nan"], 1, "method.lr=nan must be a number > 0"),
+    (["schedule=power", "schedule.gamma=-1"], 1, "power schedule gamma=-1 must be > 0; set schedule.gamma"),
+    (["guidance.inner_steps=3"], 1, "guidance.inner_steps moved to method.inner_steps"),
 ]
 # tqdm's progress bars (transformers' "Loading weights") also go to stderr
 PROGRESS_BAR = re.compile(r"^[^|]*\d+%\|")

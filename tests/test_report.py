@@ -152,9 +152,10 @@ def test_an_empty_sweep_dir_or_an_unknown_judge_is_an_error_that_says_so(tmp_pat
     assert missing.returncode == 2 and "not a directory" in missing.stderr
     judge = entrgi_cli(str(tmp_path), "--judge", "oracle", module="entrgi.report", cwd=tmp_path)
     assert judge.returncode == 2
-    assert judge.stderr.strip().splitlines() == [
-        ("entrgi.report: error: --judge oracle: not a judge of conf/eval_reward; use one of keywords, lexical, "
-         "skywork_8b")]
+    lines = judge.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "entrgi.report: error: --judge oracle: not a judge of conf/eval_reward; use one of ")
+    assert "keywords, lexical" in lines[0]
 
 
 def test_a_missing_shard_leaves_out_that_setting_only(sweep, tmp_path):

@@ -78,8 +78,13 @@ class DiffusionLM:
             return
         template = len(self.encode_prompts([""])[0])  # the chat template's own tokens
         room = self.max_length - gen_length - template
-        fix = (f"set benchmark.max_prompt_tokens={room} (keeps each prompt's last {room} tokens) or lower "
-               f"sampler.gen_length" if room > 0 else f"lower sampler.gen_length below {self.max_length - template}")
+        if room > 0:
+            fix = (f"set benchmark.max_prompt_tokens={room} (keeps each prompt's last {room} tokens) or lower "
+                   f"sampler.gen_length")
+        elif self.max_length > template:
+            fix = f"lower sampler.gen_length below {self.max_length - template}"
+        else:
+            fix = f"the chat template alone takes {template} tokens: raise model.max_length"
         raise ConfigError(
             f"{len(too_long)} of {len(prompt_ids)} prompts leave no room for the response: the longest is "
             f"{max(too_long)} tokens with the chat template, + sampler.gen_length={gen_length} > {self.max_length} "
