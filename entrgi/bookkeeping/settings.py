@@ -159,9 +159,22 @@ def config_defaults(cls) -> dict:
     return out
 
 
+def benchmark_defaults() -> dict:
+    """Every benchmark setting a ``conf/benchmark`` file may leave out, with the loader's defaults."""
+    import inspect
+
+    from entrgi.evaluation.benchmarks import load_benchmark, truncate_prompts
+
+    set_by_each = ("name", "source", "path", "seed", "prompts", "tokenizer")
+    return {name: param.default for fn in (load_benchmark, truncate_prompts)
+            for name, param in inspect.signature(fn).parameters.items()
+            if name not in set_by_each and param.default is not inspect.Parameter.empty}
+
+
 def register_defaults() -> None:
-    """Each default is written once, in its dataclass: the config's ``sampler`` node and each method
-    family (``method/family/<family>``, what ``conf/method/*.yaml`` build on) come from them."""
+    """Each default is written once, in the code that takes it: the config's ``sampler`` node and each
+    method family (``method/family/<family>``, what ``conf/method/*.yaml`` build on) come from their
+    dataclasses, the ``benchmark`` node's defaults from the loader's signature."""
     from hydra.core.config_store import ConfigStore
 
     from entrgi.methods import families
@@ -169,5 +182,6 @@ def register_defaults() -> None:
 
     store = ConfigStore.instance()
     store.store(name="sampler_defaults", node={"sampler": config_defaults(SamplerConfig)})
+    store.store(name="benchmark_defaults", node={"benchmark": benchmark_defaults()})
     for family, cls in families().items():
         store.store(group="method/family", name=family, node={"family": family, **config_defaults(cls)})

@@ -183,7 +183,7 @@ def check_truncation(max_prompt_tokens, truncation: str) -> None:
         raise ConfigError(f"unknown benchmark.truncation={truncation!r}; use one of {list(TRUNCATION)}")
 
 
-def truncate_prompts(prompts: list[Prompt], tokenizer, max_prompt_tokens: int | None,
+def truncate_prompts(prompts: list[Prompt], tokenizer, max_prompt_tokens: int | None = None,
                      truncation: str = "left") -> list[Prompt]:
     """Prompts of at most ``max_prompt_tokens`` tokens of ``tokenizer`` (the user message, before the
     chat template; None: no limit).
