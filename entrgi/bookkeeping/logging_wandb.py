@@ -69,32 +69,37 @@ def table_row(record: dict) -> list:
             judge.get("top1"), judge.get("baseline_top1"), outcome.get("judge")]
 
 
+def init_run(cfg: DictConfig, out_dir: Path, job_digest: str, job_type: str, tags: list[str]):
+    """The W&B run of one job, as ``cfg.logger`` says: offline without credentials or when the server
+    is unreachable; its id a digest of the job and its group, so a re-launched job continues it."""
+    settings = cfg.logger
+    mode = settings.mode
+    if mode not in ("online", "offline", "disabled"):
+        from entrgi.errors import ConfigError
+
+        raise ConfigError(f"logger.mode={mode!r}; use online, offline or disabled")
+    if mode == "online" and not has_credentials():
+        log.warning("W&B: no credentials (WANDB_API_KEY or `wandb login`); logging offline into %s "
+                    "(upload later with `wandb sync`)", out_dir)
+        mode = "offline"
+    tags = [*tags, f"seed={cfg.seed}", f"model={cfg.model.name}", f"reward={cfg.reward.name}", *settings.tags]
+    options = dict(project=settings.project, entity=settings.entity, group=settings.group, name=out_dir.name,
+                   id=digest([job_digest, settings.group])[:24], resume="allow", dir=str(out_dir),
+                   job_type=job_type, tags=[t[:64] for t in tags], config=OmegaConf.to_container(cfg, resolve=True),
+                   settings=wandb.Settings(quiet=True))
+    try:
+        return wandb.init(mode=mode, **options)
+    except Exception as error:  # an unreachable server must not lose the job's results
+        if mode != "online":
+            raise
+        log.warning("W&B online init failed (%s); logging offline instead", str(error).splitlines()[0])
+        return wandb.init(mode="offline", **options)
+
+
 class WandbLogger:
     def __init__(self, cfg: DictConfig, out_dir: Path, job_digest: str):
-        settings = cfg.logger
-        mode = settings.mode
-        if mode not in ("online", "offline", "disabled"):
-            from entrgi.errors import ConfigError
-
-            raise ConfigError(f"logger.mode={mode!r}; use online, offline or disabled")
-        if mode == "online" and not has_credentials():
-            log.warning("W&B: no credentials (WANDB_API_KEY or `wandb login`); logging offline into %s "
-                        "(upload later with `wandb sync`)", out_dir)
-            mode = "offline"
-        self.run_id = digest([job_digest, settings.group])[:24]
-        tags = [cfg.method.name, cfg.benchmark.name, f"seed={cfg.seed}", f"model={cfg.model.name}",
-                f"reward={cfg.reward.name}", *settings.tags]
-        options = dict(project=settings.project, entity=settings.entity, group=settings.group, name=out_dir.name,
-                       id=self.run_id, resume="allow", dir=str(out_dir), job_type=cfg.method.name,
-                       tags=[t[:64] for t in tags], config=OmegaConf.to_container(cfg, resolve=True),
-                       settings=wandb.Settings(quiet=True))
-        try:
-            self.run = wandb.init(mode=mode, **options)
-        except Exception as error:  # an unreachable server must not lose the job's results
-            if mode != "online":
-                raise
-            log.warning("W&B online init failed (%s); logging offline instead", str(error).splitlines()[0])
-            self.run = wandb.init(mode="offline", **options)
+        self.run = init_run(cfg, out_dir, job_digest, cfg.method.name, [cfg.method.name, cfg.benchmark.name])
+        self.run_id = self.run.id
         self.run.define_metric("progress/prompts_done")
         self.run.define_metric("progress/*", step_metric="progress/prompts_done")
         self.run.define_metric("denoising/step")

