@@ -36,6 +36,12 @@ log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def train_name(cfg: DictConfig) -> str:
     """A training job's directory name: recipe, training prompts, seed and a digest of its settings."""
     return f"{cfg.train.recipe}_{cfg.train_prompts.name}_s{cfg.seed}_{digest(job_settings(cfg))[:8]}"
@@ -105,9 +111,11 @@ def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_t
 
 
 def last_checkpoint(out_dir: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(out_dir)) if out_dir.exists() else None
+    """The latest complete ``checkpoint-<step>``: one whose ``trainer_state.json``, the last file the
+    trainer writes, is there (a kill can leave a later one half-written)."""
+    complete = [p for p in Path(out_dir).glob("checkpoint-*")
+                if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
 
 
 def train(cfg: DictConfig, out_dir: Path) -> dict:
@@ -142,7 +150,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         truncate_log(out_dir / "eval.jsonl", resumed_at + 1 if resume else 0)
     state.wait_for_everyone()
 
-    train_prompts = load_prompts(cfg.train_prompts, cfg.seed)
+    try:
+        train_prompts = load_prompts(cfg.train_prompts, cfg.seed)
+    except ConfigError as error:  # the loader names the benchmark group's keys; these prompts are train_prompts'
+        raise ConfigError(str(error).replace("benchmark.", "train_prompts.")) from error
     eval_prompts = load_prompts(cfg.benchmark, cfg.seed)[:cfg.train.eval.num_prompts]
     dllm = load_policy(cfg, device)
     reward = RewardModel.load(cfg.reward.path, device=str(device), dtype=cfg.dtype,
@@ -160,6 +171,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
 
         dllm.model = prepare_model_for_kbit_training(dllm.model, cfg.train.gradient_checkpointing)
 
+    peft_config = lora_config(cfg.train.lora, dllm.model)
     run = None
     if cfg.logger.type == "wandb" and state.is_main_process:
         from entrgi.bookkeeping.logging_wandb import init_run
@@ -172,7 +184,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         prompt_mask_rate=cfg.train.prompt_mask_rate, out_dir=out_dir, held_out=held_out,
         args=training_args(cfg, out_dir, device, ["wandb"] if cfg.logger.type == "wandb" else []),
         train_dataset=Dataset.from_list([{"prompt": p.text, "id": p.id} for p in train_prompts]),
-        peft_config=lora_config(cfg.train.lora, dllm.model), callbacks=[EvaluateEvery(cfg.train.eval.every)])
+        peft_config=peft_config, callbacks=[EvaluateEvery(cfg.train.eval.every)])
     log.info("%s on %d prompts, %d steps, %d process(es); %s", cfg.train.recipe, len(train_prompts), cfg.train.steps,
              state.num_processes, f"resuming from {resume}" if resume else "from the start")
     if not any(r["step"] == 0 for r in read_jsonl(out_dir / "eval.jsonl")):
@@ -207,6 +219,8 @@ def main(cfg: DictConfig) -> dict:
         summary = train(cfg, Path(hydra_cfg.runtime.output_dir))
     except ConfigError as error:
         sys.exit(f"entrgi: error: {error}")
+    if not is_main_process():
+        return summary
     for mode, result in summary["final_eval"].items():
         print(f"{summary['recipe']} step {summary['steps']} {mode}: top-1 reward {result['top1_reward']['mean']:+.4f}, "
               f"win-rate vs untrained {result['win_rate_reward']['rate']:.3f}")

@@ -119,8 +119,9 @@ def token_id(tokenizer, token: str | int) -> int:
 LOADERS = ("auto", "dream", "llada")
 
 
-def checkpoint_config(path: str) -> dict:
-    """The raw ``config.json`` of a hub id or local directory, read without any model class."""
+def checkpoint_config(path: str, what: str = "model") -> dict:
+    """The raw ``config.json`` of a hub id or local directory, read without any model class
+    (``what``: the config key errors name, ``model`` or ``reward``)."""
     from transformers import PretrainedConfig
 
     class _RawConfig:  # from_pretrained-shaped adapter, so ``from_pretrained`` gives the usual errors
@@ -128,7 +129,7 @@ def checkpoint_config(path: str) -> dict:
         def from_pretrained(name, **kwargs):
             return PretrainedConfig.get_config_dict(name, **kwargs)[0]
 
-    return from_pretrained(_RawConfig, path, "model")
+    return from_pretrained(_RawConfig, path, what)
 
 
 def _require(raw: dict, family: str, fields: tuple[str, ...]) -> None:
