@@ -411,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory, e.g. outputs/sweeps/<name>")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: <sweep_dir>/report)")
     args = parser.parse_args(argv)
+    from entrgi.training.report import training_runs, write_training_report
+
+    if training_runs(args.sweep_dir):  # post-training runs (python -m entrgi.train): their own report
+        print(f"report written to {write_training_report(args.sweep_dir, args.out or args.sweep_dir / 'report')}")
+        return 0
     try:
         text, problems = build(args.sweep_dir, args.out or args.sweep_dir / "report")
     except FileNotFoundError as error:
