@@ -41,6 +41,50 @@ def compose_train(*overrides):
         return compose("train", overrides=list(overrides))
 
 
+@pytest.mark.parametrize("recipe", ["rgrl", "diffu_grpo", "rft"])
+def test_each_recipe_preset_composes_over_the_runs_groups(recipe):
+    cfg = compose_train(f"train={recipe}", "benchmark@train_prompts=wildchat_if", "reward=skywork_0.6b")
+    assert cfg.train.recipe == recipe and cfg.train.beta == (0.04 if recipe == "diffu_grpo" else 0.0)
+    assert cfg.train_prompts.name == "wildchat_if" and cfg.model.name == "dream" and cfg.benchmark.name == "tiny"
+    assert cfg.train.lora.r == 32 and cfg.train.lr == 5e-6 and cfg.train.steps == 500 and cfg.train.batch_size == 8
+
+
+@pytest.mark.parametrize("name", ["cpu", "ddp", "zero2", "fsdp"])
+def test_the_shipped_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(Path(CONF_DIR) / "accelerate" / f"{name}.yaml"))
+    assert config.num_processes >= 2
+
+
+def test_training_prompt_sets_take_the_last_user_turn_and_filter_rows(tmp_path):
+    from entrgi.evaluation.benchmarks import load_benchmark
+
+    rows = [{"chosen": [{"role": "user", "content": "first"}, {"role": "assistant", "content": "a"},
+                        {"role": "user", "content": f"last {i}"}, {"role": "assistant", "content": "b"}],
+             "quality": quality} for i, quality in enumerate(["good", "poor", "excellent", "good"])]
+    rows.append(rows[0])  # a duplicate
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompts = load_benchmark("x", "jsonl", str(path), field="chosen.last_user.content",
+                             where={"quality": ["good", "excellent"]})
+    assert sorted(p.text for p in prompts) == ["last 0", "last 2", "last 3"]
+
+
+def test_the_testbed_training_prompts_never_include_a_held_out_one():
+    from entrgi.evaluation.benchmarks import load_benchmark
+
+    cfg = compose_train()
+    train_set = load_benchmark(**{k: cfg.train_prompts[k] for k in ("name", "source", "path", "field", "id_field",
+                                                                    "reference_field")})
+    held_out = load_benchmark(**{k: cfg.benchmark[k] for k in ("name", "source", "path", "field", "id_field",
+                                                               "reference_field")})
+    assert len(train_set) > 1000 and len(held_out) == 69
+    assert not {p.reference for p in train_set} & {p.reference for p in held_out}
+    held_names = {p.id for p in held_out}
+    assert not {p.id.rsplit("/", 1)[0] for p in train_set} & held_names
+
+
 # -- the estimator on a hand-made model -----------------------------------------------------------------
 
 class TokenEcho(torch.nn.Module):
