@@ -22,7 +22,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from entrgi.bookkeeping.settings import claim_directory, digest, finished_summary, job_settings, register_resolvers
+from entrgi.bookkeeping.settings import digest, job_settings, open_job, register_resolvers
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, load_benchmark
@@ -136,9 +136,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     recipe_of(cfg.train.recipe)
     check_settings(cfg, device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    job_digest = claim_directory(out_dir, job_settings(cfg))
-    finished = finished_summary(out_dir, job_digest)
+    job_digest, finished = open_job(out_dir, cfg)
     if finished is not None:
         log.info("%s already finished with these settings; nothing to do", out_dir)
         return finished

@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from entrgi.bookkeeping.storage import read_jsonl, write_atomic  # noqa: E402
-from entrgi.evaluation.judges import KeywordJudge  # noqa: E402
-from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate  # noqa: E402
+from entrgi.bookkeeping.storage import read_jsonl, write_atomic
+from entrgi.evaluation.judges import KeywordJudge
+from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 
 RECIPES = ("rgrl", "diffu_grpo", "rft")
 POLICIES = ("untrained", *RECIPES)
@@ -46,10 +46,10 @@ def run_all(commands: list[list[str]], parallel: int, log_dir: Path) -> None:
     while pending or running:
         while pending and len(running) < parallel:
             name, command = pending.pop(0)
-            log = open(log_dir / f"{name}.log", "a")
             print(f"[{time.strftime('%H:%M:%S')}] start {name}", flush=True)
-            running.append((name, subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env,
-                                                   stdout=log, stderr=subprocess.STDOUT), time.time()))
+            with open(log_dir / f"{name}.log", "a") as log:  # the child keeps its own handle
+                running.append((name, subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=env,
+                                                       stdout=log, stderr=subprocess.STDOUT), time.time()))
         time.sleep(5)
         for item in list(running):
             name, process, started = item

@@ -115,3 +115,11 @@ def finished_summary(out_dir: Path, job_digest: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return summary if summary.get("settings_digest") == job_digest else None
+
+
+def open_job(out_dir: Path, cfg: DictConfig) -> tuple[str, dict | None]:
+    """Claim ``out_dir`` for the job ``cfg`` describes (refusing one that holds other settings' results):
+    the job's digest, and its stored summary when it already finished."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    job_digest = claim_directory(out_dir, job_settings(cfg))
+    return job_digest, finished_summary(out_dir, job_digest)
