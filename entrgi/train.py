@@ -131,7 +131,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     from entrgi.training.sampling import make_guidance
     from entrgi.training.trainer import DiffusionPolicyTrainer, EvaluateEvery, recipe_of, truncate_log
 
-    state = PartialState()
+    # the processes' distributed state, as the trainer will set it up (on a CPU only with cpu=True)
+    state = PartialState(cpu=cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()))
     device = state.device if cfg.device == "auto" else torch.device(cfg.device)
     recipe_of(cfg.train.recipe)
     check_settings(cfg, device)
@@ -180,7 +181,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     trainer = DiffusionPolicyTrainer(
         dllm=dllm, reward_model=reward, recipe=cfg.train.recipe, sampler=sampler, guidance=guidance,
         prompt_mask_rate=cfg.train.prompt_mask_rate, out_dir=out_dir, held_out=held_out,
-        args=training_args(cfg, out_dir, device, ["wandb"] if cfg.logger.type == "wandb" else []),
+        # W&B from the main process only (the others' trainer state says process zero before training starts)
+        args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),
         train_dataset=Dataset.from_list([{"prompt": p.text, "id": p.id} for p in train_prompts]),
         peft_config=peft_config, callbacks=[EvaluateEvery(cfg.train.eval.every)])
     log.info("%s on %d prompts, %d steps, %d process(es); %s", cfg.train.recipe, len(train_prompts), cfg.train.steps,

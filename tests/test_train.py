@@ -26,9 +26,9 @@ from entrgi.training.likelihood import completion_log_probs, completion_mask, ma
 
 MASK, EOS, PAD = 9, 8, 0
 # a few steps of a tiny setting: 2 samples per prompt, one prompt per process and step
-TINY = ["logger=none", "train.steps=3", "train.num_samples=2", "train.batch_size=2", "train.eval.num_prompts=2",
-        "train.eval.num_samples=2", "train.eval.every=1", "train.save_every=1", "sampler.steps=2",
-        "sampler.gen_length=8", "train.lr=1e-2"]
+TINY = ["logger=wandb", "logger.mode=offline", "eval_reward=keywords", "train.steps=3", "train.num_samples=2",
+        "train.batch_size=2", "train.eval.num_prompts=2", "train.eval.num_samples=2", "train.eval.every=1",
+        "train.save_every=1", "sampler.steps=2", "sampler.gen_length=8", "train.lr=1e-2"]
 
 
 def compose_train(*overrides):
@@ -257,6 +257,17 @@ def test_two_processes_train_each_recipe_on_different_prompts_with_the_same_weig
     assert len(set(checksums.values())) == 3  # and it moved
     evaluations = read_jsonl(run / "eval.jsonl")
     assert [(r["step"], r["mode"]) for r in evaluations] == [(s, m) for s in range(4) for m in ("unguided", "guided")]
+
+
+def test_wandb_gets_the_loss_the_sample_rewards_the_guidance_cost_and_the_evaluations(recipes):
+    from wandb_offline import read_run
+
+    run = read_run(next((recipes["rgrl"] / "wandb").glob("offline-run-*")))
+    logged = {key for row in run["history"] for key in row}
+    assert {"train/loss", "train/samples/reward_mean", "train/samples/reward_top1", "train/samples/seconds",
+            "train/samples/reward_backwards", "train/eval/unguided/top1_reward/mean",
+            "train/eval/guided/win_rate_reward/rate", "train/eval/unguided/judge/mean"} - logged == set()
+    assert run["group"] == "recipes" and "rgrl" in run["tags"]
 
 
 def test_a_killed_run_resumes_at_its_checkpoint_with_the_same_data_order(recipes, tmp_path):

@@ -88,8 +88,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
     """
 
     def __init__(self, *, dllm: DiffusionLM, reward_model: RewardModel, recipe: str, sampler: SamplerConfig,
-                 guidance: Guidance, prompt_mask_rate: float, out_dir: Path, held_out: HeldOut | None = None,
-                 **kwargs):
+                 guidance: Guidance, prompt_mask_rate: float, out_dir: Path, held_out: HeldOut, **kwargs):
         self.dllm, self.scorer, self.recipe = dllm, reward_model, recipe_of(recipe)
         self.sampler_cfg, self.guidance, self.prompt_mask_rate = sampler, guidance, prompt_mask_rate
         self.held_out = held_out
