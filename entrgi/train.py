@@ -181,6 +181,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     trainer = DiffusionPolicyTrainer(
         dllm=dllm, reward_model=reward, recipe=cfg.train.recipe, sampler=sampler, guidance=guidance,
         prompt_mask_rate=cfg.train.prompt_mask_rate, out_dir=out_dir, held_out=held_out,
+        estimator=cfg.train.get("estimator", "one_step"),
         # W&B from the main process only (the others' trainer state says process zero before training starts)
         args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),
         train_dataset=Dataset.from_list([{"prompt": p.text, "id": p.id} for p in train_prompts]),

@@ -71,3 +71,22 @@ def one_step_log_likelihood(dllm, prompt_ids: torch.Tensor, prompt_mask: torch.T
     per_token, _ = completion_log_probs(dllm, torch.cat([masked, completion_ids], 1), attention,
                                         completion_ids.shape[1], network)
     return sequence_mean(per_token, completion_mask(completion_ids, dllm.eos_ids)).mean()
+
+
+def elbo_terms(dllm, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_length: int,
+               generator: torch.Generator, network=None, eps: float = 1e-3) -> torch.Tensor:
+    """Per-token terms ``[N, L]`` of the masked-diffusion ELBO of the last ``completion_length`` columns.
+
+    Each row draws ``t ~ U(eps, 1)`` and masks each completion token with probability ``t``; a masked
+    token's term is its log-probability over ``t``, an unmasked one's 0 (the objective the tiny dLLM was
+    pretrained with, ``entrgi.training.diffusion``). Their mean over a completion's real tokens bounds
+    its per-token log-likelihood from below, at every masking rate rather than only the fully masked one.
+    """
+    start = input_ids.shape[1] - completion_length
+    targets = input_ids[:, start:]
+    t = (eps + (1 - eps) * torch.rand(len(targets), generator=generator)).to(targets.device)
+    masked = torch.rand(targets.shape, generator=generator).to(targets.device) < t[:, None]
+    noised = torch.cat([input_ids[:, :start], targets.masked_fill(masked, dllm.mask_id)], dim=1)
+    logits = dllm.forward(noised, attention_mask, start=start, network=network).float()
+    token_log_probs = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return token_log_probs * masked / t[:, None]

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic
 
 MODES = ("unguided", "guided")
@@ -25,9 +23,7 @@ def training_runs(root: Path) -> list[Path]:
 
 
 def run_label(run: Path) -> str:
-    config = OmegaConf.load(run / "config.yaml") if (run / "config.yaml").exists() else {}
-    train = config.get("train", {})
-    return f"{train.get('recipe', run.name)} s{config.get('seed', '?')}"
+    return run.name  # unique: a function of the settings, or the directory a run was given
 
 
 def _stat(stats: dict | None) -> str:

@@ -36,7 +36,7 @@ from entrgi.models.reward import RewardModel
 from entrgi.sampling.rng import row_key
 from entrgi.sampling.sampler import SamplerConfig
 from entrgi.training.evaluation import MODES, HeldOut, sample_held_out, summarize_held_out
-from entrgi.training.likelihood import completion_log_probs, completion_mask, mask_prompt, sequence_mean
+from entrgi.training.likelihood import completion_log_probs, completion_mask, elbo_terms, mask_prompt, sequence_mean
 from entrgi.training.sampling import Guidance, sample_completions
 
 
@@ -47,6 +47,7 @@ class Recipe:
     keep: str = "all"  # sft: which completions of a prompt's K are trained on ("all" or "best")
 
 
+ESTIMATORS = ("one_step", "elbo")  # the likelihood the SFT recipes maximize (d1's one-step estimate by default)
 RECIPES = {"rgrl": Recipe(guided=True, objective="sft"),
            "diffu_grpo": Recipe(guided=False, objective="grpo"),
            "rft": Recipe(guided=False, objective="sft", keep="best")}
@@ -88,8 +89,12 @@ class DiffusionPolicyTrainer(GRPOTrainer):
     """
 
     def __init__(self, *, dllm: DiffusionLM, reward_model: RewardModel, recipe: str, sampler: SamplerConfig,
-                 guidance: Guidance, prompt_mask_rate: float, out_dir: Path, held_out: HeldOut, **kwargs):
+                 guidance: Guidance, prompt_mask_rate: float, out_dir: Path, held_out: HeldOut,
+                 estimator: str = "one_step", **kwargs):
         self.dllm, self.scorer, self.recipe = dllm, reward_model, recipe_of(recipe)
+        if estimator not in ESTIMATORS or (estimator != "one_step" and self.recipe.objective != "sft"):
+            raise ConfigError(f"train.estimator={estimator!r}: use one_step, or elbo with an SFT recipe (rgrl, rft)")
+        self.estimator = estimator
         self.sampler_cfg, self.guidance, self.prompt_mask_rate = sampler, guidance, prompt_mask_rate
         self.held_out = held_out
         self.samples_log, self.eval_log = Path(out_dir) / "samples.jsonl", Path(out_dir) / "eval.jsonl"
@@ -244,9 +249,14 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         length = inputs["completion_ids"].shape[1]
         input_ids = torch.cat([inputs["prompt_ids"][rows], inputs["completion_ids"][rows]], 1)
         attention = torch.cat([inputs["prompt_mask"][rows], inputs["completion_mask"][rows]], 1)
+        mask = inputs["completion_mask"][rows]
         per_token, entropies = self._get_per_token_logps_and_entropies(model, input_ids, attention, length,
                                                                        compute_entropy=True)[:2]
-        mask = inputs["completion_mask"][rows]
+        if self.estimator == "elbo":  # the same batch's ELBO terms take the one-step values' place in the loss
+            generator = torch.Generator().manual_seed(row_key(self.args.seed, f"elbo/{self.accelerator.process_index}",
+                                                              self._step))
+            full = torch.cat([attention[:, :-length], torch.ones_like(attention[:, -length:])], dim=1)
+            per_token = elbo_terms(self.dllm, input_ids, full, length, generator, network=model)
         log_likelihood = sequence_mean(per_token, mask)
         loss = -(weight[rows] * log_likelihood).sum() / weight.shape[0]
         metrics = self._metrics["train"]
