@@ -158,6 +158,20 @@ def test_the_likelihood_averages_each_completions_real_tokens_then_the_completio
                                    torch.Generator().manual_seed(0)).item() == pytest.approx(value.item())
 
 
+def test_the_elbo_alternative_is_unbiased_for_the_completion_log_likelihood():
+    from entrgi.training.likelihood import elbo_terms
+
+    dllm = hand_made(shift=False)
+    rows = torch.cat([torch.tensor([[1, 2, 7]]).expand(20000, 3), torch.full((20000, 6), 5)], 1)
+    terms = elbo_terms(dllm, rows, torch.ones_like(rows), 6, torch.Generator().manual_seed(0))
+    seen = dllm.model.seen[-1][:, 3:]
+    assert ((terms == 0) == (seen != MASK)).all()  # a term for each masked token only
+    assert 0.4 < (seen == MASK).float().mean().item() < 0.6  # a masking rate t ~ U(0, 1) per row
+    # masked with probability t and weighted 1 / t: the expected sum is the six tokens' log-likelihood
+    expected = 6 * torch.arange(10).float().log_softmax(-1)[5].item()
+    assert terms.sum(-1).mean().item() == pytest.approx(expected, rel=0.08)
+
+
 # -- LoRA on the tiny dLLM ------------------------------------------------------------------------------
 
 def fixed_batch(dllm):
