@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
 def mask_responses(response: torch.Tensor, t: torch.Tensor, uniforms: torch.Tensor,
                    mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask each token of ``response [N, L]`` where ``uniforms [N, L] < t [N]``; returns (noised, masked)."""

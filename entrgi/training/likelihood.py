@@ -82,11 +82,14 @@ def elbo_terms(dllm, input_ids: torch.Tensor, attention_mask: torch.Tensor, comp
     pretrained with, ``entrgi.training.diffusion``). Their mean over a completion's real tokens bounds
     its per-token log-likelihood from below, at every masking rate rather than only the fully masked one.
     """
+    from entrgi.training.diffusion import mask_responses, sample_masking_ratio
+
     start = input_ids.shape[1] - completion_length
     targets = input_ids[:, start:]
-    t = (eps + (1 - eps) * torch.rand(len(targets), generator=generator)).to(targets.device)
-    masked = torch.rand(targets.shape, generator=generator).to(targets.device) < t[:, None]
-    noised = torch.cat([input_ids[:, :start], targets.masked_fill(masked, dllm.mask_id)], dim=1)
-    logits = dllm.forward(noised, attention_mask, start=start, network=network).float()
+    t = sample_masking_ratio(len(targets), generator, eps).to(targets.device)
+    noised, masked = mask_responses(targets, t, torch.rand(targets.shape, generator=generator).to(targets.device),
+                                    dllm.mask_id)
+    logits = dllm.forward(torch.cat([input_ids[:, :start], noised], dim=1), attention_mask, start=start,
+                          network=network).float()
     token_log_probs = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return token_log_probs * masked / t[:, None]
