@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, entrgi_cli
 from hydra import compose, initialize_config_dir
 
 from entrgi.bookkeeping.settings import claim_directory, job_settings
@@ -250,8 +250,16 @@ def recipes(tmp_path_factory):
     root = tmp_path_factory.mktemp("recipes")
     done = launch("-m", "train=rgrl,diffu_grpo,rft", "sweep=recipes", *TINY, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {path.name.split("_tiny_train")[0]: path for path in (root / "outputs/train_sweeps/recipes").iterdir()
+    runs = {path.name.split("_tiny_train")[0]: path for path in (root / "outputs/train_sweeps/recipes").iterdir()
             if path.is_dir() and not path.name.startswith(".")}
+    return {**runs, "root": root}
+
+
+def test_relaunching_a_finished_sweep_launches_nothing(recipes):
+    again = entrgi_cli("-m", "train=rgrl,diffu_grpo,rft", "sweep=recipes", *TINY, cwd=recipes["root"],
+                       module="entrgi.train")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "skipping 3 finished job(s) of 3; launching 0" in again.stdout + again.stderr
 
 
 @pytest.mark.parametrize("recipe", ["rgrl", "diffu_grpo", "rft"])
