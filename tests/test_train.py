@@ -172,6 +172,23 @@ def test_the_elbo_alternative_is_unbiased_for_the_completion_log_likelihood():
     assert terms.sum(-1).mean().item() == pytest.approx(expected, rel=0.08)
 
 
+@pytest.mark.parametrize("family", ["dream", "llada"])
+@pytest.mark.parametrize("start", [0, 5])
+def test_the_wrapped_network_forward_gives_the_plain_logits(tiny_stack, llada_dir, family, start):
+    from entrgi.models.diffusion import load_diffusion_lm
+
+    dllm = tiny_stack[0] if family == "dream" else load_diffusion_lm(
+        str(llada_dir), loader="llada", shift_logits=False, mask_token="<|mdm_mask|>", device="cpu")
+    ids = torch.randint(5, 50, (2, 12))
+    attention = torch.ones_like(ids)
+    attention[0, :3] = 0  # left padding
+    with torch.no_grad():
+        plain = dllm.forward(ids, attention, start=start)
+        wrapped = dllm.forward(ids, attention, start=start, network=dllm.model)
+    assert wrapped.shape == plain.shape == (2, 12 - start, dllm.vocab_size)
+    assert torch.allclose(wrapped, plain, atol=1e-5)
+
+
 # -- LoRA on the tiny dLLM ------------------------------------------------------------------------------
 
 def fixed_batch(dllm):
