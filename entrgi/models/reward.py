@@ -97,6 +97,14 @@ class RewardModel:
              chat_template: str | None = None) -> "RewardModel":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from entrgi.models.diffusion import checkpoint_config
+
+        raw = checkpoint_config(path, "reward")
+        # transformers writes the labels only when they are not its default of 2
+        labels = len(raw["id2label"]) if raw.get("id2label") else raw.get("num_labels", 2)
+        if labels != 1:  # loading it as one label would fail on the head's shape, or silently re-initialize it
+            raise ConfigError(f"reward model {path!r} has {labels} labels; set reward.path to a one-label sequence "
+                              f"classifier (a reward model)")
         device_ = resolve_device(device)
         tokenizer = from_pretrained(AutoTokenizer, path, "reward", trust_remote_code=trust_remote_code)
         model = from_pretrained(AutoModelForSequenceClassification, path, "reward", weights=True,

@@ -193,5 +193,16 @@ def training_sentences(every: int = HELD_OUT_EVERY) -> list[tuple[str, str]]:
     return found
 
 
+def training_prompts(every: int = HELD_OUT_EVERY) -> list[dict]:
+    """The task over every training sentence (never a held-out function's), for post-training: the
+    keywords of each drawn by a generator seeded by its name and index."""
+    prompts = []
+    for i, (name, sentence) in enumerate(training_sentences(every)):
+        keywords = pick_keywords(sentence, random.Random(f"{name}/{i}"))
+        prompts.append({"id": f"{name}/{i}", "prompt": question(name, keywords), "reference": sentence,
+                        "keywords": keywords})
+    return prompts
+
+
 if __name__ == "__main__":
     json.dump({"functions": documented_functions(), "methods": documented_methods()}, sys.stdout)

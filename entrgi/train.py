@@ -1,0 +1,233 @@
+"""The Hydra entrypoint of post-training: RGRL, diffu-GRPO or RFT on the dLLM's own samples.
+
+    python -m entrgi.train                                   # RGRL on the embedded tiny stack
+    python -m entrgi.train train=diffu_grpo train.steps=100  # a baseline recipe, any override
+    accelerate launch --config_file conf/accelerate/ddp.yaml -m entrgi.train reward=skywork_0.6b
+    python -m entrgi.train -m train=rgrl,diffu_grpo,rft seed=1,2 sweep=recipes [hydra/launcher=slurm]
+
+The run directory (``outputs/train/<recipe>_<prompts>_s<seed>_<digest>/``, a function of the settings)
+holds the resolved config, ``checkpoint-<step>/`` (adapter, optimizer, scheduler, RNG, trainer state),
+``samples.jsonl`` (the training samples and rewards), ``eval.jsonl`` (held-out evaluations), the final
+``adapter/`` and ``summary.json``. The same command after a kill resumes from the last checkpoint.
+Everything here is glue; the training is :mod:`entrgi.training.trainer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from entrgi.bookkeeping.settings import digest, job_settings, open_job, register_resolvers
+from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
+from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import Prompt, load_benchmark
+from entrgi.evaluation.judges import make_judge
+from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
+from entrgi.models.reward import RewardModel
+from entrgi.sampling.sampler import SamplerConfig
+from entrgi.sampling.schedules import make_schedule
+
+log = logging.getLogger("entrgi")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def train_name(cfg: DictConfig) -> str:
+    """A training job's directory name: recipe, training prompts, seed and a digest of its settings."""
+    return f"{cfg.train.recipe}_{cfg.train_prompts.name}_s{cfg.seed}_{digest(job_settings(cfg))[:8]}"
+
+
+register_resolvers()
+OmegaConf.register_new_resolver("entrgi_train_name", lambda *, _root_: train_name(_root_), replace=True)
+
+
+def check_settings(cfg: DictConfig, device: torch.device) -> None:
+    """Refuse settings that cannot train, each with the key to change."""
+    t = cfg.train
+    if t.batch_size % t.num_samples:
+        raise ConfigError(f"train.batch_size={t.batch_size} (sequences per device) is not a multiple of "
+                          f"train.num_samples={t.num_samples} (K); set train.batch_size to a multiple of K, "
+                          f"e.g. {2 * t.num_samples}")
+    if t.num_samples < 2:
+        raise ConfigError(f"train.num_samples={t.num_samples}: K must be at least 2 to compare samples")
+    if t.load_in_4bit and device.type != "cuda":
+        raise ConfigError("train.load_in_4bit=true needs CUDA (bitsandbytes NF4); set train.load_in_4bit=false "
+                          "on this device")
+
+
+def load_prompts(b: DictConfig, seed: int) -> list[Prompt]:
+    where = OmegaConf.to_container(b.where) if b.get("where") else None
+    return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
+                          id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
+                          seed=seed, distribution=b.get("distribution"), where=where)
+
+
+def load_policy(cfg: DictConfig, device: torch.device) -> DiffusionLM:
+    m = cfg.model
+    return load_diffusion_lm(
+        m.path, loader=m.loader, shift_logits=m.shift_logits, mask_token=m.mask_token,
+        eos_tokens=list(m.eos_tokens) if m.eos_tokens else None, device=str(device), dtype=cfg.dtype,
+        trust_remote_code=m.trust_remote_code, max_length=m.max_length, chat_template=m.chat_template,
+        adapter=m.get("adapter"), load_in_4bit=cfg.train.load_in_4bit)
+
+
+def lora_config(lora: DictConfig, model: torch.nn.Module):
+    """peft's LoRA config, refusing target modules the model does not have."""
+    from peft import LoraConfig
+
+    linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+    missing = [t for t in lora.target_modules if t not in linear]
+    if missing:
+        raise ConfigError(f"train.lora.target_modules names {missing}, which the model does not have; choose "
+                          f"among its linear layers {sorted(linear)}")
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+
+
+def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_to: list[str]):
+    from trl import GRPOConfig
+
+    t = cfg.train
+    return GRPOConfig(
+        output_dir=str(out_dir), seed=cfg.seed, max_steps=t.steps, learning_rate=t.lr,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm, per_device_train_batch_size=t.batch_size, num_generations=t.num_samples,
+        gradient_accumulation_steps=t.gradient_accumulation, gradient_checkpointing=t.gradient_checkpointing,
+        beta=t.beta, epsilon=t.epsilon, num_iterations=t.num_iterations, loss_type="grpo", scale_rewards="group",
+        max_completion_length=cfg.sampler.gen_length, disable_dropout=False, remove_unused_columns=False,
+        logging_steps=1, save_strategy="steps", save_steps=t.save_every, save_total_limit=t.keep_checkpoints,
+        report_to=report_to, use_cpu=device.type == "cpu", bf16=device.type == "cuda" and cfg.dtype != "float32",
+        dataloader_num_workers=0, log_completions=False)
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    """The latest complete ``checkpoint-<step>``: one whose ``trainer_state.json``, the last file the
+    trainer writes, is there (a kill can leave a later one half-written)."""
+    complete = [p for p in Path(out_dir).glob("checkpoint-*")
+                if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
+
+
+def train(cfg: DictConfig, out_dir: Path) -> dict:
+    """Train into ``out_dir``, resuming from its last checkpoint; returns the summary.
+
+    A job that already finished with the same settings returns its stored summary at once;
+    ``out_dir`` holding another job's settings is an error.
+    """
+    from accelerate import PartialState
+    from datasets import Dataset
+
+    from entrgi.training.evaluation import held_out_set
+    from entrgi.training.sampling import make_guidance
+    from entrgi.training.trainer import DiffusionPolicyTrainer, EvaluateEvery, recipe_of, truncate_log
+
+    # the processes' distributed state, as the trainer will set it up (on a CPU only with cpu=True)
+    state = PartialState(cpu=cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()))
+    device = state.device if cfg.device == "auto" else torch.device(cfg.device)
+    recipe_of(cfg.train.recipe)
+    check_settings(cfg, device)
+    out_dir = Path(out_dir)
+    job_digest, finished = open_job(out_dir, cfg)
+    if finished is not None:
+        log.info("%s already finished with these settings; nothing to do", out_dir)
+        return finished
+    resume = last_checkpoint(out_dir)
+    if state.is_main_process:
+        write_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        resumed_at = int(Path(resume).name.split("-")[-1]) if resume else 0
+        truncate_log(out_dir / "samples.jsonl", resumed_at)  # drawn after the checkpoint: drawn again
+        truncate_log(out_dir / "eval.jsonl", resumed_at + 1 if resume else 0)
+    state.wait_for_everyone()
+
+    try:
+        train_prompts = load_prompts(cfg.train_prompts, cfg.seed)
+    except ConfigError as error:  # the loader names the benchmark group's keys; these prompts are train_prompts'
+        raise ConfigError(str(error).replace("benchmark.", "train_prompts.")) from error
+    eval_prompts = load_prompts(cfg.benchmark, cfg.seed)[:cfg.train.eval.num_prompts]
+    dllm = load_policy(cfg, device)
+    reward = RewardModel.load(cfg.reward.path, device=str(device), dtype=cfg.dtype,
+                              trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
+    sampler = SamplerConfig(**cfg.sampler)
+    guidance = make_guidance(dllm, reward, make_schedule(**OmegaConf.to_container(cfg.schedule)),
+                             inner_steps=cfg.guidance.inner_steps, lr=cfg.guidance.lr, sampler_steps=sampler.steps,
+                             every=cfg.guidance.get("every", 1), window=cfg.guidance.get("window"),
+                             unmatched=cfg.reward.unmatched, min_coverage=cfg.reward.min_coverage)
+    judge = make_judge(cfg.eval_reward, device=str(device), dtype=cfg.dtype)
+    held_out = held_out_set(dllm, reward, eval_prompts, cfg.train.eval.num_samples, sampler, cfg.seed, judge,
+                            cfg.train.eval.batch_size)
+    if cfg.train.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        dllm.model = prepare_model_for_kbit_training(dllm.model, cfg.train.gradient_checkpointing)
+
+    peft_config = lora_config(cfg.train.lora, dllm.model)
+    run = None
+    if cfg.logger.type == "wandb" and state.is_main_process:
+        from entrgi.bookkeeping.logging_wandb import init_run
+
+        run = init_run(cfg, out_dir, job_digest, "train", [cfg.train.recipe, cfg.train_prompts.name])
+    elif cfg.logger.type not in ("wandb", "none"):
+        raise ConfigError(f"unknown logger.type={cfg.logger.type!r}; use wandb or none")
+    trainer = DiffusionPolicyTrainer(
+        dllm=dllm, reward_model=reward, recipe=cfg.train.recipe, sampler=sampler, guidance=guidance,
+        prompt_mask_rate=cfg.train.prompt_mask_rate, out_dir=out_dir, held_out=held_out,
+        estimator=cfg.train.get("estimator", "one_step"),
+        # W&B from the main process only (the others' trainer state says process zero before training starts)
+        args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),
+        train_dataset=Dataset.from_list([{"prompt": p.text, "id": p.id} for p in train_prompts]),
+        peft_config=peft_config, callbacks=[EvaluateEvery(cfg.train.eval.every)])
+    log.info("%s on %d prompts, %d steps, %d process(es); %s", cfg.train.recipe, len(train_prompts), cfg.train.steps,
+             state.num_processes, f"resuming from {resume}" if resume else "from the start")
+    if not any(r["step"] == 0 for r in read_jsonl(out_dir / "eval.jsonl")):
+        trainer.evaluate()  # the untrained policy: what later evaluations are compared with
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(out_dir / "adapter"))
+    if cfg.train.save_merged and state.is_main_process:
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        merged.save_pretrained(out_dir / "merged")
+        dllm.tokenizer.save_pretrained(out_dir / "merged")
+    evaluations = read_jsonl(out_dir / "eval.jsonl")
+    summary = {"recipe": cfg.train.recipe, "steps": trainer.state.global_step, "adapter": str(out_dir / "adapter"),
+               "processes": state.num_processes, "train_prompts": len(train_prompts),
+               "vocab_coverage": guidance.coverage, "settings_digest": job_digest,
+               "final_eval": {r["mode"]: r["summary"] for r in evaluations if r["step"] == trainer.state.global_step}}
+    if state.is_main_process:
+        write_json(out_dir / "summary.json", summary)  # last: its presence marks the job finished
+    if run is not None:
+        run.finish()
+    return summary
+
+
+@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> dict:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN and cfg.logger.get("group", "") is None:
+        cfg.logger.group = Path(hydra_cfg.sweep.dir).name
+    try:
+        summary = train(cfg, Path(hydra_cfg.runtime.output_dir))
+    except ConfigError as error:
+        sys.exit(f"entrgi: error: {error}")
+    if not is_main_process():
+        return summary
+    for mode, result in summary["final_eval"].items():
+        print(f"{summary['recipe']} step {summary['steps']} {mode}: top-1 reward {result['top1_reward']['mean']:+.4f}, "
+              f"win-rate vs untrained {result['win_rate_reward']['rate']:.3f}")
+    print(f"  adapter in {summary['adapter']}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

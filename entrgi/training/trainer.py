@@ -1,0 +1,284 @@
+"""Post-training a masked diffusion LM on its own samples: RGRL, diffu-GRPO and rejection fine-tuning.
+
+One trainer, TRL's ``GRPOTrainer`` with two things replaced: generation and scoring (the package's
+sampler, guided or not, and the reward model; :mod:`entrgi.training.sampling`) and the per-token
+log-probabilities (the one-step masked-diffusion estimator; :mod:`entrgi.training.likelihood`). TRL,
+transformers and accelerate do the rest: the data order, devices and DDP/DeepSpeed/FSDP, gradient
+accumulation, the optimizer and scheduler, checkpoints and their resumption, logging.
+
+The recipe (``RECIPES``) picks what is sampled and what is optimized:
+
+- ``rgrl``: K EntRGi-guided completions per prompt, loss = minus their mean log-likelihood (online SFT;
+  no advantages, KL or reference; the rewards are logged only);
+- ``diffu_grpo``: K unguided completions, advantages normalized within each prompt's K, TRL's clipped
+  GRPO objective with a KL penalty to the frozen policy (with LoRA, the base with the adapter disabled);
+- ``rft``: K unguided completions, SFT on the best of each prompt's K.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+from trl.models.utils import unwrap_model_for_generation
+from trl.trainer.utils import RepeatSampler
+
+from entrgi.bookkeeping.storage import read_jsonl, write_atomic
+from entrgi.errors import ConfigError
+from entrgi.evaluation.benchmarks import Prompt
+from entrgi.models.diffusion import DiffusionLM
+from entrgi.models.reward import RewardModel
+from entrgi.sampling.rng import row_key
+from entrgi.sampling.sampler import SamplerConfig
+from entrgi.training.evaluation import MODES, HeldOut, sample_held_out, summarize_held_out
+from entrgi.training.likelihood import completion_log_probs, completion_mask, elbo_terms, mask_prompt, sequence_mean
+from entrgi.training.sampling import Guidance, sample_completions
+
+
+@dataclass(frozen=True)
+class Recipe:
+    guided: bool  # sample with EntRGi guidance
+    objective: str  # "sft": maximize the log-likelihood of the selected completions; "grpo": TRL's loss
+    keep: str = "all"  # sft: which completions of a prompt's K are trained on ("all" or "best")
+
+
+ESTIMATORS = ("one_step", "elbo")  # the likelihood the SFT recipes maximize (d1's one-step estimate by default)
+RECIPES = {"rgrl": Recipe(guided=True, objective="sft"),
+           "diffu_grpo": Recipe(guided=False, objective="grpo"),
+           "rft": Recipe(guided=False, objective="sft", keep="best")}
+
+
+def recipe_of(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ConfigError(f"unknown train.recipe={name!r}; use one of {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """GRPO advantages of ``rewards [B, K]``: each prompt's rewards less their mean, over their std."""
+    return (rewards - rewards.mean(-1, keepdim=True)) / (rewards.std(-1, keepdim=True) + 1e-4)
+
+
+def sequence_weights(recipe: Recipe, rewards: torch.Tensor) -> torch.Tensor:
+    """Per-completion weights of the SFT loss for ``rewards [B, K]``, summing to B * K: all 1, or K on each
+    prompt's best completion; the loss is then a plain mean over the trained completions."""
+    if recipe.keep == "all":
+        return torch.ones_like(rewards)
+    best = torch.zeros_like(rewards).scatter_(-1, rewards.argmax(-1, keepdim=True), 1.0)
+    return best * rewards.shape[-1]
+
+
+class EpochSeededRepeatSampler(RepeatSampler):
+    """TRL's sampler, reshuffled by (seed, epoch): a run resumed in a later epoch draws the epochs it
+    would have drawn uninterrupted (the trainer calls ``set_epoch`` every epoch)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+class DiffusionPolicyTrainer(GRPOTrainer):
+    """``GRPOTrainer`` for a masked diffusion LM: see the module docstring.
+
+    ``dllm.model`` is the network TRL trains (wrapped by PEFT in place, so ``dllm`` samples the
+    current policy). The train dataset's rows carry ``prompt`` (text) and ``id``.
+    """
+
+    def __init__(self, *, dllm: DiffusionLM, reward_model: RewardModel, recipe: str, sampler: SamplerConfig,
+                 guidance: Guidance, prompt_mask_rate: float, out_dir: Path, held_out: HeldOut,
+                 estimator: str = "one_step", **kwargs):
+        self.dllm, self.scorer, self.recipe = dllm, reward_model, recipe_of(recipe)
+        if estimator not in ESTIMATORS or (estimator != "one_step" and self.recipe.objective != "sft"):
+            raise ConfigError(f"train.estimator={estimator!r}: use one_step, or elbo with an SFT recipe (rgrl, rft)")
+        self.estimator = estimator
+        self.sampler_cfg, self.guidance, self.prompt_mask_rate = sampler, guidance, prompt_mask_rate
+        self.held_out = held_out
+        self.samples_log, self.eval_log = Path(out_dir) / "samples.jsonl", Path(out_dir) / "eval.jsonl"
+        # the untrained policy's unguided held-out records: what every evaluation is compared with
+        self.eval_baseline = next((r["records"] for r in read_jsonl(self.eval_log)
+                                   if r["step"] == 0 and r["mode"] == "unguided"), None)
+
+        def reward_model_score(prompts, completions, **_):
+            # TRL asks for a reward source; the samples are scored in ``sample_completions`` with this model
+            return reward_model.score_texts(prompts, completions)
+
+        super().__init__(model=dllm.model, reward_funcs=[reward_model_score], processing_class=dllm.tokenizer,
+                         **kwargs)
+
+    # -- the data order ---------------------------------------------------------------------------
+
+    def _get_train_sampler(self, dataset=None):
+        return EpochSeededRepeatSampler(
+            data_source=dataset if dataset is not None else self.train_dataset, mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation, shuffle=self.shuffle_dataset,
+            seed=self.args.seed)
+
+    # -- generation and scoring -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _sampling_policy(self):
+        """The current policy, gathered where the distributed setup shards it, in eval mode (no dropout)."""
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as unwrapped:
+            training = unwrapped.training
+            unwrapped.eval()
+            try:
+                yield unwrapped
+            finally:
+                unwrapped.train(training)
+
+    def _generate_and_score_completions(self, inputs: list[dict]) -> dict:
+        K, step = self.num_generations, self.state.global_step
+        if any(inputs[i]["id"] != inputs[i - i % K]["id"] for i in range(len(inputs))):
+            raise RuntimeError("the sampler did not deliver each prompt's K copies together")
+        prompts = [Prompt(x["id"], x["prompt"]) for x in inputs[::K]]
+        with self._sampling_policy():
+            out = sample_completions(self.dllm, self.scorer, prompts, K, self.sampler_cfg,
+                                     self.guidance if self.recipe.guided else None, self.args.seed, step)
+        device = self.accelerator.device
+        prompt_ids, prompt_mask = self.dllm.pad_prompts(out.prompt_ids)
+        completion_ids = out.tokens.to(device)
+        # one prompt mask per batch, shared by the policy, the old policy and the reference
+        generator = torch.Generator().manual_seed(row_key(self.args.seed, f"prompt-mask/{self.accelerator.process_index}",
+                                                          step))
+        masked_prompt = mask_prompt(prompt_ids, prompt_mask, self.dllm.mask_id, self.prompt_mask_rate, generator)
+        rewards = torch.tensor(out.rewards, dtype=torch.float32, device=device).view(-1, K)
+        batch = {
+            "prompt_ids": masked_prompt, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
+            "completion_mask": completion_mask(completion_ids, self.dllm.eos_ids),
+            "advantages": group_advantages(rewards).flatten(),
+            "sequence_weight": sequence_weights(self.recipe, rewards).flatten(),
+        }
+        if self.recipe.objective == "grpo":
+            batch.update(self._reference_log_probs(batch))
+        self._record_samples(step, prompts, out, rewards)
+        return batch
+
+    def _reference_log_probs(self, batch: dict) -> dict:
+        """The old policy's (when a batch is reused for several updates) and the frozen reference's
+        per-token log-probabilities of a batch, without gradients."""
+        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+        attention = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+        length, out = batch["completion_ids"].shape[1], {}
+        with torch.no_grad():
+            if self.args.gradient_accumulation_steps % (self.args.steps_per_generation * self.num_iterations):
+                out["old_per_token_logps"] = self._get_per_token_logps_and_entropies(
+                    self.model, input_ids, attention, length)[0]
+            if self.beta != 0.0:
+                with self.accelerator.unwrap_model(self.model).disable_adapter():
+                    out["ref_per_token_logps"] = self._get_per_token_logps_and_entropies(
+                        self.model, input_ids, attention, length)[0]
+        return out
+
+    def _record_samples(self, step: int, prompts: list[Prompt], out, rewards: torch.Tensor) -> None:
+        """Metrics of the step's samples (all processes) and a line per process in ``samples.jsonl``.
+
+        The line carries a checksum of the trainable weights the samples were drawn with: equal across
+        processes when their updates are synchronized.
+        """
+        from accelerate.utils import gather_object
+
+        gathered = self.accelerator.gather(rewards)
+        metrics = self._metrics["train"]
+        metrics["samples/reward_mean"].append(gathered.mean().item())
+        metrics["samples/reward_top1"].append(gathered.max(-1).values.mean().item())
+        for name, value in out.cost.items():  # the guidance's cost, per process and step
+            metrics[f"samples/{name}"].append(float(value))
+        checksum = sum(p.detach().double().abs().sum().item() for p in self.model.parameters() if p.requires_grad)
+        line = {"step": step, "process": self.accelerator.process_index, "prompt_ids": [p.id for p in prompts],
+                "texts": out.texts, "rewards": rewards.tolist(), "weights_checksum": checksum}
+        lines = gather_object([line])
+        if self.accelerator.is_main_process:
+            with self.samples_log.open("a") as handle:
+                handle.write("".join(json.dumps(item) + "\n" for item in lines))
+
+    # -- held-out evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+        """The policy on the held-out prompts, unguided and guided, at the current step: each process
+        samples its share; one line per mode in ``eval.jsonl``; the summary logged (W&B included)."""
+        from accelerate.utils import gather_object
+
+        step, metrics = self.state.global_step, {}
+        share = self.held_out.prompts[self.accelerator.process_index::self.accelerator.num_processes]
+        order = {p.id: i for i, p in enumerate(self.held_out.prompts)}
+        for mode in MODES:
+            with self._sampling_policy():
+                mine = sample_held_out(self.dllm, self.scorer, self.held_out, share,
+                                       self.guidance if mode == "guided" else None)
+            records = sorted(gather_object(mine), key=lambda r: order[r["id"]])
+            if self.eval_baseline is None and step == 0 and mode == "unguided":
+                self.eval_baseline = records
+            summary = summarize_held_out(records, self.eval_baseline or [], self.args.seed)
+            if self.accelerator.is_main_process:
+                with self.eval_log.open("a") as handle:
+                    handle.write(json.dumps({"step": step, "mode": mode, "summary": summary, "records": records}) + "\n")
+            metrics.update({f"{metric_key_prefix}/{mode}/{name}/{stat}": value for name, stats in summary.items()
+                            for stat, value in stats.items() if stat in ("mean", "stderr", "rate", "low", "high")})
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # -- the estimator ----------------------------------------------------------------------------
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, **_):
+        """The d1 one-step estimate of each completion token's log-probability: the last
+        ``logits_to_keep`` columns all masked, the prompt as given (already masked), one forward."""
+        # every completion column is attended, as in sampling, whatever follows its EOS
+        attention = torch.cat([attention_mask[:, :-logits_to_keep], torch.ones_like(attention_mask[:, -logits_to_keep:])],
+                              dim=1)
+        size = batch_size or input_ids.shape[0]
+        chunks = [completion_log_probs(self.dllm, input_ids[i:i + size], attention[i:i + size], logits_to_keep,
+                                       network=model, entropy=compute_entropy)
+                  for i in range(0, input_ids.shape[0], size)]
+        entropies = torch.cat([e for _, e in chunks]) if compute_entropy else None
+        return torch.cat([lp for lp, _ in chunks]), entropies, None
+
+    def _compute_loss(self, model, inputs):
+        if self.recipe.objective == "grpo":
+            return super()._compute_loss(model, inputs)
+        weight = inputs["sequence_weight"]
+        rows = weight > 0
+        if not rows.any():  # a micro-batch without a trained completion still runs the model (DDP)
+            rows = ~rows
+        length = inputs["completion_ids"].shape[1]
+        input_ids = torch.cat([inputs["prompt_ids"][rows], inputs["completion_ids"][rows]], 1)
+        attention = torch.cat([inputs["prompt_mask"][rows], inputs["completion_mask"][rows]], 1)
+        mask = inputs["completion_mask"][rows]
+        per_token, entropies = self._get_per_token_logps_and_entropies(model, input_ids, attention, length,
+                                                                       compute_entropy=True)[:2]
+        if self.estimator == "elbo":  # the same batch's ELBO terms take the one-step values' place in the loss
+            generator = torch.Generator().manual_seed(row_key(self.args.seed, f"elbo/{self.accelerator.process_index}",
+                                                              self._step))
+            full = torch.cat([attention[:, :-length], torch.ones_like(attention[:, -length:])], dim=1)
+            per_token = elbo_terms(self.dllm, input_ids, full, length, generator, network=model)
+        log_likelihood = sequence_mean(per_token, mask)
+        loss = -(weight[rows] * log_likelihood).sum() / weight.shape[0]
+        metrics = self._metrics["train"]
+        metrics["log_likelihood"].append(self.accelerator.gather(log_likelihood.detach()).mean().item())
+        metrics["entropy"].append(self.accelerator.gather(sequence_mean(entropies, mask)).mean().item())
+        return loss / self.current_gradient_accumulation_steps
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the lines of steps from ``step`` on: a resumed run logs them again."""
+    path = Path(path)
+    if path.exists():
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in read_jsonl(path) if r.get("step", 0) < step))
+
+
+class EvaluateEvery(TrainerCallback):
+    """Ask for the held-out evaluation every ``every`` steps (0: never) and after the last step."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if (self.every and state.global_step % self.every == 0) or state.global_step >= state.max_steps:
+            control.should_evaluate = True
+        return control
