@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.baseline import BaselineCache
+from entrgi.bookkeeping.costs import summary_flops
 from entrgi.bookkeeping.records import PromptResult, environment
 from entrgi.bookkeeping.settings import (
     baseline_settings,
@@ -98,6 +99,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         summary = summarize(records, cfg.seed, method=cfg.method.name, benchmark=cfg.benchmark.name,
                             num_samples=cfg.num_samples, shard={"index": cfg.shard.index, "count": cfg.shard.count},
                             **extra)
+        summary["flops"] = summary_flops(summary, setup)
         if logger is not None:
             logger.finish(summary, rows)
             logger = None
