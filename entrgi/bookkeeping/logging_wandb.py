@@ -47,11 +47,12 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
 
 
 def step_curves(records: list[dict]) -> dict[int, dict[str, float]]:
-    """Per denoising step: the mean over prompts of each traced quantity (guided reward, entropy weight)."""
+    """Per denoising step: the mean over prompts of each traced quantity (guided reward, entropy weight,
+    a particle method's or a diagnostic's statistics)."""
     sums: dict[int, dict[str, list[float]]] = {}
     for record in records:
         trace = record.get("trace", {})
-        for name in ("guided_reward", "entropy_weight"):
+        for name in [n for n in trace if n not in ("step", "committed")]:
             for step, value in zip(trace.get("step", []), trace.get(name, [])):
                 if value is not None and not math.isnan(value):
                     sums.setdefault(step, {}).setdefault(name, []).append(value)
