@@ -232,7 +232,7 @@ def step_curve(settings: list[Setting], name: str) -> tuple[list[int], list[floa
         for record in setting.records:
             trace = record.get("trace", {})
             for step, value in zip(trace.get("step", []), trace.get(name, [])):
-                if value is not None:  # None: a step left unguided (guidance.every / window)
+                if value is not None and value == value:  # None: a step left unguided; NaN: undefined
                     sums[step].append(value)
     steps = sorted(sums)
     return steps, [sum(sums[s]) / len(sums[s]) for s in steps]
@@ -285,6 +285,154 @@ def plot(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> list[
         plt.close(fig)
         names.append("denoising_curves.png")
     return names
+
+
+# -- cost against quality: FLOPs and seconds per prompt, relative to bon, and the plots ------------
+
+def setting_flops(setting: Setting) -> dict | None:
+    """FLOPs per prompt of a setting (its shards' summaries weighted by their prompts), with ``bon``: K
+    unguided samples of the same setup by the same cost model; None if a summary has none."""
+    from entrgi.bookkeeping.costs import SequenceFlops
+
+    summaries = [json.loads((d / "summary.json").read_text()) for d in setting.dirs]
+    if not summaries or any("flops" not in s for s in summaries):
+        return None
+    prompts = sum(s["num_prompts"] for s in summaries)
+    flops = {k: sum(s["flops"]["per_prompt"][k] * s["num_prompts"] for s in summaries) / prompts
+             for k in summaries[0]["flops"]["per_prompt"]}
+    first = summaries[0]
+    steps = first["cost"]["dllm_forwards"] / first["num_prompts"] / first["num_samples"]
+    flops["bon"] = first["num_samples"] * SequenceFlops(**first["flops"]["per_sequence"]).unguided_sample(steps)
+    return flops
+
+
+def seconds_per_prompt(settings: list[Setting]) -> float:
+    records = [r for s in settings for r in s.records]
+    return sum(r["cost"]["seconds"] for r in records) / len(records)
+
+
+def cost_points(cells: dict, rows: list, benchmark: str) -> list[dict]:
+    """One point per method and setting on ``benchmark``: FLOPs and seconds per prompt (means over
+    seeds), both relative to bon at the same K (bon's seconds: the sweep's bon run with that K),
+    top-1 reward and the win-rate over bon (by the held-out judge if the benchmark has one, else by
+    the guiding reward: ``win_rate_by``)."""
+    here = [s for (_, bench), cell in cells.items() if bench == benchmark for s in cell]
+    by = "judge" if any(s.records and "judge" in s.records[0].get("outcome", {}) for s in here) else "guide"
+    bon_seconds = defaultdict(list)  # bon's settings on this benchmark, by K
+    for setting in here:
+        if setting.method == "bon":
+            bon_seconds[setting.config["num_samples"]].append(setting)
+    points = []
+    for row in rows:
+        cell = cells.get((row, benchmark))
+        flops = [setting_flops(s) for s in cell or []]
+        if not cell or None in flops:
+            continue
+        mean = {k: sum(f[k] for f in flops) / len(flops) for k in flops[0]}
+        seconds = seconds_per_prompt(cell)
+        bon = bon_seconds.get(cell[0].config["num_samples"])
+        points.append({"row": row, "label": " ".join(filter(None, row)), "flops": mean,
+                       "reward_flops": mean["reward_forward"] + mean["reward_backward"], "seconds": seconds,
+                       "relative_flops": mean["total"] / mean["bon"],
+                       "relative_seconds": seconds / seconds_per_prompt(bon) if bon else None,
+                       "top1": over_seeds(cell, "top1_reward"), "win_rate": pooled_win_rate(cell, by),
+                       "win_rate_by": by})
+    return points
+
+
+def cost_relative_section(cells: dict, rows: list, benchmarks: list[str]) -> str:
+    """The table of FLOPs and seconds per prompt with the column "cost relative to bon"."""
+    table = []
+    for benchmark in benchmarks:
+        for point in cost_points(cells, rows, benchmark):
+            f = point["flops"]
+            seconds = point["relative_seconds"]
+            table.append([point["label"], benchmark, f"{f['dllm']:.3g}", f"{f['reward_forward']:.3g}",
+                          f"{f['reward_backward']:.3g}", f"{f['total']:.3g}", f"{point['seconds']:.2f}",
+                          f"{point['relative_flops']:.2f}", "—" if seconds is None else f"{seconds:.2f}"])
+    if not table:
+        return ""
+    return ("## Cost relative to bon\n\nFLOPs per prompt by the cost model (docs/cost-model.md), mean over seeds; "
+            "cost relative to bon: over best-of-K at the same K, by FLOPs (the same cost model) and by seconds "
+            "(the sweep's bon run at that K, when there is one).\n\n" + markdown_table(
+                ["method", "benchmark", "dLLM FLOPs", "reward fwd FLOPs", "reward bwd FLOPs", "total FLOPs",
+                 "seconds", "cost relative to bon (FLOPs)", "cost relative to bon (seconds)"], table))
+
+
+def plot_cost(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> list[str]:
+    """Per benchmark: top-1 reward and win-rate over bon against reward-model FLOPs and against seconds
+    per prompt, one point per method and setting (``cost_<benchmark>.png``)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    for benchmark in benchmarks:
+        points = cost_points(cells, rows, benchmark)
+        if not points:
+            continue
+        fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex="col", squeeze=False)
+        colors = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(p["row"][0] for p in points))}
+        for col, (x, xlabel) in enumerate([("reward_flops", "reward-model FLOPs per prompt (forward + backward)"),
+                                           ("seconds", "seconds per prompt")]):
+            for r, (name, ylabel) in enumerate([("top1", "top-1 guiding reward"), ("win_rate", "win-rate over bon")]):
+                ax = axes[r][col]
+                for p in points:
+                    stat = p[name]
+                    if stat is None:
+                        continue
+                    y = stat.get("mean", stat.get("rate"))
+                    err = stat["stderr"] if "stderr" in stat else [[y - stat["low"]], [stat["high"] - y]]
+                    ax.errorbar(p[x], y, yerr=err, fmt="o", color=colors[p["row"][0]], capsize=3)
+                    ax.annotate(p["label"], (p[x], y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                if name == "win_rate":
+                    ax.axhline(0.5, color="black", linewidth=0.6)
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
+                ax.set_ylabel(ylabel)
+            axes[1][col].set_xlabel(xlabel)
+        judged = "the held-out judge" if points[0]["win_rate_by"] == "judge" else "the guiding reward"
+        fig.suptitle(f"{benchmark}: top-1 reward, and win-rate over bon at the same K by {judged}, against cost")
+        fig.tight_layout()
+        name = f"cost_{benchmark}.png"
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> list[str]:
+    """Per denoising step, for each method run with ``diagnostics.relaxation=true``: the mean gap between
+    the relaxed score that drove the gradient and the hard sample's, and their correlation over each
+    prompt's rows and inner steps (``relaxation_fidelity.png``)."""
+    checked = [row for row in rows if any(step_curve(cells.get((row, b), []), "relaxation_gap")[0] for b in benchmarks)]
+    if not checked:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(benchmarks), figsize=(5 * len(benchmarks), 7), squeeze=False, sharex="col")
+    for col, benchmark in enumerate(benchmarks):
+        for i, row in enumerate(checked):
+            for r, name in enumerate(["relaxation_gap", "relaxation_correlation"]):
+                steps, values = step_curve(cells.get((row, benchmark), []), name)
+                if steps:
+                    axes[r][col].plot(steps, values, label=" ".join(filter(None, row)), color=f"C{i}")
+        axes[0][col].axhline(0, color="black", linewidth=0.6)
+        axes[0][col].set_ylabel("relaxed - hard reward (mean)")
+        axes[1][col].set_ylabel("correlation, relaxed vs hard")
+        axes[0][col].set_title(benchmark)
+        axes[1][col].set_xlabel("denoising step")
+        axes[0][col].legend(fontsize=8)
+    fig.suptitle("Relaxation fidelity: the relaxed score against the hard sample's (mean over prompts and seeds)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "relaxation_fidelity.png", dpi=110)
+    plt.close(fig)
+    return ["relaxation_fidelity.png"]
 
 
 def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
@@ -372,8 +520,10 @@ def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
                     "resident set).\n\n" + markdown_table(
                         ["method", "dLLM forwards", "reward forwards", "reward backwards", "seconds", "peak MiB"],
                         cost_table))
+    sections += filter(None, [cost_relative_section(cells, rows, benchmarks)])
 
-    images = plot(cells, rows, benchmarks, out_dir)
+    images = plot(cells, rows, benchmarks, out_dir) + plot_cost(cells, rows, benchmarks, out_dir)
+    images += plot_relaxation(cells, rows, benchmarks, out_dir)
     cfg = settings[0].config
     guided = [s.config for s in settings if "inner_steps" in s.config["method"]]
     header = (f"# Sweep report: {sweep_dir}\n\n{len(settings)} setting(s) from {sum(len(s.dirs) for s in settings)} "
