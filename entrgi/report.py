@@ -415,7 +415,8 @@ def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(benchmarks), figsize=(5 * len(benchmarks), 7), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(2, len(benchmarks), figsize=(max(6.5, 5 * len(benchmarks)), 7), squeeze=False,
+                             sharex="col")
     for col, benchmark in enumerate(benchmarks):
         for i, row in enumerate(checked):
             for r, name in enumerate(["relaxation_gap", "relaxation_correlation"]):
@@ -428,7 +429,7 @@ def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Pat
         axes[0][col].set_title(benchmark)
         axes[1][col].set_xlabel("denoising step")
         axes[0][col].legend(fontsize=8)
-    fig.suptitle("Relaxation fidelity: the relaxed score against the hard sample's (mean over prompts and seeds)")
+    fig.suptitle("Relaxed score vs the hard sample's (mean over prompts and seeds)")
     fig.tight_layout()
     fig.savefig(out_dir / "relaxation_fidelity.png", dpi=110)
     plt.close(fig)
