@@ -403,37 +403,46 @@ def plot_cost(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> 
     return names
 
 
-def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> list[str]:
-    """Per denoising step, for each method run with ``diagnostics.relaxation=true``: the mean gap between
-    the relaxed score that drove the gradient and the hard sample's, and their correlation over each
-    prompt's rows and inner steps (``relaxation_fidelity.png``)."""
-    checked = [row for row in rows if any(step_curve(cells.get((row, b), []), "relaxation_gap")[0] for b in benchmarks)]
-    if not checked:
+def plot_step_curves(cells: dict, rows: list, benchmarks: list[str], out_dir: Path, panels: list[tuple[str, str]],
+                     title: str, name: str) -> list[str]:
+    """One panel row per traced statistic ``(trace name, y label)``, one column per benchmark: the
+    statistic over denoising steps (mean over prompts and seeds), one line per row that traced the
+    first statistic. Written to ``name``; nothing when no row traced it."""
+    traced = [row for row in rows if any(step_curve(cells.get((row, b), []), panels[0][0])[0] for b in benchmarks)]
+    if not traced:
         return []
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(benchmarks), figsize=(max(6.5, 5 * len(benchmarks)), 7), squeeze=False,
-                             sharex="col")
+    fig, axes = plt.subplots(len(panels), len(benchmarks), figsize=(max(6.5, 5 * len(benchmarks)), 3.5 * len(panels)),
+                             squeeze=False, sharex="col")
     for col, benchmark in enumerate(benchmarks):
-        for i, row in enumerate(checked):
-            for r, name in enumerate(["relaxation_gap", "relaxation_correlation"]):
-                steps, values = step_curve(cells.get((row, benchmark), []), name)
+        for i, row in enumerate(traced):
+            for r, (stat, ylabel) in enumerate(panels):
+                steps, values = step_curve(cells.get((row, benchmark), []), stat)
                 if steps:
                     axes[r][col].plot(steps, values, label=" ".join(filter(None, row)), color=f"C{i}")
-        axes[0][col].axhline(0, color="black", linewidth=0.6)
-        axes[0][col].set_ylabel("relaxed - hard reward (mean)")
-        axes[1][col].set_ylabel("correlation, relaxed vs hard")
+                axes[r][col].set_ylabel(ylabel)
         axes[0][col].set_title(benchmark)
-        axes[1][col].set_xlabel("denoising step")
+        axes[-1][col].set_xlabel("denoising step")
         axes[0][col].legend(fontsize=8)
-    fig.suptitle("Relaxed score vs the hard sample's (mean over prompts and seeds)")
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out_dir / "relaxation_fidelity.png", dpi=110)
+    fig.savefig(out_dir / name, dpi=110)
     plt.close(fig)
-    return ["relaxation_fidelity.png"]
+    return [name]
+
+
+def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> list[str]:
+    """Per denoising step, for each method run with ``diagnostics.relaxation=true``: the mean gap between
+    the relaxed score that drove the gradient and the hard sample's, and their correlation over each
+    prompt's rows and inner steps (``relaxation_fidelity.png``)."""
+    return plot_step_curves(cells, rows, benchmarks, out_dir,
+                            [("relaxation_gap", "relaxed - hard reward (mean)"),
+                             ("relaxation_correlation", "correlation, relaxed vs hard")],
+                            "Relaxed score vs the hard sample's (mean over prompts and seeds)", "relaxation_fidelity.png")
 
 
 def build(sweep_dir: Path, out_dir: Path) -> tuple[str, list[str]]:
