@@ -12,8 +12,9 @@ copied), its potential is
     sum:   G_s = exp(lambda sum_{u <= s} r_u)
 
 and the prompt's particles are resampled in proportion to G_s (multinomial or systematic). These
-are the paper's potentials (its code: ``fkd_class.py`` of Fk-Diffusion-Steering; the running max
-and sum follow each particle's lineage). The paper also reweights max and sum at the last step by
+are the paper's potentials, each G_s used alone since resampling resets the weights (its code:
+``fkd_class.py`` of Fk-Diffusion-Steering; the running max and sum follow each particle's lineage;
+its max starts from a floor of 0, here from the first reward, as the paper writes it). The paper also reweights max and sum at the last step by
 exp(lambda r_T) / prod_s G_s, so that a final resampling targets p(x) exp(lambda r(x)); there is no
 final resampling here, since the answer is the best final particle by the reward model and a
 resampling after the last step could only drop it.
