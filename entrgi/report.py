@@ -16,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -232,7 +233,7 @@ def step_curve(settings: list[Setting], name: str) -> tuple[list[int], list[floa
         for record in setting.records:
             trace = record.get("trace", {})
             for step, value in zip(trace.get("step", []), trace.get(name, [])):
-                if value is not None and value == value:  # None: a step left unguided; NaN: undefined
+                if value is not None and not math.isnan(value):  # None: a step left unguided; NaN: undefined
                     sums[step].append(value)
     steps = sorted(sums)
     return steps, [sum(sums[s]) / len(sums[s]) for s in steps]

@@ -21,6 +21,7 @@ results file is rewritten.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import time
@@ -69,8 +70,8 @@ def cost_rows(main: Path, labels: list[str], seeds: list[int], records) -> list[
     flops = {label: read_summary(main / f"{label}_s{seeds[0]}")["flops"]["per_prompt"] for label in labels}
     seconds = {label: mean_stderr(list(per_prompt(records, label, seeds, lambda r: r["cost"]["seconds"]).values()))
                ["mean"] for label in labels}
-    rows = ["| method | N | dLLM FLOPs | reward fwd FLOPs | reward bwd FLOPs | total FLOPs | cost relative to bon "
-            "(FLOPs) | s / prompt | cost relative to bon (seconds) |", "|" + " --- |" * 9]
+    rows = [("| method | N | dLLM FLOPs | reward fwd FLOPs | reward bwd FLOPs | total FLOPs | cost relative to bon "
+             "(FLOPs) | s / prompt | cost relative to bon (seconds) |"), "|" + " --- |" * 9]
     for label in labels:
         f = flops[label]
         n = read_summary(main / f"{label}_s{seeds[0]}")["num_samples"]
@@ -86,7 +87,7 @@ def fidelity_rows(fidelity: Path, seeds: list[int]) -> list[str]:
     for method in FIDELITY:
         traces = [r["trace"] for s in seeds for r in read_jsonl(fidelity / f"{method}_s{s}" / "results.jsonl")]
         gap = mean_stderr([v for t in traces for v in t["relaxation_gap"] if v is not None])
-        corr = mean_stderr([v for t in traces for v in t["relaxation_correlation"] if v is not None and v == v])
+        corr = mean_stderr([v for t in traces for v in t["relaxation_correlation"] if v is not None and not math.isnan(v)])
         rows.append(f"| {method} | {gap['mean']:+.3f} ± {gap['stderr']:.3f} | {corr['mean']:.3f} ± {corr['stderr']:.3f} |")
     return rows
 
@@ -140,17 +141,19 @@ def main() -> None:
         build(jobs, args.out / f"report-{jobs.name}")
         shutil.copy(args.out / f"report-{jobs.name}" / plot, figures / name)
     prompts = len(next(iter(records.values())))
+    setting = (f"Setting: {prompts} held-out prompts x seeds {args.seeds}, gen_length 32, steps 16; the keyword "
+               f"judge. At EntRGi's FLOPs per prompt (K = 4): best-of-N with N = {n_bon} (by measured seconds "
+               f"N = {n_seconds:.1f}), FK with N = {n_fk} particles (default FK: potential diff, lambda 1, "
+               f"resampling every 4 steps, systematic).")
+    note = ("Mean ± standard error over prompts (each prompt's value averaged over the seeds first); win-rates "
+            "with bootstrap 95% intervals over prompts.")
     block = "\n".join([
-        f"Setting: {prompts} held-out prompts x seeds {args.seeds}, gen_length 32, steps 16; the keyword judge. "
-        f"At EntRGi's FLOPs per prompt (K = 4): best-of-N with N = {n_bon} (by measured seconds N = "
-        f"{n_seconds:.1f}), FK with N = {n_fk} particles (default FK: potential diff, lambda 1, resampling every "
-        f"4 steps, systematic).", "", f"Command: `python scripts/cost_study.py {' '.join(sys.argv[1:])}`", "",
+        setting, "", f"Command: `python scripts/cost_study.py {' '.join(sys.argv[1:])}`", "",
         "Cost per prompt (docs/cost-model.md), relative to bon at K = 4:", "",
         *cost_rows(main_dir, labels, args.seeds, records), "",
         "Against bon at K = 4 (`bon_matched` is best-of-N at EntRGi's cost):", "", *against_k, "",
         f"Against best-of-N at EntRGi's cost (N = {n_bon}; its row is `bon`):", "", *against_matched, "",
-        "Mean ± standard error over prompts (each prompt's value averaged over the seeds first); win-rates "
-        "with bootstrap 95% intervals over prompts.", "",
+        note, "",
         f"Relaxation fidelity ({args.fidelity_prompts} prompts, every guided inner step; `diagnostics.relaxation=true`):",
         "", *fidelity_rows(fidelity_dir, args.seeds), "",
         "![reward and win-rate against cost](figures/tiny-cost.png)", "",

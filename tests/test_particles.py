@@ -7,13 +7,7 @@ from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.methods import best_of_k, make_method
 from entrgi.methods.base import SamplingSetup
-from entrgi.methods.particles import (
-    ParticleResampling,
-    effective_particles,
-    log_potential,
-    particle_keys,
-    resample,
-)
+from entrgi.methods.particles import ParticleResampling, effective_particles, log_potential, particle_keys, resample
 from entrgi.sampling.sampler import SamplerConfig, generate
 
 FK = {"name": "fk", "family": "fk", "potential": "diff", "lam": 1.0, "resample_every": 1,

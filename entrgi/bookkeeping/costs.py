@@ -68,7 +68,7 @@ class SequenceFlops:
 
     @classmethod
     def of(cls, dllm_config, reward_config, dllm_vocab: int, prompt_width: int, gen_length: int,
-           reward_widths: tuple[int, int], masked: float) -> "SequenceFlops":
+           reward_widths: tuple[int, int], masked: float) -> SequenceFlops:
         """``masked``: the mean number of masked positions at a guided step (see :func:`mean_masked`)."""
         prefix, suffix = reward_widths
         queries = gen_length + suffix
