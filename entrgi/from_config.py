@@ -40,7 +40,8 @@ def build_method(cfg: DictConfig) -> Method:
     """The method ``cfg.method`` names, with its schedule and the reward config's vocabulary settings."""
     return make_method(OmegaConf.to_container(cfg.method, resolve=True), OmegaConf.to_container(cfg.schedule),
                        unmatched=cfg.reward.unmatched, min_coverage=cfg.reward.min_coverage,
-                       compatible_model=cfg.reward.get("compatible_model"), model_name=cfg.model.name)
+                       compatible_model=cfg.reward.get("compatible_model"), model_name=cfg.model.name,
+                       diagnose_relaxation=bool(cfg.get("diagnostics", {}).get("relaxation", False)))
 
 
 def check_job(cfg: DictConfig) -> None:

@@ -26,6 +26,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -445,7 +446,6 @@ def _label_points(ax, xs, tops, texts, color) -> None:
 
 def _save(fig, title: str, out_dir: Path, name: str) -> str:
     """Give the figure its title (wrapped to its width) and one legend below the panels, and write it."""
-    import math
     import textwrap
 
     plt = _pyplot()

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.baseline import BaselineCache
 from entrgi.bookkeeping.progress import progress_bars
+from entrgi.bookkeeping.costs import summary_flops
 from entrgi.bookkeeping.records import PromptResult, environment
 from entrgi.bookkeeping.settings import (
     baseline_settings,
@@ -121,6 +122,7 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
         summary = summarize(records, cfg.seed, method=cfg.method.name, benchmark=cfg.benchmark.name,
                             overrides=list(overrides or []), num_samples=cfg.num_samples,
                             shard={"index": cfg.shard.index, "count": cfg.shard.count}, **extra)
+        summary["flops"] = summary_flops(summary, setup)
         if logger is not None:
             logger.finish(summary, records)
             logger = None

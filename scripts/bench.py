@@ -35,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from entrgi.bookkeeping.costs import SequenceFlops, mean_masked  # noqa: E402
 from entrgi.bookkeeping.timing import SectionTimer  # noqa: E402
 from entrgi.models.diffusion import DiffusionLM  # noqa: E402
 from entrgi.models.loading import resolve_device, resolve_dtype  # noqa: E402
@@ -135,44 +136,27 @@ def sampler_config(setting: Setting) -> SamplerConfig:
 
 # -- FLOPs ---------------------------------------------------------------------------------------
 
-def linear_macs_per_token(c) -> int:
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
-    per_layer = c.hidden_size * (q + 2 * kv) + q * c.hidden_size + 3 * c.hidden_size * c.intermediate_size
-    return per_layer * c.num_hidden_layers
-
-
-def attention_macs(c, key_counts: int) -> int:
-    """MACs of QK^T and PV for queries seeing ``key_counts`` keys in total (summed over queries)."""
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-    return 2 * c.num_attention_heads * head_dim * key_counts * c.num_hidden_layers
-
-
 def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, prompt_width: int,
                      prefix_width: int, suffix_width: int) -> dict:
-    """FLOPs of one ``generate`` call, counted from the shapes (2 FLOPs per multiply-add).
+    """FLOPs of one ``generate`` call, counted from the shapes by ``entrgi.bookkeeping.costs``.
 
     dLLM forward over all P + L columns with bidirectional attention and the LM head on every
     column (as computed); per inner step the relaxation matmul forward and input-gradient
-    backward, and the reward model's forward and input-gradient backward (no weight gradients:
-    a linear layer's backward is one matmul, attention's two for each forward one) over the
-    response and suffix, attending causally to the prefix, whose keys/values are computed once.
+    backward, and the reward model's forward and input-gradient backward (no weight gradients)
+    over the response and suffix, attending causally to the prefix, whose keys/values are computed
+    once (docs/cost-model.md).
     """
-    dc, rc = dllm.model.config, reward.model.config
-    N, L, P, M = setting.rows, setting.gen_length, prompt_width, setting.inner_steps
-    V, H = dllm.vocab_size, rc.hidden_size
-    S = P + L
-    dllm_step = 2 * N * (S * (linear_macs_per_token(dc) + dc.hidden_size * V) + attention_macs(dc, S * S))
-    Pp, Q = prefix_width, L + suffix_width
-    causal_keys = sum(Pp + i + 1 for i in range(Q))
-    reward_pass = 2 * N * (Q * linear_macs_per_token(rc) + attention_macs(rc, causal_keys))  # forward
-    reward_inner = reward_pass + 2 * N * (Q * linear_macs_per_token(rc) + 2 * attention_macs(rc, causal_keys))
-    prefix_once = 2 * N * (Pp * linear_macs_per_token(rc) + attention_macs(rc, Pp * (Pp + 1) // 2))
+    N, L, M = setting.rows, setting.gen_length, setting.inner_steps
     plan = [s for s in commit_plan(L, setting.steps) if s.count > 0]
-    relax = sum(2 * 2 * N * s.num_masked * V * H for s in plan)  # softmax(phi) @ E and its input gradient
-    total = len(plan) * (dllm_step + M * reward_inner) + M * relax + prefix_once
+    sequence = SequenceFlops.of(dllm.model.config, reward.model.config, dllm.vocab_size, prompt_width, L,
+                                (prefix_width, suffix_width), mean_masked(L, setting.steps))
+    dllm_step = N * sequence.dllm_forward
+    reward_inner = N * (sequence.reward_embedding_forward + sequence.reward_backward)
+    prefix_once = N * sequence.reward_prefix
+    relaxation = M * len(plan) * N * 2 * sequence.relaxation  # forward and input gradient
+    total = len(plan) * (dllm_step + M * reward_inner) + relaxation + prefix_once
     return {"guided_steps": len(plan), "dllm_forward_per_step": dllm_step, "reward_fwd_bwd_per_inner": reward_inner,
-            "relaxation_per_generate": M * relax, "prefix_once": prefix_once, "total": total,
+            "relaxation_per_generate": relaxation, "prefix_once": prefix_once, "total": total,
             "per_guided_step": total / len(plan)}
 
 

@@ -23,6 +23,9 @@ log = logging.getLogger("entrgi")
 
 # keys that never change a job's numbers: where and how it logs, how it batches, where caches live
 NOT_RESULTS = ("hydra", "logger", "batch_size", "sweep", "baseline")
+# nodes of switches that add to the records without changing the samples: part of a job's settings
+# only when one is on, so that jobs from before the switch existed keep their identity
+SWITCHES = ("diagnostics",)
 # what decides the unguided samples, their rewards and the best of K; the method, its schedule
 # and guidance, the judge and the sharding do not
 BASELINE_KEYS = ("model", "reward", "benchmark", "seed", "num_samples", "sampler", "dtype", "device")
@@ -43,7 +46,8 @@ def _resolved(cfg: DictConfig, keys) -> dict:
 def job_settings(cfg: DictConfig) -> dict:
     """The resolved config minus what does not change results (so a re-launch with another
     batch size or logger resumes the same job)."""
-    return _resolved(cfg, [k for k in cfg.keys() if k not in NOT_RESULTS])
+    return _resolved(cfg, [k for k in cfg.keys() if k not in NOT_RESULTS
+                           and (k not in SWITCHES or any(cfg[k].values()))])
 
 
 def baseline_settings(cfg: DictConfig, device: str, dtype: str) -> dict:

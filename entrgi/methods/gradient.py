@@ -36,6 +36,7 @@ class GradientGuidance(Method):
     min_coverage: float = field(default=0.0, metadata=CODE)  # refuse vocabularies sharing fewer token strings
     compatible_model: str | None = field(default=None, metadata=CODE)  # the dLLM to suggest when coverage is low
     model_name: str | None = field(default=None, metadata=CODE)  # the dLLM's config name
+    diagnose_relaxation: bool = field(default=False, metadata=CODE)  # diagnostics.relaxation (RewardGuidance)
 
     def __post_init__(self):
         if not (isinstance(self.inner_steps, int) and self.inner_steps >= 1):
@@ -68,4 +69,4 @@ class GradientGuidance(Method):
         return RewardGuidance(
             reward, self._table, reward.context(rows, setup.reward_widths), self.schedule, setup.sampler,
             torch.tensor(setup.dllm.eos_ids, device=setup.dllm.device), self.inner_steps, self.lr,
-            guided_steps(setup.sampler.steps, self.every, self.window))
+            guided_steps(setup.sampler.steps, self.every, self.window), self.diagnose_relaxation, setup.num_samples)

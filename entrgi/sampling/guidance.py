@@ -74,6 +74,9 @@ class RewardGuidance:
     inner_steps: int = 3  # M
     lr: float = 0.5  # eta
     steps: set[int] | None = None  # the step indices to guide (see ``guided_steps``); None: all
+    # diagnostics.relaxation: also score each inner step's hard sample, for ``relaxation_fidelity``
+    diagnose_relaxation: bool = False
+    rows_per_prompt: int = 1  # K: the rows whose scores the fidelity's correlation pools
 
     def __call__(self, state: StepState) -> StepUpdate | None:
         if self.steps is not None and state.step.index not in self.steps:
@@ -95,7 +98,7 @@ class RewardGuidance:
         optimizer = torch.optim.Adam([phi], lr=self.lr, fused=phi.device.type in ("cpu", "cuda"))
         committed = self.table[response]  # [N, L, H]: committed tokens enter as their embeddings
         index = positions.unsqueeze(-1).expand(-1, -1, committed.shape[-1])
-        weights, rewards = [], []
+        weights, rewards, hard_rewards = [], [], []
         for inner in range(self.inner_steps):
             with section("relaxation"), torch.no_grad():
                 finite = phi.detach()
@@ -110,6 +113,8 @@ class RewardGuidance:
                 embeds = committed.scatter(1, index, relaxed.to(committed.dtype))
             with section("reward_forward"):
                 scores = self.reward_model.score_embeddings(self.context, embeds, keep)
+                if self.diagnose_relaxation:
+                    hard_rewards.append(self.hard_score(committed, index, hard_tokens, keep))
             with section("reward_backward"):
                 optimizer.zero_grad(set_to_none=True)
                 (-scores.sum()).backward()
@@ -121,4 +126,29 @@ class RewardGuidance:
             "entropy_weight": torch.stack(weights).mean(0),  # [N]
             "guided_reward": rewards[-1],
         }
+        if self.diagnose_relaxation:
+            stats.update(relaxation_fidelity(torch.stack(rewards), torch.stack(hard_rewards), self.rows_per_prompt))
         return phi.detach(), stats
+
+    @torch.no_grad()
+    def hard_score(self, committed: torch.Tensor, index: torch.Tensor, hard_tokens: torch.Tensor,
+                   keep: torch.Tensor) -> torch.Tensor:
+        """Scores ``[N]`` of the sequences with the masked positions filled by the hard sample, as text
+        would show them (under the same EOS cut as the relaxed score, so the two differ only by the
+        relaxation of the embeddings)."""
+        embeds = committed.scatter(1, index, self.table[hard_tokens].to(committed.dtype))
+        return self.reward_model.score_embeddings(self.context, embeds, keep)
+
+
+def relaxation_fidelity(relaxed: torch.Tensor, hard: torch.Tensor, rows_per_prompt: int) -> dict[str, torch.Tensor]:
+    """Per-row trace statistics comparing the relaxed scores that drove the gradient with the hard
+    sample's, ``[M, N]`` each (inner steps x rows): the hard score of the last inner step (beside
+    ``guided_reward``), the mean gap relaxed - hard, and the correlation of the two over each prompt's
+    rows and inner steps (the same value for the prompt's rows; NaN when either is constant)."""
+    M, N = relaxed.shape
+    x = relaxed.T.reshape(N // rows_per_prompt, rows_per_prompt * M).double()
+    y = hard.T.reshape(N // rows_per_prompt, rows_per_prompt * M).double()
+    x, y = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+    correlation = (x * y).sum(-1) / (x.square().sum(-1) * y.square().sum(-1)).sqrt()
+    return {"hard_reward": hard[-1], "relaxation_gap": (relaxed - hard).mean(0),
+            "relaxation_correlation": correlation.float().repeat_interleave(rows_per_prompt)}

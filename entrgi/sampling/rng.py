@@ -30,6 +30,14 @@ def row_key(seed: int, prompt_id: str, sample_index: int) -> int:
     return int.from_bytes(digest.digest(), "little")
 
 
+def derive_keys(keys: torch.Tensor, *counter: int | torch.Tensor) -> torch.Tensor:
+    """Each key hashed with the counter ``(step, stream, ...)``; a counter may differ per row (a tensor)."""
+    h = keys
+    for c in counter:
+        h = _mix32(h ^ _mix32(torch.as_tensor(c, dtype=torch.int64, device=h.device) + 0x9E3779B9))
+    return h
+
+
 class RowRandom:
     """Uniform draws in (0, 1) for a batch of rows, reproducible per row.
 
@@ -40,15 +48,14 @@ class RowRandom:
     COMMIT = 0  # remasking: random order (`origin`) or Gumbel noise (`alg_temp`)
     TOKENS = 1  # the tokens committed at a step
     HARD = 2  # the hard token of the relaxation, one draw per inner step
+    PARTICLES = 3  # particle resampling: the denoised estimate, the ancestor draws, fresh keys of copies
 
     def __init__(self, keys: list[int] | torch.Tensor, device: torch.device | str = "cpu"):
         self.keys = torch.as_tensor(keys, dtype=torch.int64, device=device)
 
     def uniform(self, shape_tail: tuple[int, ...], *counter: int) -> torch.Tensor:
         """Draws of shape ``[rows, *shape_tail]`` for the counter ``(step, stream, ...)``."""
-        h = self.keys
-        for c in counter:
-            h = _mix32(h ^ _mix32(torch.full_like(h, c + 0x9E3779B9)))
+        h = derive_keys(self.keys, *counter)
         n = 1
         for s in shape_tail:
             n *= s

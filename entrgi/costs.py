@@ -1,0 +1,125 @@
+"""Best-of-N at a guided run's cost: the N whose unguided sampling costs what the run cost per prompt.
+
+    python -m entrgi.costs outputs/sweeps/<name>/<entrgi job dir>
+    python -m entrgi.costs <job dir> --bon <a bon job dir>   # bon's seconds from that job instead
+
+Reads the job's ``summary.json`` (its FLOPs per prompt and per sequence, see docs/cost-model.md) and
+prints the matched N twice: by FLOPs (from the models' shapes: device-independent), and by measured
+seconds (against bon's seconds per sample: the job's shared best-of-K cache, or ``--bon``; compare
+seconds only when both ran on the same device), each with the ``num_samples=`` override to use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from entrgi.bookkeeping.costs import SequenceFlops
+from entrgi.bookkeeping.storage import read_jsonl
+from entrgi.errors import ConfigError
+
+
+@dataclass
+class Match:
+    """Best-of-N matched to a guided run's cost per prompt; ``None`` where a cost is unknown."""
+
+    guided_flops: float
+    sample_flops: float  # one unguided sample
+    guided_seconds: float
+    sample_seconds: float | None
+    seconds_from: str
+
+    @property
+    def by_flops(self) -> float:
+        return self.guided_flops / self.sample_flops
+
+    @property
+    def by_seconds(self) -> float | None:
+        return None if not self.sample_seconds else self.guided_seconds / self.sample_seconds
+
+
+def matched_samples(ratio: float) -> int:
+    """The ``num_samples`` closest to a cost ratio (at least one sample)."""
+    return max(1, round(ratio))
+
+
+def read_summary(job_dir: Path) -> dict:
+    path = Path(job_dir) / "summary.json"
+    if not path.exists():
+        raise ConfigError(f"{job_dir} has no summary.json; give the directory of a finished job")
+    summary = json.loads(path.read_text())
+    if "flops" not in summary:
+        raise ConfigError(f"{path} has no FLOPs (the job finished before they were recorded); delete it and run "
+                          f"the job again: its results are kept and only the summary is rewritten")
+    return summary
+
+
+def per_prompt(summary: dict, name: str) -> float:
+    return summary["cost_total"][name] / max(summary["num_prompts"], 1)
+
+
+def unguided_seconds_per_sample(summary: dict, bon_dir: Path | None) -> tuple[float | None, str]:
+    """bon's measured seconds per sample and where they come from: a bon job, or the job's
+    shared best-of-K cache (its records of the job's prompts)."""
+    if bon_dir is not None:
+        bon = read_summary(bon_dir)
+        return per_prompt(bon, "seconds") / bon["num_samples"], f"bon job {bon_dir}"
+    cache = Path(summary.get("baseline", {}).get("cache", ""))
+    records = read_jsonl(cache / "results.jsonl") if (cache / "results.jsonl").exists() else []
+    wanted = set(summary["prompt_ids"])
+    seconds = [r["cost"]["seconds"] for r in records if r["id"] in wanted]
+    if not seconds:
+        return None, "no bon records found (pass --bon <bon job dir>)"
+    return sum(seconds) / len(seconds) / summary["num_samples"], f"best-of-K cache {cache}"
+
+
+def match_compute(summary: dict, bon_dir: Path | None = None) -> Match:
+    """A finished job's cost per prompt (its ``summary``) against one unguided sample of the same setup."""
+    sequence = SequenceFlops(**summary["flops"]["per_sequence"])
+    steps_per_sample = per_prompt(summary, "dllm_forwards") / summary["num_samples"]
+    sample_seconds, source = unguided_seconds_per_sample(summary, bon_dir)
+    return Match(summary["flops"]["per_prompt"]["total"], sequence.unguided_sample(steps_per_sample),
+                 per_prompt(summary, "seconds"), sample_seconds, source)
+
+
+def bon_command(job_dir: Path, num_samples: int) -> str:
+    """The job's own overrides (``.hydra/overrides.yaml``) with method=bon and the matched num_samples."""
+    path = Path(job_dir) / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(path.read_text()) if path.exists() else []
+    kept = [o for o in overrides if o.split("=")[0].lstrip("+~") not in ("method", "num_samples")]
+    return " ".join(["python -m entrgi.run method=bon", f"num_samples={num_samples}", *kept])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("job_dir", type=Path, help="a finished job's directory (e.g. an entrgi or fk job)")
+    parser.add_argument("--bon", type=Path, default=None, help="a bon job on the same device, for seconds")
+    args = parser.parse_args(argv)
+    try:
+        summary = read_summary(args.job_dir)
+        match = match_compute(summary, args.bon)
+    except ConfigError as error:
+        sys.exit(f"entrgi.costs: error: {error}")
+    flops = summary["flops"]["per_prompt"]
+    print(f"{summary['method']} in {args.job_dir}: {summary['num_prompts']} prompts x {summary['num_samples']} samples")
+    print(f"  per prompt: {flops['total']:.3e} FLOPs (dLLM {flops['dllm']:.3e}, reward forward "
+          f"{flops['reward_forward']:.3e}, reward backward {flops['reward_backward']:.3e}); "
+          f"{match.guided_seconds:.3f} s")
+    print(f"  one unguided sample: {match.sample_flops:.3e} FLOPs; " + (
+        f"{match.sample_seconds:.3f} s ({match.seconds_from})" if match.sample_seconds else match.seconds_from))
+    n = matched_samples(match.by_flops)
+    print(f"  best-of-N at matched FLOPs:   N = {match.by_flops:.2f} -> num_samples={n}")
+    if match.by_seconds is not None:
+        print(f"  best-of-N at matched seconds: N = {match.by_seconds:.2f} -> "
+              f"num_samples={matched_samples(match.by_seconds)}")
+    print(f"  run: {bon_command(args.job_dir, n)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The cost model (FLOPs from the models' shapes and a job's counts) and best-of-N at matched compute."""
+
+import json
+from dataclasses import asdict
+from types import SimpleNamespace
+
+import pytest
+from conftest import compose_config
+
+from entrgi.bookkeeping.costs import (
+    SequenceFlops,
+    dllm_forward_flops,
+    linear_macs_per_token,
+    reward_backward_flops,
+    reward_forward_flops,
+)
+from entrgi.costs import main, match_compute, matched_samples, read_summary
+from entrgi.errors import ConfigError
+from entrgi.run import run
+
+# hidden 4, two heads of width 2 (one kv head), MLP 8, one layer
+SHAPE = SimpleNamespace(hidden_size=4, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        num_key_value_heads=1, head_dim=2)
+HAND = SequenceFlops(dllm_forward=10, reward_text_forward=3, reward_embedding_forward=2, reward_backward=4,
+                     relaxation=1, reward_prefix=5)
+
+
+def test_flops_of_one_sequence_by_hand():
+    # q, k, v (4 x (4 + 2 + 2)) + output (4 x 4) + gated MLP (3 x 4 x 8)
+    assert linear_macs_per_token(SHAPE) == 32 + 16 + 96
+    attention_per_pair = 2 * 2 * 2  # QK^T and PV, per head of width 2
+    # 3 bidirectional columns (9 pairs), output layer 4 x 10 on each
+    assert dllm_forward_flops(SHAPE, 10, 3) == 2 * (3 * (144 + 40) + attention_per_pair * 9)
+    # 2 causal queries after 3 cached tokens see 4 + 5 keys; the backward's attention costs twice
+    assert reward_forward_flops(SHAPE, 2, past=3) == 2 * (2 * 144 + attention_per_pair * 9)
+    assert reward_backward_flops(SHAPE, 2, past=3) == 2 * (2 * 144 + 2 * attention_per_pair * 9)
+
+
+def test_a_prompts_flops_from_its_counts():
+    # K = 4 guided samples, 16 dLLM forwards, 12 guided reward passes and 4 text scorings
+    flops = HAND.per_prompt({"dllm_forwards": 16, "reward_forwards": 16, "reward_backwards": 12}, num_samples=4)
+    assert flops == {"dllm": 160, "reward_forward": 3 * 4 + (2 + 1) * 12 + 5 * 4, "reward_backward": (4 + 1) * 12,
+                     "total": 160 + 68 + 60}
+    unguided = HAND.per_prompt({"dllm_forwards": 16, "reward_forwards": 4, "reward_backwards": 0}, num_samples=4)
+    assert unguided == {"dllm": 160, "reward_forward": 12, "reward_backward": 0, "total": 172}
+    assert HAND.unguided_sample(4) == 172 / 4
+
+
+def write_job(job, cost, num_samples, cache=None, overrides=()):
+    per_prompt = HAND.per_prompt({k: v / 2 for k, v in cost.items() if k != "seconds"}, num_samples)
+    summary = {"method": "entrgi", "num_prompts": 2, "num_samples": num_samples, "prompt_ids": ["a", "b"],
+               "cost": cost, "flops": {"per_prompt": per_prompt, "per_sequence": asdict(HAND)},
+               "baseline": {"cache": str(cache)} if cache else {}}
+    job.mkdir(parents=True)
+    (job / "summary.json").write_text(json.dumps(summary))
+    (job / ".hydra").mkdir()
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+def test_the_matched_number_of_samples_on_a_hand_made_cost(tmp_path, capsys):
+    # bon's cache: 4 samples took 2 s on prompt a and 4 s on b (and 100 s on a prompt the job did not run)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "results.jsonl").write_text("".join(json.dumps({"id": i, "cost": {"seconds": s}}) + "\n"
+                                                 for i, s in [("a", 2.0), ("b", 4.0), ("c", 100.0)]))
+    # per prompt: K = 4 samples of 4 steps, 12 guided passes, 4 text scorings; 9 s
+    cost = {"dllm_forwards": 32, "reward_forwards": 32, "reward_backwards": 24, "seconds": 18.0}
+    write_job(tmp_path / "job", cost, 4, cache, overrides=["method=entrgi", "num_samples=4", "seed=2"])
+    match = match_compute(read_summary(tmp_path / "job"))
+    assert match.sample_flops == 10 * 4 + 3  # one unguided sample: 4 dLLM forwards and its scoring
+    assert match.by_flops == pytest.approx(288 / 43)
+    assert match.by_seconds == pytest.approx(9.0 / (3.0 / 4))  # bon: 3 s per prompt over 4 samples
+    assert matched_samples(match.by_flops) == 7 and matched_samples(0.2) == 1
+    main([str(tmp_path / "job")])
+    out = capsys.readouterr().out
+    assert "num_samples=7" in out and "num_samples=12" in out
+    assert "run: python -m entrgi.run method=bon num_samples=7 seed=2" in out
+
+
+def test_seconds_from_a_bon_job_and_a_summary_without_flops(tmp_path):
+    cost = {"dllm_forwards": 32, "reward_forwards": 32, "reward_backwards": 24, "seconds": 18.0}
+    write_job(tmp_path / "job", cost, 4)
+    write_job(tmp_path / "bon", {"dllm_forwards": 64, "reward_forwards": 16, "reward_backwards": 0,
+                                 "seconds": 4.0}, 8)
+    assert match_compute(read_summary(tmp_path / "job"), tmp_path / "bon").by_seconds == pytest.approx(9.0 / 0.25)
+    assert match_compute(read_summary(tmp_path / "job")).by_seconds is None  # no cache, no bon job
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "summary.json").write_text(json.dumps({"method": "bon"}))
+    with pytest.raises(ConfigError, match="summary.json"):
+        read_summary(old)
+
+
+def test_every_summary_records_its_flops_per_prompt(tmp_path):
+    common = ["sampler.gen_length=8", "sampler.steps=4", "benchmark.num_prompts=2", "logger=none"]
+    bon = run(compose_config(*common, "method=bon"), tmp_path / "bon")["flops"]["per_prompt"]
+    fk = run(compose_config(*common, "method=fk", "method.resample_every=2"), tmp_path / "fk")["flops"]
+    guided = run(compose_config(*common, "method=aps", "method.inner_steps=1"), tmp_path / "aps")["flops"]["per_prompt"]
+    assert bon["reward_backward"] == 0 and bon["dllm"] == fk["per_prompt"]["dllm"] == guided["dllm"] > 0
+    # fk scores its 4 particles' estimates twice more than bon; aps adds a backward per forward
+    assert fk["per_prompt"]["reward_forward"] == pytest.approx(3 * bon["reward_forward"])
+    assert guided["reward_backward"] > 0 and guided["total"] > bon["total"]
+    assert fk["per_sequence"]["dllm_forward"] == bon["dllm"] / (4 * 4)  # K = 4 samples x 4 steps
