@@ -78,12 +78,16 @@ def unguided_seconds_per_sample(summary: dict, bon_dir: Path | None) -> tuple[fl
     return sum(seconds) / len(seconds) / summary["num_samples"], f"best-of-K cache {cache}"
 
 
+def unguided_sample_flops(summary: dict) -> float:
+    """FLOPs of one unguided sample of a finished job's setup (its models, widths and dLLM steps)."""
+    steps_per_sample = per_prompt(summary, "dllm_forwards") / summary["num_samples"]
+    return SequenceFlops(**summary["flops"]["per_sequence"]).unguided_sample(steps_per_sample)
+
+
 def match_compute(summary: dict, bon_dir: Path | None = None) -> Match:
     """A finished job's cost per prompt (its ``summary``) against one unguided sample of the same setup."""
-    sequence = SequenceFlops(**summary["flops"]["per_sequence"])
-    steps_per_sample = per_prompt(summary, "dllm_forwards") / summary["num_samples"]
     sample_seconds, source = unguided_seconds_per_sample(summary, bon_dir)
-    return Match(summary["flops"]["per_prompt"]["total"], sequence.unguided_sample(steps_per_sample),
+    return Match(summary["flops"]["per_prompt"]["total"], unguided_sample_flops(summary),
                  per_prompt(summary, "seconds"), sample_seconds, source)
 
 

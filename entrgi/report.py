@@ -10,7 +10,10 @@ writes ``report.md`` (tables and plots), ``table.csv`` (method x benchmark, top-
 standard error over seeds) there is one table per judge -- the guiding reward model and each
 held-out judge -- pairing every method with best-of-K prompt by prompt: top-1 and mean@K scores,
 bon's top-1 on the same prompts, the gain over it and the win-rate, with 95% intervals over
-prompts (each prompt's value averaged over its seeds first). ``--judge NAME`` (a config of
+prompts (each prompt's value averaged over its seeds first). Then cost: per prompt, and, where the
+summaries record FLOPs, FLOPs and seconds per prompt relative to best-of-K of the same setup, with a
+plot of top-1 reward and win-rate against both; and, for runs with ``diagnostics.relaxation=true``,
+the relaxation's fidelity over the denoising steps. ``--judge NAME`` (a config of
 ``conf/eval_reward``) scores every stored answer with that judge after the fact, so a judge the
 sweep did not run, and the judge's mean over all K answers, are reported too.
 
@@ -34,10 +37,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from entrgi.bookkeeping.settings import NOT_RESULTS, differences, digest
 from entrgi.bookkeeping.records import PromptResult, flatten
+from entrgi.bookkeeping.settings import NOT_RESULTS, differences, digest
 from entrgi.bookkeeping.storage import parse_jsonl, write_atomic
 from entrgi.bookkeeping.sweep_record import read_jobs
+from entrgi.costs import unguided_sample_flops
 from entrgi.errors import ConfigError
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 
@@ -99,17 +103,37 @@ def texts_to_judge(record: PromptResult) -> tuple[str, str | None, list[str], st
 
 
 def trace_of(record: PromptResult, name: str) -> list[tuple[int, float]]:
-    """(denoising step, value) of a traced quantity; steps left unguided (value None) are skipped."""
+    """(denoising step, value) of a traced quantity; steps left unguided (value None) and values
+    undefined there (NaN: a correlation of constant scores) are skipped."""
     trace = record.trace or {}
-    return [(step, value) for step, value in zip(trace.get("step", []), trace.get(name, [])) if value is not None]
+    return [(step, value) for step, value in zip(trace.get("step", []), trace.get(name, []))
+            if value is not None and not math.isnan(value)]
 
 
 def cost_of(record: PromptResult) -> dict[str, float]:
     return record.cost
 
 
+def seconds_of(record: PromptResult) -> float | None:
+    """The prompt's share of its batch's sampling time."""
+    return cost_of(record).get("seconds")
+
+
 def peak_memory_of(summary: dict) -> float | None:
     return summary.get("cost_total", {}).get("peak_memory_bytes")
+
+
+def prompt_count_of(summary: dict) -> int:
+    return len(summary["prompt_ids"])
+
+
+def flops_of(summary: dict) -> dict | None:
+    """FLOPs per prompt by the cost model (``dllm``, ``reward_forward``, ``reward_backward``, ``total``)
+    and, as ``bon``, those of best-of-K of the same setup (K unguided samples); None for a summary
+    written before jobs recorded FLOPs."""
+    if "flops" not in summary:
+        return None
+    return {**summary["flops"]["per_prompt"], "bon": summary["num_samples"] * unguided_sample_flops(summary)}
 
 
 # ---- Jobs and settings
@@ -133,6 +157,7 @@ class Setting:
     records: list[PromptResult]
     dirs: list[Path]
     baseline: dict
+    summaries: list[dict]  # its shards'
     variant: str = ""
     problems: list[str] = field(default_factory=list)  # why its comparisons with bon are left out, if they are
     judged: dict[str, dict[str, Scores]] = field(default_factory=dict)  # --judge name -> record id -> scores
@@ -235,7 +260,7 @@ def merge_shards(jobs: list[Job], sweep_dir: Path) -> tuple[list[Setting], list[
         settings.append(Setting(
             method=method, benchmark=benchmark, seed=seed, config=first.config,
             records=[r for job in ordered for r in job.records], dirs=[j.dir for j in ordered],
-            baseline=first.summary.get("baseline", {})))
+            baseline=first.summary.get("baseline", {}), summaries=[j.summary for j in ordered]))
     return settings, problems
 
 
@@ -426,6 +451,84 @@ def verdict(label: str, stats: dict) -> str | None:
             f"its win-rate over bon is {side} 0.5 ([{win['low']:.3f}, {win['high']:.3f}]).")
 
 
+# ---- Cost against quality
+
+def setting_flops(setting: Setting) -> dict | None:
+    """FLOPs per prompt of a setting (see ``flops_of``), its shards weighted by their prompts; None if
+    a shard's summary has none."""
+    flops = [flops_of(summary) for summary in setting.summaries]
+    if not flops or None in flops:
+        return None
+    weights = [prompt_count_of(summary) for summary in setting.summaries]
+    return {k: sum(f[k] * w for f, w in zip(flops, weights)) / sum(weights) for k in flops[0]}
+
+
+def seconds_per_prompt(settings: list[Setting]) -> dict | None:
+    return over_prompts(settings, lambda s, r: seconds_of(r))
+
+
+@dataclass
+class CostPoint:
+    """One method and setting on one benchmark: its cost per prompt and what it bought."""
+
+    row: tuple[str, str]
+    flops: dict  # per prompt, mean over seeds (see ``flops_of``)
+    seconds: dict | None  # per prompt: mean over prompts (each averaged over its seeds), stderr, interval
+    relative_seconds: float | None  # over the sweep's bon run that sampled this setting's baseline
+    top1: dict | None  # guiding reward, as in the top-1 table
+    win_rate: dict | None  # over bon, by the plot's judge
+
+    @property
+    def reward_flops(self) -> float:
+        return self.flops["reward_forward"] + self.flops["reward_backward"]
+
+    @property
+    def relative_flops(self) -> float:
+        return self.flops["total"] / self.flops["bon"]
+
+
+def cost_points(cells: dict, rows: list, benchmark: str, held_out: list[str]) -> tuple[str, list[CostPoint]]:
+    """The judge of the win-rates (the first held-out judge that scored this benchmark, else the guiding
+    reward model) and one point per row on ``benchmark`` whose summaries record FLOPs."""
+    present = [row for row in rows if (row, benchmark) in cells and all(setting_flops(s) for s in cells[(row, benchmark)])]
+    for judge in [*held_out, GUIDE]:
+        wins = {row: judge_stats(cells[(row, benchmark)], judge)["win_rate"] if row[0] != "bon" else None
+                for row in present}
+        if any(wins.values()):
+            break
+    bons = {s.baseline.get("digest"): s for row in present if row[0] == "bon" for s in cells[(row, benchmark)]}
+    points = []
+    for row in present:
+        cell = cells[(row, benchmark)]
+        flops = [setting_flops(s) for s in cell]
+        seconds = seconds_per_prompt(cell)
+        bon = [bons[d] for d in sorted({s.baseline.get("digest") for s in cell} & set(bons))]
+        bon_seconds = seconds_per_prompt(bon) if bon else None
+        points.append(CostPoint(
+            row, {k: sum(f[k] for f in flops) / len(flops) for k in flops[0]}, seconds,
+            seconds["mean"] / bon_seconds["mean"] if seconds and bon_seconds and bon_seconds["mean"] else None,
+            over_seeds(cell, lambda s, r: s.scores(GUIDE, r).top1), wins[row]))
+    return judge, points
+
+
+def cost_relative_table(points_by_benchmark: dict[str, list[CostPoint]]) -> str | None:
+    """FLOPs and seconds per prompt with the columns "cost relative to bon"; None without FLOPs."""
+    table = [[row_name(p.row), benchmark, *(f"{p.flops[k]:.3g}" for k in ("dllm", "reward_forward", "reward_backward",
+                                                                           "total")),
+              f"{p.seconds['mean']:.2f}" if p.seconds else "—", f"{p.relative_flops:.2f}",
+              "—" if p.relative_seconds is None else f"{p.relative_seconds:.2f}"]
+             for benchmark, points in points_by_benchmark.items() for p in points]
+    if not table:
+        return None
+    return ("## Cost relative to bon\n\nFLOPs per prompt by the cost model (docs/cost-model.md; mean over seeds) "
+            "and sampling seconds per prompt (mean over prompts). Cost relative to bon: over best-of-K of the same "
+            "setup and K, by FLOPs (K unguided samples by the same cost model) and by seconds (the sweep's bon run "
+            "that sampled this setting's baseline, when there is one; compare seconds only on one device).\n\n"
+            + markdown_table(["method", "benchmark", "dLLM FLOPs", "reward fwd FLOPs", "reward bwd FLOPs",
+                              "total FLOPs", "seconds", "cost relative to bon (FLOPs)",
+                              "cost relative to bon (seconds)"], table))
+
+
 # ---- Plots
 
 def _pyplot():
@@ -514,21 +617,36 @@ def _band(settings: list[Setting], name: str) -> tuple[list[int], list[float], l
     return steps, [s["mean"] for s in stats], [Z95 * s["stderr"] for s in stats]
 
 
-def plot_denoising(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> str | None:
-    guided = [row for row in rows if any(_band(cells.get((row, b), []), "guided_reward")[0] for b in benchmarks)]
-    if not guided:
+def band_figure(cells: dict, rows: list, benchmarks: list[str], names: tuple[str, ...]):
+    """One column per benchmark, one panel per trace ``names[i]``: per row that traces ``names[0]`` (one
+    colour each), the mean over denoising steps with its 95% band over prompts (see ``_band``). The
+    figure and its axes, or None when no row traces it."""
+    traced = [row for row in rows if any(_band(cells.get((row, b), []), names[0])[0] for b in benchmarks)]
+    if not traced:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(2, len(benchmarks), figsize=(5.5 * len(benchmarks), 7.5), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(len(names), len(benchmarks), figsize=(5.5 * len(benchmarks), 3.75 * len(names)),
+                             squeeze=False, sharex="col")
     for col, benchmark in enumerate(benchmarks):
-        for i, row in enumerate(guided):
-            for r, name in enumerate(("guided_reward", "entropy_weight")):
+        for i, row in enumerate(traced):
+            for ax, name in zip(axes[:, col], names):
                 steps, means, half = _band(cells.get((row, benchmark), []), name)
                 if steps:
-                    ax = axes[r][col]
-                    ax.plot(steps, means, color=f"C{i}", label=row_name(row) if r == 0 else None)
+                    ax.plot(steps, means, color=f"C{i}", label=row_name(row))
                     ax.fill_between(steps, [m - h for m, h in zip(means, half)], [m + h for m, h in zip(means, half)],
                                     color=f"C{i}", alpha=0.2, linewidth=0)
+        axes[0][col].set_title(benchmark)
+        axes[-1][col].set_xlabel("denoising step")
+        axes[-1][col].xaxis.get_major_locator().set_params(integer=True)
+    return fig, axes
+
+
+def plot_denoising(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> str | None:
+    drawn = band_figure(cells, rows, benchmarks, ("guided_reward", "entropy_weight"))
+    if drawn is None:
+        return None
+    fig, axes = drawn
+    for col, benchmark in enumerate(benchmarks):
         bon = [cells[(row, benchmark)] for row in rows if row[0] == "bon" and (row, benchmark) in cells]
         for cell in bon:
             for part, style, text in [(lambda s: s.mean_at_k, "--", "bon: mean reward of its K final samples"),
@@ -540,11 +658,68 @@ def plot_denoising(cells: dict, rows: list, benchmarks: list[str], out_dir: Path
                                 fontsize=8)
         axes[1][col].set_ylabel("entropy weight w\n(mean over masked positions)", fontsize=8)
         axes[1][col].set_ylim(-0.05, 1.05)
-        axes[0][col].set_title(benchmark)
-        axes[1][col].set_xlabel("denoising step")
-        axes[1][col].xaxis.get_major_locator().set_params(integer=True)
     return _save(fig, "During guidance, per method: mean over prompts (each averaged over its seeds); "
                  "band: 95% interval over prompts", out_dir, "denoising_curves.png")
+
+
+def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> str | None:
+    """For each method run with ``diagnostics.relaxation=true``, per guided step: the gap between the
+    relaxed score that drove the gradient and the hard sample's score as text, and their correlation."""
+    drawn = band_figure(cells, rows, benchmarks, ("relaxation_gap", "relaxation_correlation"))
+    if drawn is None:
+        return None
+    fig, axes = drawn
+    for col in range(len(benchmarks)):
+        axes[0][col].axhline(0, color="black", linewidth=0.6)
+        axes[0][col].set_ylabel("relaxed - hard reward\n(mean over the inner steps and the K samples)", fontsize=8)
+        axes[1][col].set_ylabel("correlation, relaxed vs hard reward\n(over a prompt's samples and inner steps)",
+                                fontsize=8)
+        axes[1][col].set_ylim(-1.05, 1.05)
+    return _save(fig, "Fidelity of the relaxation, per method run with diagnostics.relaxation=true: mean over "
+                 "prompts (each averaged over its seeds); band: 95% interval over prompts", out_dir,
+                 "relaxation_fidelity.png")
+
+
+def plot_cost(benchmark: str, judge: str, points: list[CostPoint], out_dir: Path) -> str | None:
+    """Top-1 reward and win-rate over bon against reward-model FLOPs and against seconds per prompt, one
+    point per method and setting; a method's settings (e.g. its K) joined by a line and named."""
+    import matplotlib.ticker
+
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex="col", squeeze=False)
+    methods = list(dict.fromkeys(p.row[0] for p in points))
+    for col, (x_of, xlabel) in enumerate([(lambda p: p.reward_flops, "reward-model FLOPs per prompt (forward + backward)"),
+                                          (lambda p: p.seconds and p.seconds["mean"], "sampling seconds per prompt")]):
+        for r, (y_of, ylabel) in enumerate([(lambda p: p.top1, "top-1 guiding reward"),
+                                            (lambda p: p.win_rate, "top-1 win-rate over bon (ties half)")]):
+            ax = axes[r][col]
+            for i, method in enumerate(methods):
+                shown = sorted((p for p in points if p.row[0] == method and x_of(p) and y_of(p)), key=x_of)
+                if not shown:
+                    continue
+                xs, stats = [x_of(p) for p in shown], [y_of(p) for p in shown]
+                ys = [s.get("mean", s.get("rate")) for s in stats]
+                lows, highs = ([s["low"] for s in stats], [s["high"] for s in stats]) if r else (
+                    [y - s["stderr"] for y, s in zip(ys, stats)], [y + s["stderr"] for y, s in zip(ys, stats)])
+                ax.errorbar(xs, ys, yerr=[[y - lo for y, lo in zip(ys, lows)], [hi - y for y, hi in zip(ys, highs)]],
+                            fmt="o-", linewidth=0.8, capsize=3, color=f"C{i}", label=method)
+                if len(shown) > 1:  # which setting is which point
+                    for k, (x, y, p) in enumerate(zip(xs, ys, shown)):  # above and below in turn: neighbours apart
+                        ax.annotate(p.row[1], (x, y), textcoords="offset points", xytext=(4, 5 - 10 * (k % 2)),
+                                    fontsize=7, color=f"C{i}", ha="left", va="top" if k % 2 else "bottom")
+            if r:
+                ax.axhline(0.5, color="black", linestyle="--", linewidth=0.8)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
+            ax.margins(x=0.15, y=0.1)  # room for the settings' names
+            ax.set_ylabel(ylabel)
+        axes[1][col].set_xlabel(xlabel)
+    by = "the guiding reward model" if judge == GUIDE else f"{judge} (held out)"
+    return _save(fig, f"{benchmark}: top-1 reward (± standard error) and win-rate over best-of-K judged by {by} "
+                 "(95% bootstrap interval) against cost per prompt, one point per method and setting", out_dir,
+                 f"cost_{benchmark}.png")
 
 
 def plot_win_rates(cells: dict, rows: list, benchmarks: list[str], judges: list[str], out_dir: Path) -> str | None:
@@ -718,7 +893,7 @@ def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, 
     for row in rows:
         cell_settings = [s for b in benchmarks for s in cells.get((row, b), [])]
         records = [r for s in cell_settings for r in s.records]
-        peaks = [peak_memory_of(json.loads((d / "summary.json").read_text())) for s in cell_settings for d in s.dirs]
+        peaks = [peak_memory_of(summary) for s in cell_settings for summary in s.summaries]
         per_prompt_cost = [sum(cost_of(r).get(k, 0) for r in records) / len(records) for k in cost_keys]
         known_peaks = [p for p in peaks if p is not None]
         cost_table.append([row_name(row), *(f"{v:.2f}" if v < 100 else f"{v:.0f}" for v in per_prompt_cost),
@@ -728,8 +903,22 @@ def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, 
                     "largest of any job (GPU allocated, else resident set).\n\n" + markdown_table(
                         ["method", *(k.replace("_", " ") for k in cost_keys), "peak MiB"], cost_table))
 
+    cost_judges, costs = {}, {}
+    for benchmark in benchmarks:
+        cost_judges[benchmark], costs[benchmark] = cost_points(cells, rows, benchmark, held_out)
+        for point in costs[benchmark]:
+            for metric, value in [*((f"flops_{k}", point.flops[k]) for k in ("dllm", "reward_forward",
+                                                                              "reward_backward", "total")),
+                                  ("relative_flops", point.relative_flops),
+                                  ("relative_seconds", point.relative_seconds)]:
+                record_stat(point.row, benchmark, f"cost/{metric}", {"mean": value} if value is not None else None)
+            record_stat(point.row, benchmark, "cost/seconds", point.seconds)
+    sections += filter(None, [cost_relative_table(costs)])
+
     images = [plot_rewards(cells, rows, benchmarks, out_dir), plot_denoising(cells, rows, benchmarks, out_dir),
-              plot_win_rates(cells, rows, benchmarks, [GUIDE, *held_out], out_dir)]
+              plot_win_rates(cells, rows, benchmarks, [GUIDE, *held_out], out_dir),
+              *(plot_cost(b, cost_judges[b], costs[b], out_dir) for b in benchmarks),
+              plot_relaxation(cells, rows, benchmarks, out_dir)]
     text = "\n\n".join([header_text(sweep_dir, settings, len(grid) if grid is not None else None, cells), *sections,
                         *[f"![{name}]({name})" for name in images if name]]) + "\n"
     if problems:
