@@ -68,7 +68,7 @@ def unguided_seconds_per_sample(summary: dict, bon_dir: Path | None) -> tuple[fl
     shared best-of-K cache (its records of the job's prompts)."""
     if bon_dir is not None:
         bon = read_summary(bon_dir)
-        return per_prompt(bon, "seconds") / bon["num_samples"], f"bon job {bon_dir}"
+        return per_prompt(bon, "sampling_seconds") / bon["num_samples"], f"bon job {bon_dir}"
     cache = Path(summary.get("baseline", {}).get("cache", ""))
     records = read_jsonl(cache / "results.jsonl") if (cache / "results.jsonl").exists() else []
     wanted = set(summary["prompt_ids"])
@@ -88,7 +88,7 @@ def match_compute(summary: dict, bon_dir: Path | None = None) -> Match:
     """A finished job's cost per prompt (its ``summary``) against one unguided sample of the same setup."""
     sample_seconds, source = unguided_seconds_per_sample(summary, bon_dir)
     return Match(summary["flops"]["per_prompt"]["total"], unguided_sample_flops(summary),
-                 per_prompt(summary, "seconds"), sample_seconds, source)
+                 per_prompt(summary, "sampling_seconds"), sample_seconds, source)
 
 
 def bon_command(job_dir: Path, num_samples: int) -> str:
