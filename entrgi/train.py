@@ -22,7 +22,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from entrgi.bookkeeping.settings import digest, job_settings, open_job, register_resolvers
+from entrgi.bookkeeping.settings import digest, job_settings, open_job, register_defaults, register_resolvers
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, load_benchmark
@@ -48,6 +48,7 @@ def train_name(cfg: DictConfig) -> str:
 
 
 register_resolvers()
+register_defaults()
 OmegaConf.register_new_resolver("entrgi_train_name", lambda *, _root_: train_name(_root_), replace=True)
 
 

@@ -186,7 +186,7 @@ def register_defaults() -> None:
 
     store = ConfigStore.instance()
     store.store(name="sampler_defaults", node={"sampler": config_defaults(SamplerConfig)})
-    store.store(name="benchmark_defaults", node={"benchmark": benchmark_defaults()})
+    store.store(name="benchmark_defaults", node=benchmark_defaults())  # placed with @benchmark
     for family, cls in families().items():
         store.store(group="method/family", name=family, node={"family": family, **config_defaults(cls)})
 
