@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from entrgi.errors import ConfigError
+from entrgi.sampling import sampler
 from entrgi.sampling.guidance import RewardGuidance, guided_steps
 from entrgi.sampling.rng import row_key
-from entrgi.sampling.sampler import SamplerConfig, generate
+from entrgi.sampling.sampler import SamplerConfig, generate, nucleus_filter, sorted_nucleus_filter
 from entrgi.sampling.schedules import make_schedule
 
 PROMPTS = ["What does `os.path.join` do?", "What does `math.sqrt` do?"]
@@ -64,3 +65,48 @@ def test_only_the_chosen_steps_are_guided(tiny_stack):
     guided = [t["step"] for t in out.trace if "guided_reward" in t]
     assert guided and all(step % 2 == 0 for step in guided)
     assert len(guided) < len(out.trace)
+
+
+def logit_rows(kind: str, rows: int, V: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(V)
+    if kind == "flat":  # a random-weight model
+        x = torch.randn(rows, V, generator=g) * 0.5
+    elif kind == "peaked":
+        x = torch.randn(rows, V, generator=g) * 4
+    elif kind == "zipf":
+        ranks = torch.rand(rows, V, generator=g).argsort(-1) + 1
+        x = -1.1 * ranks.float().log() + 0.3 * torch.randn(rows, V, generator=g)
+    elif kind == "bf16":  # few distinct values: ties everywhere
+        x = (torch.randn(rows, V, generator=g) * 3).bfloat16().float()
+    elif kind == "masked":  # -inf entries, as the mask token and a top-k filter leave
+        x = torch.randn(rows, V, generator=g) * 3
+        x[:, ::3] = float("-inf")
+    else:  # uniform
+        x = torch.zeros(rows, V)
+    return x / 0.7
+
+
+@pytest.mark.parametrize("V", [7, 300, 4096])
+@pytest.mark.parametrize("kind", ["flat", "peaked", "zipf", "bf16", "masked", "uniform"])
+def test_nucleus_without_a_sort_keeps_the_tokens_the_sort_keeps(kind, V, monkeypatch):
+    sorted_rows = []
+
+    def counted_sort(x, top_p):
+        sorted_rows.append(x.shape[0])
+        return sorted_nucleus_filter(x, top_p)
+
+    monkeypatch.setattr(sampler, "sorted_nucleus_filter", counted_sort)
+    rows = 50
+    x = logit_rows(kind, rows, V)
+    for top_p in (0.95, 0.5, 0.999):
+        assert torch.equal(nucleus_filter(x, top_p), sorted_nucleus_filter(x, top_p)), top_p
+    if kind not in ("uniform", "bf16") and V > 7:  # the sort is the rare fallback, not the rule
+        assert sum(sorted_rows) <= 0.02 * 3 * rows, sorted_rows
+
+
+def test_a_tie_at_the_nucleus_boundary_is_left_to_the_sort():
+    # 0.5 + one of the two 0.25s reaches 0.6; which one stays is the sort's tie order
+    x = torch.tensor([[0.25, 0.5, 0.25]]).log().expand(4, 3).contiguous()
+    kept = torch.isfinite(nucleus_filter(x, 0.6))
+    assert torch.equal(kept, torch.isfinite(sorted_nucleus_filter(x, 0.6)))
+    assert (kept.sum(-1) == 2).all() and kept[:, 1].all()

@@ -88,13 +88,74 @@ def top_p_top_k_filter(logits: torch.Tensor, top_p: float = 1.0, top_k: int | No
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        sorted_probs = sorted_logits.softmax(-1)
-        # drop a token when the mass before it already exceeds top_p (the top token always stays)
-        drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) > top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
+        logits = nucleus_filter(logits, top_p)
     return logits
+
+
+def sorted_nucleus_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The nucleus by a full sort: a token is dropped when the mass before it exceeds ``top_p``.
+
+    The probabilities are the softmax of the unsorted row and their cumulative mass is summed in
+    fp64, so the decision does not depend on the order a sorted row would be summed in; the top
+    token always stays. Equal logits are ordered as ``torch.sort`` orders them.
+    """
+    order = torch.sort(logits, dim=-1, descending=True).indices
+    sorted_probs = torch.softmax(logits, dim=-1).gather(-1, order).double()
+    drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) > top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = None,
+                   max_candidates: int = 256) -> torch.Tensor:
+    """:func:`sorted_nucleus_filter` without sorting the vocabulary; the same tokens are kept.
+
+    The tokens are bucketed by their distance to the row's maximum logit (a monotone map, so the
+    buckets are ordered as a sort would order the tokens) and a histogram of their mass finds the
+    bucket where the cumulative mass crosses ``top_p``; only that bucket's tokens are sorted.
+    The last kept token has probability at least ``(1 - top_p) / V``, which bounds how far below
+    the maximum the buckets must reach. A row goes through the full sort instead when its boundary
+    is within fp64 rounding of ``top_p``, when the boundary falls between equal logits (the sort's
+    tie order decides), or when the crossing bucket holds more than ``max_candidates`` tokens.
+    """
+    V = logits.shape[-1]
+    x = logits.reshape(-1, V)
+    buckets = buckets or max(256, min(V // 4, 1 << 16))
+    probs = torch.softmax(x, dim=-1)
+    top = x.amax(-1, keepdim=True)
+    # the last kept token lies within `reach` of the maximum (and the tail bucket collects the rest)
+    reach = torch.log(probs.amax(-1, keepdim=True) * (V / (1 - top_p))) * (1 + 1e-3)
+    bucket = ((top - x) * ((buckets - 1) / reach)).clamp_(0, buckets - 1).long()
+    mass = torch.zeros(x.shape[0], buckets, dtype=torch.float64, device=x.device)
+    mass.scatter_add_(1, bucket, probs.double())
+    cumulative = mass.cumsum(-1)
+    crossing = (cumulative <= top_p).sum(-1, keepdim=True)  # the first bucket whose cumulative mass exceeds top_p
+    unresolved = crossing.squeeze(1) >= buckets - 1  # rounding put the boundary in the tail bucket
+    crossing = crossing.clamp(max=buckets - 1)
+    above = torch.where(crossing > 0, cumulative.gather(1, (crossing - 1).clamp(min=0)), 0.0)
+    in_crossing = bucket == crossing
+    count = in_crossing.sum(-1, keepdim=True)
+    unresolved |= count.squeeze(1) > max_candidates
+    k = max(1, int(count.clamp(max=max_candidates).max()))  # one host sync
+    values, index = torch.where(in_crossing, x, float("-inf")).topk(k, dim=-1)
+    real = torch.arange(k, device=x.device) < count
+    candidate_probs = torch.where(real, probs.gather(1, index).double(), 0.0)
+    mass_before = above + candidate_probs.cumsum(-1) - candidate_probs
+    kept = ((mass_before <= top_p) & real).sum(-1, keepdim=True)  # >= 1: the bucket's first token is kept
+    last = (kept - 1).clamp(min=0)
+    first_dropped = kept.clamp(max=k - 1)
+    has_dropped = kept < count
+    margin = V * 2.0 ** -48  # far above fp64 summation error of V terms; the decision is never that close
+    last_mass = mass_before.gather(1, last)
+    next_mass = torch.where(has_dropped, mass_before.gather(1, first_dropped), above + mass.gather(1, crossing))
+    threshold = values.gather(1, last)
+    tie = has_dropped & (values.gather(1, first_dropped) == threshold)
+    unresolved |= ((kept == 0) | tie | (last_mass > top_p - margin) | (next_mass <= top_p + margin)).squeeze(1)
+    filtered = x.masked_fill(x < threshold, float("-inf"))
+    rows = unresolved.nonzero().squeeze(1)  # rare: the reference sort, on these rows only
+    if rows.numel():
+        filtered[rows] = sorted_nucleus_filter(x[rows], top_p)
+    return filtered.view(logits.shape)
 
 
 def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
