@@ -4,25 +4,25 @@ import pytest
 import torch
 
 from entrgi.errors import ConfigError
-from entrgi.sampling import sampler
+from entrgi.sampling import guidance, sampler
 from entrgi.sampling.guidance import RewardGuidance, guided_steps
-from entrgi.sampling.rng import row_key
-from entrgi.sampling.sampler import SamplerConfig, generate, nucleus_filter, sorted_nucleus_filter
+from entrgi.sampling.rng import RowRandom, row_key
+from entrgi.sampling.sampler import SamplerConfig, generate, nucleus_filter, sample_nucleus, sorted_nucleus_filter
 from entrgi.sampling.schedules import make_schedule
 
 PROMPTS = ["What does `os.path.join` do?", "What does `math.sqrt` do?"]
 CFG = SamplerConfig(gen_length=12, steps=4)
 
 
-def guided_generate(tiny_stack, cache_prefix=True, steps=None, lr=0.5):
+def guided_generate(tiny_stack, cache_prefix=True, steps=None, lr=0.5, schedule=None):
     dllm, reward = tiny_stack
     bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size)
     texts = [p for p in PROMPTS for _ in range(2)]
     prompt_ids = [ids for ids in dllm.encode_prompts(PROMPTS) for _ in range(2)]
     keys = [row_key(0, p, k) for p in PROMPTS for k in range(2)]
     guide = RewardGuidance(reward, bridge.table, reward.context(texts, cache_prefix=cache_prefix),
-                           make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=2, lr=lr,
-                           steps=steps)
+                           schedule or make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=2,
+                           lr=lr, steps=steps)
     return generate(dllm, prompt_ids, keys, CFG, guide)
 
 
@@ -110,3 +110,47 @@ def test_a_tie_at_the_nucleus_boundary_is_left_to_the_sort():
     kept = torch.isfinite(nucleus_filter(x, 0.6))
     assert torch.equal(kept, torch.isfinite(sorted_nucleus_filter(x, 0.6)))
     assert (kept.sum(-1) == 2).all() and kept[:, 1].all()
+
+
+def rejection_reference(logits, cfg, uniform, rounds=2):
+    """The rejection sampler as first written: every round over every row, then the sorted nucleus."""
+    probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
+    tokens = torch.zeros(probs.shape[:-1], dtype=torch.long)
+    accepted = torch.zeros(probs.shape[:-1], dtype=torch.bool)
+    for r in range(rounds):
+        candidate = sampler.sample_from_probs(probs, uniform(r))
+        take = (sampler.mass_above(probs, candidate) <= cfg.top_p) & ~accepted
+        tokens = torch.where(take, candidate, tokens)
+        accepted |= take
+    nucleus = torch.softmax(sorted_nucleus_filter(logits.float() / cfg.temperature, cfg.top_p), dim=-1)
+    return torch.where(accepted, tokens, sampler.sample_from_probs(nucleus, uniform(rounds)))
+
+
+@pytest.mark.parametrize("top_p", [0.95, 0.3])
+def test_rejection_sampler_retries_only_rejected_rows_with_the_same_draws(top_p):
+    logits = logit_rows("zipf", 600, 50).view(20, 30, 50)
+    cfg = SamplerConfig(top_p=top_p)
+    rng = RowRandom([row_key(0, "p", i) for i in range(20)])
+    uniform = lambda r: rng.uniform((30,), 0, RowRandom.TOKENS, r)
+    tokens = sample_nucleus(logits, cfg, uniform)
+    assert torch.equal(tokens, rejection_reference(logits, cfg, uniform))
+    probs = sampler.tempered_probs(logits, cfg)
+    assert torch.equal(sample_nucleus(logits, cfg, uniform, probs=probs), tokens)
+
+
+def test_w_zero_draws_no_hard_sample_and_gives_the_same_samples(tiny_stack, monkeypatch):
+    hard_draws = []
+
+    def counted_sample(*args, **kwargs):
+        hard_draws.append(1)
+        return sample_nucleus(*args, **kwargs)
+
+    monkeypatch.setattr(guidance, "sample_nucleus", counted_sample)
+    skipped = guided_generate(tiny_stack, schedule=make_schedule("constant", value=0.0))
+    assert not hard_draws
+    monkeypatch.setattr(guidance, "always_zero", lambda schedule: False)  # draw it, as before
+    drawn = guided_generate(tiny_stack, schedule=make_schedule("constant", value=0.0))
+    assert hard_draws
+    assert torch.equal(skipped.tokens, drawn.tokens)
+    for a, b in zip(skipped.trace, drawn.trace):
+        assert torch.equal(a["guided_reward"], b["guided_reward"])

@@ -21,17 +21,26 @@ from entrgi.errors import ConfigError
 from entrgi.models.reward import RewardContext, RewardModel
 from entrgi.sampling.rng import RowRandom
 from entrgi.sampling.sampler import SamplerConfig, StepState, StepUpdate, sample_nucleus
-from entrgi.sampling.schedules import Schedule
+from entrgi.sampling.schedules import Schedule, always_zero
 
 
 def relaxed_embeddings(phi: torch.Tensor, table: torch.Tensor, temperature: float, weight: torch.Tensor,
-                       hard_tokens: torch.Tensor) -> torch.Tensor:
+                       hard_tokens: torch.Tensor | None) -> torch.Tensor:
     """``soft + sg(w * (hard - soft))`` for logits ``phi [..., V]``, embeddings ``table [V, H]``.
 
     ``weight [...]`` is w per position and ``hard_tokens [...]`` the sampled token x.
     """
-    probs = torch.softmax(phi.float() / temperature, dim=-1)  # fp32 softmax; tau as in sampling
+    return relax(torch.softmax(phi.float() / temperature, dim=-1), table, weight, hard_tokens)
+
+
+def relax(probs: torch.Tensor, table: torch.Tensor, weight: torch.Tensor, hard_tokens: torch.Tensor | None) -> torch.Tensor:
+    """:func:`relaxed_embeddings` from ``probs = softmax(phi / tau)`` (fp32, with its gradient).
+
+    ``hard_tokens=None`` stands for ``w = 0`` everywhere: the embedding is ``soft`` itself.
+    """
     soft = probs.to(table.dtype) @ table
+    if hard_tokens is None:
+        return soft
     hard = table[hard_tokens]
     return soft + (weight.unsqueeze(-1).to(soft.dtype) * (hard - soft)).detach()
 
@@ -97,16 +106,22 @@ class RewardGuidance:
         index = positions.unsqueeze(-1).expand(-1, -1, committed.shape[-1])
         weights, rewards = [], []
         for inner in range(self.inner_steps):
+            with section("relaxation"):
+                # softmax(phi / tau) once: the soft embedding (with its gradient) and the hard sample
+                probs = torch.softmax(phi.float() / self.sampler.temperature, dim=-1)
             with section("relaxation"), torch.no_grad():
                 finite = phi.detach()
                 weight = self.schedule(finite, t)  # w per masked position
-                hard_tokens = sample_nucleus(finite, self.sampler,
-                                             lambda r: rng.uniform((n,), step, RowRandom.HARD, inner, r))
+                hard_tokens = None  # w = 0 needs no hard sample; its draws are keyed, so none shift
+                if not always_zero(self.schedule):
+                    hard_tokens = sample_nucleus(finite, self.sampler,
+                                                 lambda r: rng.uniform((n,), step, RowRandom.HARD, inner, r),
+                                                 probs=probs.detach() if self.sampler.top_k is None else None)
                 # hide what follows the first EOS (argmax of phi at masked columns)
                 guess = response.scatter(1, positions, finite.argmax(-1))
                 keep = first_eos_keep(guess, self.eos_ids)
             with section("relaxation"):
-                relaxed = relaxed_embeddings(phi, self.table, self.sampler.temperature, weight, hard_tokens)
+                relaxed = relax(probs, self.table, weight, hard_tokens)
                 embeds = committed.scatter(1, index, relaxed.to(committed.dtype))
             with section("reward_forward"):
                 scores = self.reward_model.score_embeddings(self.context, embeds, keep)

@@ -170,32 +170,48 @@ def sampling_probs(logits: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
     return torch.softmax(top_p_top_k_filter(logits.float() / cfg.temperature, cfg.top_p, cfg.top_k), dim=-1)
 
 
-def sample_nucleus(logits: torch.Tensor, cfg: SamplerConfig, uniform, rounds: int = 2) -> torch.Tensor:
+def tempered_probs(logits: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
+    """``softmax(top_k(logits / temperature))`` in fp32: the distribution before the nucleus."""
+    return torch.softmax(top_p_top_k_filter(logits.float() / cfg.temperature, 1.0, cfg.top_k), dim=-1)
+
+
+def sample_nucleus(logits: torch.Tensor, cfg: SamplerConfig, uniform, rounds: int = 2,
+                   probs: torch.Tensor | None = None) -> torch.Tensor:
     """Draw from ``sampling_probs(logits, cfg)`` exactly, without sorting the vocabulary.
 
     Rejection sampling: draw from the tempered (top-k) distribution and accept a token when the
     mass of the tokens more probable than it is at most ``top_p`` (it is then in the nucleus).
     Each round rejects at most ``1 - top_p`` of the rows; the few rows left after ``rounds`` are
-    drawn through the sorted nucleus. ``uniform(round)`` gives one draw per row, ``[...]``.
+    drawn through the nucleus filter. ``uniform(round)`` gives one draw per row, ``[...]``;
+    ``probs`` is ``tempered_probs(logits, cfg)`` when the caller has it already.
     """
-    probs = torch.softmax(top_p_top_k_filter(logits.float() / cfg.temperature, 1.0, cfg.top_k), dim=-1)
+    probs = tempered_probs(logits, cfg) if probs is None else probs
+    tokens = sample_from_probs(probs, uniform(0))
     if cfg.top_p >= 1.0:
-        return sample_from_probs(probs, uniform(0))
-    tokens = torch.zeros(probs.shape[:-1], dtype=torch.long, device=probs.device)
-    accepted = torch.zeros(probs.shape[:-1], dtype=torch.bool, device=probs.device)
-    for r in range(rounds):
-        candidate = sample_from_probs(probs, uniform(r))
-        p_candidate = probs.gather(-1, candidate.unsqueeze(-1))
-        mass_above = torch.where(probs > p_candidate, probs, 0.0).sum(-1)
-        take = (mass_above <= cfg.top_p) & ~accepted
-        tokens = torch.where(take, candidate, tokens)
-        accepted |= take
-    rejected = ~accepted
-    if rejected.any():  # rare: one host sync, and a sort of the few rejected rows only
-        nucleus = torch.softmax(top_p_top_k_filter(logits[rejected].float() / cfg.temperature, cfg.top_p,
-                                                   cfg.top_k), dim=-1)
-        tokens[rejected] = sample_from_probs(nucleus, uniform(rounds)[rejected])
+        return tokens
+    rejected = mass_above(probs, tokens) > cfg.top_p
+    rows = rejected.flatten().nonzero().squeeze(1)  # one host sync; later rounds see these rows only
+    if rows.numel():
+        flat_logits, flat_probs = logits.reshape(-1, logits.shape[-1])[rows], probs.reshape(-1, probs.shape[-1])[rows]
+        draws = [u.flatten()[rows] for u in map(uniform, range(1, rounds + 1))]
+        retry = torch.zeros_like(rows)
+        pending = torch.ones_like(rows, dtype=torch.bool)
+        for u in draws[:-1]:
+            candidate = sample_from_probs(flat_probs, u)
+            take = pending & (mass_above(flat_probs, candidate) <= cfg.top_p)
+            retry = torch.where(take, candidate, retry)
+            pending &= ~take
+        # the rows still rejected draw from the nucleus itself (computed for all retried rows: no second sync)
+        nucleus = torch.softmax(top_p_top_k_filter(flat_logits.float() / cfg.temperature, cfg.top_p, cfg.top_k), -1)
+        retry = torch.where(pending, sample_from_probs(nucleus, draws[-1]), retry)
+        tokens = tokens.flatten().index_put((rows,), retry).view(tokens.shape)
     return tokens
+
+
+def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The probability mass of the tokens strictly more probable than ``tokens``."""
+    p_token = probs.gather(-1, tokens.unsqueeze(-1))
+    return torch.where(probs > p_token, probs, 0.0).sum(-1)
 
 
 def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:

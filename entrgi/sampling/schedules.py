@@ -141,6 +141,13 @@ class LinearTime:
         return torch.full(logits.shape[:-1], self.end + (self.start - self.end) * float(t), device=logits.device)
 
 
+def always_zero(schedule: Schedule) -> bool:
+    """Whether ``schedule`` gives ``w = 0`` at every position and time (no hard sample is then needed)."""
+    if isinstance(schedule, Constant):
+        return schedule.value == 0.0
+    return isinstance(schedule, LinearTime) and schedule.start == schedule.end == 0.0
+
+
 def make_schedule(name: str, **params):
     """Build a schedule by name, e.g. ``make_schedule("power", gamma=2.0)``."""
     if name not in SCHEDULES:
