@@ -154,3 +154,16 @@ def test_w_zero_draws_no_hard_sample_and_gives_the_same_samples(tiny_stack, monk
     assert torch.equal(skipped.tokens, drawn.tokens)
     for a, b in zip(skipped.trace, drawn.trace):
         assert torch.equal(a["guided_reward"], b["guided_reward"])
+
+
+def test_the_lm_head_at_masked_columns_gives_the_full_passs_logits(tiny_stack):
+    dllm = tiny_stack[0]
+    ids = torch.randint(3, dllm.vocab_size - 1, (3, 20), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding
+    columns = torch.tensor([[0, 3, 7], [1, 2, 11], [5, 6, 9]])
+    full = dllm.logits(ids, mask)[:, 8:]
+    expected = full.gather(1, columns[..., None].expand(-1, -1, full.shape[-1]))
+    # the same products on fewer rows: bit-equal on one thread; with more, the GEMM may split them otherwise
+    torch.testing.assert_close(dllm.logits(ids, mask, start=8, columns=columns), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dllm.logits(ids, mask, start=8), full, atol=1e-5, rtol=1e-5)

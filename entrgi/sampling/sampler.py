@@ -305,7 +305,7 @@ def generate(
         # the n masked columns of each row, in column order (every row has exactly n)
         positions = torch.sort(torch.where(response == dllm.mask_id, column, column + L), dim=-1).values[:, :n]
         with section("dllm_forward"):
-            logits = dllm.logits(x, attention)[:, P:].gather(1, positions[..., None].expand(-1, -1, dllm.vocab_size))
+            logits = dllm.logits(x, attention, start=P, columns=positions)  # the LM head at masked columns only
             logits[..., dllm.mask_id] = float("-inf")  # never sample the mask token itself
         out.dllm_forwards += x.shape[0]
 
