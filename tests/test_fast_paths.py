@@ -5,7 +5,7 @@ import torch
 
 from entrgi.errors import ConfigError
 from entrgi.sampling import guidance, sampler
-from entrgi.sampling.guidance import RewardGuidance, guided_steps
+from entrgi.sampling.guidance import RewardGuidance, first_eos_keep, guided_steps, relaxed_embeddings
 from entrgi.sampling.rng import RowRandom, row_key
 from entrgi.sampling.sampler import SamplerConfig, generate, nucleus_filter, sample_nucleus, sorted_nucleus_filter
 from entrgi.sampling.schedules import make_schedule
@@ -167,3 +167,49 @@ def test_the_lm_head_at_masked_columns_gives_the_full_passs_logits(tiny_stack):
     # the same products on fewer rows: bit-equal on one thread; with more, the GEMM may split them otherwise
     torch.testing.assert_close(dllm.logits(ids, mask, start=8, columns=columns), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(dllm.logits(ids, mask, start=8), full, atol=1e-5, rtol=1e-5)
+
+
+def reference_optimize(guide, logits, positions, response, step, rng):
+    """RewardGuidance.optimize as first written: phi one autograd leaf, one fused Adam over [N, n, V]."""
+    n = positions.shape[1]
+    phi = logits.detach().float().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([phi], lr=guide.lr, fused=True)
+    committed = guide.table[response]
+    index = positions.unsqueeze(-1).expand(-1, -1, committed.shape[-1])
+    for inner in range(guide.inner_steps):
+        with torch.no_grad():
+            weight = guide.schedule(phi.detach())
+            hard = sample_nucleus(phi.detach(), guide.sampler,
+                                  lambda r, inner=inner: rng.uniform((n,), step, RowRandom.HARD, inner, r))
+            keep = first_eos_keep(response.scatter(1, positions, phi.detach().argmax(-1)), guide.eos_ids)
+        relaxed = relaxed_embeddings(phi, guide.table, guide.sampler.temperature, weight, hard)
+        scores = guide.reward_model.score_embeddings(guide.context, committed.scatter(1, index, relaxed), keep)
+        optimizer.zero_grad()
+        (-scores.sum()).backward()
+        optimizer.step()
+    return phi.detach()
+
+
+def test_chunked_optimization_gives_the_whole_tensors_logits(tiny_stack, monkeypatch):
+    dllm, reward = tiny_stack
+    bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size)
+    prompt_ids = [ids for ids in dllm.encode_prompts(PROMPTS) for _ in range(2)]
+    x, attention = dllm.pad_prompts(prompt_ids)
+    L, P = 6, x.shape[1]
+    x = torch.cat([x, torch.full((4, L), dllm.mask_id)], 1)
+    x[:, P + 2] = 11  # one committed column
+    positions = torch.tensor([[0, 1, 3, 4, 5]]).expand(4, -1)
+    logits = dllm.logits(x, torch.cat([attention, torch.ones(4, L, dtype=attention.dtype)], 1), P, positions)
+    logits[..., dllm.mask_id] = float("-inf")
+    rng = RowRandom([row_key(0, p, k) for p in PROMPTS for k in range(2)])
+    guide = RewardGuidance(reward, bridge.table, reward.context([p for p in PROMPTS for _ in range(2)]),
+                           make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=3)
+    expected = reference_optimize(guide, logits, positions, x[:, P:], 0, rng)
+    whole = guide.optimize(logits, positions, x[:, P:], 0, rng)[0]  # the 20 rows are one chunk
+    assert torch.equal(whole, expected)
+    assert not torch.equal(whole, logits)  # it moved
+    monkeypatch.setitem(sampler.CHUNK_ELEMENTS, "cpu", 3 * dllm.vocab_size)  # chunks of 3 and 2 rows
+    chunked = guide.optimize(logits, positions, x[:, P:], 0, rng)[0]
+    # products over 3 rows may round otherwise than over 20, and Adam's first steps (about lr * sign of the
+    # gradient) magnify that where a gradient is near 0: the same logits to a small fraction of one step
+    torch.testing.assert_close(chunked, expected, atol=0.01 * guide.lr, rtol=0)

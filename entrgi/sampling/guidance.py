@@ -20,7 +20,7 @@ from entrgi.bookkeeping.timing import section
 from entrgi.errors import ConfigError
 from entrgi.models.reward import RewardContext, RewardModel
 from entrgi.sampling.rng import RowRandom
-from entrgi.sampling.sampler import SamplerConfig, StepState, StepUpdate, sample_nucleus
+from entrgi.sampling.sampler import SamplerConfig, StepState, StepUpdate, row_chunks, sample_nucleus
 from entrgi.sampling.schedules import Schedule, always_zero
 
 
@@ -98,42 +98,95 @@ class RewardGuidance:
         ``logits [N, n, V]`` are the logits at the ``positions [N, n]`` that are still masked in
         ``response [N, L]``; ``t`` is the step's diffusion time, for schedules that read it.
         """
-        n = positions.shape[1]
-        phi = logits.detach().float().clone().requires_grad_(True)
-        # fused: one kernel for the whole update; several times cheaper than the per-op default
-        optimizer = torch.optim.Adam([phi], lr=self.lr, fused=phi.device.type in ("cpu", "cuda"))
+        N, n, V = logits.shape
+        phi = ChunkedLogits(logits.detach().reshape(N * n, V), self.lr, self.sampler.temperature)
         committed = self.table[response]  # [N, L, H]: committed tokens enter as their embeddings
         index = positions.unsqueeze(-1).expand(-1, -1, committed.shape[-1])
         weights, rewards = [], []
         for inner in range(self.inner_steps):
-            with section("relaxation"):
-                # softmax(phi / tau) once: the soft embedding (with its gradient) and the hard sample
-                probs = torch.softmax(phi.float() / self.sampler.temperature, dim=-1)
             with section("relaxation"), torch.no_grad():
-                finite = phi.detach()
-                weight = self.schedule(finite, t)  # w per masked position
-                hard_tokens = None  # w = 0 needs no hard sample; its draws are keyed, so none shift
-                if not always_zero(self.schedule):
-                    hard_tokens = sample_nucleus(finite, self.sampler,
-                                                 lambda r: rng.uniform((n,), step, RowRandom.HARD, inner, r),
-                                                 probs=probs.detach() if self.sampler.top_k is None else None)
+                hard_draws = None if always_zero(self.schedule) else \
+                    (lambda r, inner=inner: rng.uniform((n,), step, RowRandom.HARD, inner, r).flatten())
+                relaxed, weight, guess = phi.relax(self.table, self.schedule, t, self.sampler, hard_draws)
+                relaxed, weight = relaxed.view(N, n, -1).detach().requires_grad_(True), weight.view(N, n)
                 # hide what follows the first EOS (argmax of phi at masked columns)
-                guess = response.scatter(1, positions, finite.argmax(-1))
-                keep = first_eos_keep(guess, self.eos_ids)
+                keep = first_eos_keep(response.scatter(1, positions, guess.view(N, n)), self.eos_ids)
             with section("relaxation"):
-                relaxed = relax(probs, self.table, weight, hard_tokens)
                 embeds = committed.scatter(1, index, relaxed.to(committed.dtype))
             with section("reward_forward"):
                 scores = self.reward_model.score_embeddings(self.context, embeds, keep)
             with section("reward_backward"):
-                optimizer.zero_grad(set_to_none=True)
-                (-scores.sum()).backward()
+                (-scores.sum()).backward()  # down to the relaxed embeddings; phi's part is ChunkedLogits.step
             with section("optimizer"):
-                optimizer.step()
+                phi.step(relaxed.grad.view(N * n, -1), self.table)
             weights.append(weight.mean(-1))
             rewards.append(scores.detach())
         stats = {
             "entropy_weight": torch.stack(weights).mean(0),  # [N]
             "guided_reward": rewards[-1],
         }
-        return phi.detach(), stats
+        return phi.tensor().view(N, n, V), stats
+
+
+class ChunkedLogits:
+    """The logits ``phi [R, V]`` under optimization, in row chunks with a fused Adam each.
+
+    Everything vocabulary-wide in a step (the softmaxes, the schedule's entropy, the hard sample,
+    the relaxation's backward, Adam) runs one chunk at a time (``sampler.row_chunks``): the
+    transients stay at chunk size, on a CPU in cache, and no ``[R, V]`` gradient is ever whole.
+    Each is a per-row or per-element operation, so the numbers are those of one pass over
+    ``[R, V]``; the relaxation's backward is written out as autograd computes it (softmax's own
+    backward kernel, then the division by tau).
+    """
+
+    KEEP_PROBS_BYTES = 1 << 28  # keep softmax(phi / tau) for the backward below this size, else recompute it
+
+    def __init__(self, logits: torch.Tensor, lr: float, temperature: float):
+        self.temperature = temperature
+        self.rows = row_chunks(logits.shape[0], logits.shape[1], logits.device)
+        self.chunks = [logits[rows].to(torch.float32, copy=True) for rows in self.rows]
+        # fused: one kernel per update; several times cheaper than the per-op default
+        self.optimizers = [torch.optim.Adam([c], lr=lr, fused=c.device.type in ("cpu", "cuda")) for c in self.chunks]
+        self.keep_probs = logits.numel() * 4 <= self.KEEP_PROBS_BYTES
+        self.probs: list[torch.Tensor | None] = [None] * len(self.chunks)
+
+    def soft_probs(self, i: int) -> torch.Tensor:
+        """softmax(phi / tau) of chunk ``i``, in fp32 as the sampler's."""
+        return self.probs[i] if self.probs[i] is not None else torch.softmax(self.chunks[i] / self.temperature, -1)
+
+    def relax(self, table: torch.Tensor, schedule: Schedule, t: float, sampler: SamplerConfig, hard_draws):
+        """The relaxed embeddings ``[R, H]``, the weights ``w [R]`` and ``argmax phi [R]``.
+
+        ``hard_draws(round)`` gives the hard sample's uniforms for all rows; None: w = 0 everywhere,
+        no hard sample is drawn (its draws are keyed by counters, so no other draw shifts).
+        """
+        relaxed, weights, argmax = [], [], []
+        for i, (rows, phi) in enumerate(zip(self.rows, self.chunks)):
+            probs = torch.softmax(phi / self.temperature, -1)  # once: soft embedding and hard sample
+            weight = schedule(phi, t)
+            hard = None
+            if hard_draws is not None:
+                hard = sample_nucleus(phi, sampler, lambda r, rows=rows: hard_draws(r)[rows],
+                                      probs=probs if sampler.top_k is None else None)
+            relaxed.append(relax(probs, table, weight, hard))
+            weights.append(weight)
+            argmax.append(phi.argmax(-1))
+            self.probs[i] = probs if self.keep_probs else None
+        return torch.cat(relaxed), torch.cat(weights), torch.cat(argmax)
+
+    @torch.no_grad()
+    def step(self, grad_relaxed: torch.Tensor, table: torch.Tensor) -> None:
+        """One Adam step from the gradient at the relaxed embeddings ``[R, H]`` (it is the soft part's)."""
+        for i, (rows, phi, optimizer) in enumerate(zip(self.rows, self.chunks, self.optimizers)):
+            probs = self.soft_probs(i)
+            grad_probs = (grad_relaxed[rows].to(table.dtype) @ table.T).float()
+            grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, torch.float32)
+            phi.grad = grad_logits / self.temperature
+            optimizer.step()
+            phi.grad = None
+            self.probs[i] = None
+
+    def tensor(self) -> torch.Tensor:
+        """phi ``[R, V]`` in one piece; the optimizer state goes."""
+        self.optimizers = []
+        return torch.cat(self.chunks)

@@ -158,6 +158,17 @@ def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = Non
     return filtered.view(logits.shape)
 
 
+# elements of one row chunk of vocabulary-wide work: its transients stay that size (on a CPU, in cache)
+CHUNK_ELEMENTS = {"cpu": 1 << 20, "cuda": 1 << 25}
+
+
+def row_chunks(rows: int, width: int, device: torch.device) -> list[slice]:
+    """Even slices of ``rows`` rows of ``width`` elements, each at most about ``CHUNK_ELEMENTS``."""
+    per_chunk = max(1, CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cuda"]) // width)
+    size = -(-rows // -(-rows // per_chunk))  # as even as possible: no sliver of a chunk at the end
+    return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
+
+
 def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF sampling: one token per row of ``probs [..., V]`` from ``uniforms [...]``."""
     cdf = probs.cumsum(-1)
@@ -318,17 +329,23 @@ def generate(
             rng = RowRandom(rng.keys[order] if update.row_keys is None else update.row_keys, device=device)
             ancestors = ancestors[order]
             reorder_trace(out.trace, order)
-        with section("pre_guidance_filter"):
-            probs = sampling_probs(logits, cfg)  # pre-guidance: ranks the positions to commit
-
+        # tokens and confidences row chunk by row chunk: vocabulary-wide transients stay at chunk size
+        N, V = logits.shape[0], logits.shape[-1]
+        guided = None if update.logits is None else update.logits.reshape(N * n, V)
+        noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
+        tokens = torch.empty(N * n, dtype=torch.long, device=device)
+        key = torch.empty(N * n, device=device)
+        for rows in row_chunks(N * n, V, device):
+            draws = lambda r, rows=rows: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten()[rows]
+            with section("pre_guidance_filter"):
+                probs = sampling_probs(logits.reshape(N * n, V)[rows], cfg)  # pre-guidance: ranks the positions
+            with section("sampling_remasking"):
+                tokens[rows] = sample_nucleus(guided[rows], cfg, draws) if guided is not None else \
+                    sample_from_probs(probs, draws(0))
+                key[rows] = confidence(cfg.alg, probs, tokens[rows], noise.flatten()[rows])
+        tokens, key = tokens.view(N, n), key.view(N, n)
         with section("sampling_remasking"):
-            if update.logits is not None:
-                tokens = sample_nucleus(update.logits, cfg, lambda r: rng.uniform((n,), step.index, RowRandom.TOKENS, r))
-            else:
-                tokens = sample_from_probs(probs, rng.uniform((n,), step.index, RowRandom.TOKENS, 0))
             # which positions to commit: ranked on the pre-guidance distribution
-            noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
-            key = confidence(cfg.alg, probs, tokens, noise)
             if cfg.alg_temp:
                 key = key / cfg.alg_temp - torch.log(-torch.log(noise))  # Gumbel-top-k = sampling w/o replacement
             if cfg.eos_last:
