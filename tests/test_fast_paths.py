@@ -213,3 +213,11 @@ def test_chunked_optimization_gives_the_whole_tensors_logits(tiny_stack, monkeyp
     # products over 3 rows may round otherwise than over 20, and Adam's first steps (about lr * sign of the
     # gradient) magnify that where a gradient is near 0: the same logits to a small fraction of one step
     torch.testing.assert_close(chunked, expected, atol=0.01 * guide.lr, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["flat", "peaked", "zipf", "masked", "uniform"])
+def test_entropy_without_a_log_per_token_is_the_sum_of_p_log_p(kind):
+    x = logit_rows(kind, 50, 300)
+    p = torch.softmax(x, -1)
+    # as precise as the sum of p log p, also where the entropy is small (a peaked row)
+    torch.testing.assert_close(sampler.entropy(x), -torch.special.xlogy(p, p).sum(-1), atol=1e-6, rtol=1e-5)

@@ -225,8 +225,24 @@ def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return torch.where(probs > p_token, probs, 0.0).sum(-1)
 
 
-def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """How sure the model is at each position; the most confident are committed first."""
+def entropy(logits: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
+    """``H(softmax(logits))`` per row, as ``log S - sum(p (z - max z))`` with ``S = 1 / max p``.
+
+    ``-log p = log S - (z - max z)``: no logarithm per token, so several times cheaper than summing
+    ``p log p``, and as precise (both terms are >= 0: nothing cancels in a peaked row); -inf
+    logits (p = 0) add nothing. ``probs`` is ``softmax(logits)`` if known.
+    """
+    probs = torch.softmax(logits, dim=-1) if probs is None else probs
+    shifted = logits - logits.amax(-1, keepdim=True)
+    return -probs.amax(-1).log() - torch.nansum(shifted.mul_(probs), dim=-1)
+
+
+def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: torch.Tensor,
+               logits: torch.Tensor) -> torch.Tensor:
+    """How sure the model is at each position; the most confident are committed first.
+
+    ``probs`` is ``softmax(logits)``: the filtered, tempered distribution tokens are drawn from.
+    """
     if alg == "origin":
         return uniforms
     if alg == "maskgit_plus":
@@ -234,7 +250,7 @@ def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: to
     if alg == "topk_margin":
         top2 = probs.topk(2, dim=-1).values
         return top2[..., 0] - top2[..., 1]
-    return torch.special.xlogy(probs, probs).sum(-1)  # entropy: negative entropy
+    return -entropy(logits, probs)  # entropy: negative entropy
 
 
 @dataclass
@@ -337,12 +353,14 @@ def generate(
         key = torch.empty(N * n, device=device)
         for rows in row_chunks(N * n, V, device):
             draws = lambda r, rows=rows: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten()[rows]
-            with section("pre_guidance_filter"):
-                probs = sampling_probs(logits.reshape(N * n, V)[rows], cfg)  # pre-guidance: ranks the positions
+            with section("pre_guidance_filter"):  # pre-guidance: ranks the positions, as sampling_probs
+                filtered = top_p_top_k_filter(logits.reshape(N * n, V)[rows].float() / cfg.temperature, cfg.top_p,
+                                              cfg.top_k)
+                probs = torch.softmax(filtered, dim=-1)
             with section("sampling_remasking"):
                 tokens[rows] = sample_nucleus(guided[rows], cfg, draws) if guided is not None else \
                     sample_from_probs(probs, draws(0))
-                key[rows] = confidence(cfg.alg, probs, tokens[rows], noise.flatten()[rows])
+                key[rows] = confidence(cfg.alg, probs, tokens[rows], noise.flatten()[rows], filtered)
         tokens, key = tokens.view(N, n), key.view(N, n)
         with section("sampling_remasking"):
             # which positions to commit: ranked on the pre-guidance distribution
