@@ -268,7 +268,7 @@ def run_once(setting: Setting, stack, device, guided: bool = True, timer: Sectio
 
 
 def measure(setting: Setting, device: torch.device, dtype: torch.dtype, repeat: int, peak: float,
-            breakdown: bool = True, stack=None) -> dict:
+            breakdown: bool = True, stack=None, unguided: bool = True) -> dict:
     stack = stack or build(setting, device, dtype)
     dllm, reward, _ = stack
     run_once(replace(setting, gen_length=min(8, setting.gen_length), steps=min(4, setting.steps)), stack, device)
@@ -283,6 +283,11 @@ def measure(setting: Setting, device: torch.device, dtype: torch.dtype, repeat: 
     result = {"setting": asdict(setting), "seconds": {"min": seconds, "median": statistics.median(times),
                                                       "all": times},
               "wall_seconds": {"min": min(wall_times), "all": wall_times}}
+    if unguided:  # the same generate without guidance: best-of-K's sampling
+        plain = [run_once(setting, stack, device, guided=False) for _ in range(repeat)]
+        result["unguided_seconds"] = {"min": min(s for s, _ in plain), "all": [s for s, _ in plain],
+                                      "wall": [out.wall_seconds for _, out in plain]}
+        result["unguided_seconds_per_prompt"] = result["unguided_seconds"]["min"] / setting.prompts
     guided_steps = len(out.trace)
     prompt_width = max(len(p) for p in workload(setting, dllm.vocab_size)[0])
     _, _, prefix_ids, suffix_ids = workload(setting, dllm.vocab_size)
@@ -360,6 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
                         help="also time each value of one setting (gen_length, prompts, samples, inner_steps, vocab)")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the per-part timing run")
+    parser.add_argument("--no-unguided", action="store_true", help="skip timing the unguided (best-of-K) generate")
     parser.add_argument("--json", default="outputs/bench.json", help="where to write the results")
     args = parser.parse_args(argv)
 
@@ -381,7 +387,8 @@ def main(argv: list[str] | None = None) -> dict:
         peak = next((v for k, v in GPU_PEAK_BF16.items() if k in name), measured_peak)
     report = {"environment": environment(device), "command": " ".join(sys.argv), "dtype": str(dtype),
               "matmul_flops_per_second": measured_peak, "peak_flops_per_second": peak}
-    report["main"] = measure(setting, device, dtype, args.repeat, peak, breakdown=not args.no_breakdown)
+    report["main"] = measure(setting, device, dtype, args.repeat, peak, breakdown=not args.no_breakdown,
+                             unguided=not args.no_unguided)
     print_main(report)
     report["sweeps"] = {}
     for text in args.sweep:
@@ -391,7 +398,7 @@ def main(argv: list[str] | None = None) -> dict:
             s = replace(setting, **{name: value})
             if name == "gen_length":
                 s = replace(s, steps=max(1, value * setting.steps // setting.gen_length))
-            rows.append(measure(s, device, dtype, args.repeat, peak, breakdown=False))
+            rows.append(measure(s, device, dtype, args.repeat, peak, breakdown=False, unguided=False))
         report["sweeps"][name] = rows
         print_sweep(name, rows)
     out = Path(args.json)
@@ -430,6 +437,10 @@ def print_main(report: dict) -> None:
           f"({r['wall_seconds']['min']:.3f} s wall), "
           f"{r['seconds_per_prompt']:.3f} s per prompt, {r['guided_steps_per_second']:.2f} guided steps/s")
     print(f"throughput: {r['prompts_per_second']:.3f} prompts/s, {r['committed_tokens_per_second']:.1f} committed tokens/s")
+    if "unguided_seconds" in r:
+        print(f"unguided (best-of-K sampling): {r['unguided_seconds']['min']:.3f} s per generate, "
+              f"{r['unguided_seconds_per_prompt']:.3f} s per prompt, "
+              f"{r['unguided_seconds']['min'] / (f['unguided_total'] / report['peak_flops_per_second']):.1f}x its FLOP bound")
     print(f"peak memory: {_fmt_bytes(r['peak_memory_bytes'])} ({_fmt_bytes(r['peak_memory_added_bytes'])} above the start)")
     print(f"FLOPs per guided step: {f['per_guided_step'] / 1e9:.2f} GFLOP (dLLM {f['dllm_forward_per_step'] / 1e9:.2f}, "
           f"reward fwd+bwd {f['reward_fwd_bwd_per_inner'] / 1e9:.2f} x M)")

@@ -4,24 +4,25 @@ import pytest
 import torch
 
 from entrgi.errors import ConfigError
-from entrgi.sampling.guidance import RewardGuidance, guided_steps
-from entrgi.sampling.rng import row_key
-from entrgi.sampling.sampler import SamplerConfig, generate
+from entrgi.sampling import guidance, sampler
+from entrgi.sampling.guidance import RewardGuidance, first_eos_keep, guided_steps, relaxed_embeddings
+from entrgi.sampling.rng import RowRandom, row_key
+from entrgi.sampling.sampler import SamplerConfig, generate, nucleus_filter, sample_nucleus, sorted_nucleus_filter
 from entrgi.sampling.schedules import make_schedule
 
 PROMPTS = ["What does `os.path.join` do?", "What does `math.sqrt` do?"]
 CFG = SamplerConfig(gen_length=12, steps=4)
 
 
-def guided_generate(tiny_stack, cache_prefix=True, steps=None, lr=0.5):
+def guided_generate(tiny_stack, cache_prefix=True, steps=None, lr=0.5, schedule=None):
     dllm, reward = tiny_stack
     bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size)
     texts = [p for p in PROMPTS for _ in range(2)]
     prompt_ids = [ids for ids in dllm.encode_prompts(PROMPTS) for _ in range(2)]
     keys = [row_key(0, p, k) for p in PROMPTS for k in range(2)]
     guide = RewardGuidance(reward, bridge.table, reward.context(texts, cache_prefix=cache_prefix),
-                           make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=2, lr=lr,
-                           steps=steps)
+                           schedule or make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=2,
+                           lr=lr, steps=steps)
     return generate(dllm, prompt_ids, keys, CFG, guide)
 
 
@@ -64,3 +65,159 @@ def test_only_the_chosen_steps_are_guided(tiny_stack):
     guided = [t["step"] for t in out.trace if "guided_reward" in t]
     assert guided and all(step % 2 == 0 for step in guided)
     assert len(guided) < len(out.trace)
+
+
+def logit_rows(kind: str, rows: int, V: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(V)
+    if kind == "flat":  # a random-weight model
+        x = torch.randn(rows, V, generator=g) * 0.5
+    elif kind == "peaked":
+        x = torch.randn(rows, V, generator=g) * 4
+    elif kind == "zipf":
+        ranks = torch.rand(rows, V, generator=g).argsort(-1) + 1
+        x = -1.1 * ranks.float().log() + 0.3 * torch.randn(rows, V, generator=g)
+    elif kind == "bf16":  # few distinct values: ties everywhere
+        x = (torch.randn(rows, V, generator=g) * 3).bfloat16().float()
+    elif kind == "masked":  # -inf entries, as the mask token and a top-k filter leave
+        x = torch.randn(rows, V, generator=g) * 3
+        x[:, ::3] = float("-inf")
+    else:  # uniform
+        x = torch.zeros(rows, V)
+    return x / 0.7
+
+
+@pytest.mark.parametrize("V", [7, 300, 4096])
+@pytest.mark.parametrize("kind", ["flat", "peaked", "zipf", "bf16", "masked", "uniform"])
+def test_nucleus_without_a_sort_keeps_the_tokens_the_sort_keeps(kind, V, monkeypatch):
+    sorted_rows = []
+
+    def counted_sort(x, top_p):
+        sorted_rows.append(x.shape[0])
+        return sorted_nucleus_filter(x, top_p)
+
+    monkeypatch.setattr(sampler, "sorted_nucleus_filter", counted_sort)
+    rows = 50
+    x = logit_rows(kind, rows, V)
+    for top_p in (0.95, 0.5, 0.999):
+        assert torch.equal(nucleus_filter(x, top_p), sorted_nucleus_filter(x, top_p)), top_p
+    if kind not in ("uniform", "bf16") and V > 7:  # the sort is the rare fallback, not the rule
+        assert sum(sorted_rows) <= 0.02 * 3 * rows, sorted_rows
+
+
+def test_a_tie_at_the_nucleus_boundary_is_left_to_the_sort():
+    # 0.5 + one of the two 0.25s reaches 0.6; which one stays is the sort's tie order
+    x = torch.tensor([[0.25, 0.5, 0.25]]).log().expand(4, 3).contiguous()
+    kept = torch.isfinite(nucleus_filter(x, 0.6))
+    assert torch.equal(kept, torch.isfinite(sorted_nucleus_filter(x, 0.6)))
+    assert (kept.sum(-1) == 2).all() and kept[:, 1].all()
+
+
+def rejection_reference(logits, cfg, uniform, rounds=2):
+    """The rejection sampler as first written: every round over every row, then the sorted nucleus."""
+    probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
+    tokens = torch.zeros(probs.shape[:-1], dtype=torch.long)
+    accepted = torch.zeros(probs.shape[:-1], dtype=torch.bool)
+    for r in range(rounds):
+        candidate = sampler.sample_from_probs(probs, uniform(r))
+        take = (sampler.mass_above(probs, candidate) <= cfg.top_p) & ~accepted
+        tokens = torch.where(take, candidate, tokens)
+        accepted |= take
+    nucleus = torch.softmax(sorted_nucleus_filter(logits.float() / cfg.temperature, cfg.top_p), dim=-1)
+    return torch.where(accepted, tokens, sampler.sample_from_probs(nucleus, uniform(rounds)))
+
+
+@pytest.mark.parametrize("top_p", [0.95, 0.3])
+def test_rejection_sampler_retries_only_rejected_rows_with_the_same_draws(top_p):
+    logits = logit_rows("zipf", 600, 50).view(20, 30, 50)
+    cfg = SamplerConfig(top_p=top_p)
+    rng = RowRandom([row_key(0, "p", i) for i in range(20)])
+    uniform = lambda r: rng.uniform((30,), 0, RowRandom.TOKENS, r)
+    tokens = sample_nucleus(logits, cfg, uniform)
+    assert torch.equal(tokens, rejection_reference(logits, cfg, uniform))
+    probs = sampler.tempered_probs(logits, cfg)
+    assert torch.equal(sample_nucleus(logits, cfg, uniform, probs=probs), tokens)
+
+
+def test_w_zero_draws_no_hard_sample_and_gives_the_same_samples(tiny_stack, monkeypatch):
+    hard_draws = []
+
+    def counted_sample(*args, **kwargs):
+        hard_draws.append(1)
+        return sample_nucleus(*args, **kwargs)
+
+    monkeypatch.setattr(guidance, "sample_nucleus", counted_sample)
+    skipped = guided_generate(tiny_stack, schedule=make_schedule("constant", value=0.0))
+    assert not hard_draws
+    monkeypatch.setattr(guidance, "always_zero", lambda schedule: False)  # draw it, as before
+    drawn = guided_generate(tiny_stack, schedule=make_schedule("constant", value=0.0))
+    assert hard_draws
+    assert torch.equal(skipped.tokens, drawn.tokens)
+    for a, b in zip(skipped.trace, drawn.trace):
+        assert torch.equal(a["guided_reward"], b["guided_reward"])
+
+
+def test_the_lm_head_at_masked_columns_gives_the_full_passs_logits(tiny_stack):
+    dllm = tiny_stack[0]
+    ids = torch.randint(3, dllm.vocab_size - 1, (3, 20), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0  # left padding
+    columns = torch.tensor([[0, 3, 7], [1, 2, 11], [5, 6, 9]])
+    full = dllm.logits(ids, mask)[:, 8:]
+    expected = full.gather(1, columns[..., None].expand(-1, -1, full.shape[-1]))
+    # the same products on fewer rows: bit-equal on one thread; with more, the GEMM may split them otherwise
+    torch.testing.assert_close(dllm.logits(ids, mask, start=8, columns=columns), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dllm.logits(ids, mask, start=8), full, atol=1e-5, rtol=1e-5)
+
+
+def reference_optimize(guide, logits, positions, response, step, rng):
+    """RewardGuidance.optimize as first written: phi one autograd leaf, one fused Adam over [N, n, V]."""
+    n = positions.shape[1]
+    phi = logits.detach().float().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([phi], lr=guide.lr, fused=True)
+    committed = guide.table[response]
+    index = positions.unsqueeze(-1).expand(-1, -1, committed.shape[-1])
+    for inner in range(guide.inner_steps):
+        with torch.no_grad():
+            weight = guide.schedule(phi.detach())
+            hard = sample_nucleus(phi.detach(), guide.sampler,
+                                  lambda r, inner=inner: rng.uniform((n,), step, RowRandom.HARD, inner, r))
+            keep = first_eos_keep(response.scatter(1, positions, phi.detach().argmax(-1)), guide.eos_ids)
+        relaxed = relaxed_embeddings(phi, guide.table, guide.sampler.temperature, weight, hard)
+        scores = guide.reward_model.score_embeddings(guide.context, committed.scatter(1, index, relaxed), keep)
+        optimizer.zero_grad()
+        (-scores.sum()).backward()
+        optimizer.step()
+    return phi.detach()
+
+
+def test_chunked_optimization_gives_the_whole_tensors_logits(tiny_stack, monkeypatch):
+    dllm, reward = tiny_stack
+    bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size)
+    prompt_ids = [ids for ids in dllm.encode_prompts(PROMPTS) for _ in range(2)]
+    x, attention = dllm.pad_prompts(prompt_ids)
+    L, P = 6, x.shape[1]
+    x = torch.cat([x, torch.full((4, L), dllm.mask_id)], 1)
+    x[:, P + 2] = 11  # one committed column
+    positions = torch.tensor([[0, 1, 3, 4, 5]]).expand(4, -1)
+    logits = dllm.logits(x, torch.cat([attention, torch.ones(4, L, dtype=attention.dtype)], 1), P, positions)
+    logits[..., dllm.mask_id] = float("-inf")
+    rng = RowRandom([row_key(0, p, k) for p in PROMPTS for k in range(2)])
+    guide = RewardGuidance(reward, bridge.table, reward.context([p for p in PROMPTS for _ in range(2)]),
+                           make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=3)
+    expected = reference_optimize(guide, logits, positions, x[:, P:], 0, rng)
+    whole = guide.optimize(logits, positions, x[:, P:], 0, rng)[0]  # the 20 rows are one chunk
+    assert torch.equal(whole, expected)
+    assert not torch.equal(whole, logits)  # it moved
+    monkeypatch.setitem(sampler.CHUNK_ELEMENTS, "cpu", 3 * dllm.vocab_size)  # chunks of 3 and 2 rows
+    chunked = guide.optimize(logits, positions, x[:, P:], 0, rng)[0]
+    # products over 3 rows may round otherwise than over 20, and Adam's first steps (about lr * sign of the
+    # gradient) magnify that where a gradient is near 0: the same logits to a small fraction of one step
+    torch.testing.assert_close(chunked, expected, atol=0.01 * guide.lr, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["flat", "peaked", "zipf", "masked", "uniform"])
+def test_entropy_without_a_log_per_token_is_the_sum_of_p_log_p(kind):
+    x = logit_rows(kind, 50, 300)
+    p = torch.softmax(x, -1)
+    # as precise as the sum of p log p, also where the entropy is small (a peaked row)
+    torch.testing.assert_close(sampler.entropy(x), -torch.special.xlogy(p, p).sum(-1), atol=1e-6, rtol=1e-5)

@@ -88,9 +88,9 @@ class RecordingDLLM:
     def __getattr__(self, name):
         return getattr(self.dllm, name)
 
-    def logits(self, input_ids, attention_mask):
+    def logits(self, input_ids, attention_mask, start=0, columns=None):
         self.seen.append(input_ids.clone())
-        return self.dllm.logits(input_ids, attention_mask)
+        return self.dllm.logits(input_ids, attention_mask, start, columns)
 
 
 def test_blocks_are_filled_left_to_right(tiny_stack):
@@ -134,11 +134,12 @@ class ScriptedDLLM:
     def check_length(self, length):
         pass
 
-    def logits(self, input_ids, attention_mask):
+    def logits(self, input_ids, attention_mask, start=0, columns=None):
         self.seen.append(input_ids.clone())
         L = self.response_logits.shape[0]
         prompt = torch.zeros(input_ids.shape[0], input_ids.shape[1] - L, self.vocab_size)
-        return torch.cat([prompt, self.response_logits.expand(input_ids.shape[0], -1, -1)], 1)
+        logits = torch.cat([prompt, self.response_logits.expand(input_ids.shape[0], -1, -1)], 1)[:, start:]
+        return logits if columns is None else logits.gather(1, columns[..., None].expand(-1, -1, self.vocab_size))
 
 
 @pytest.mark.parametrize("eos_last", [True, False])

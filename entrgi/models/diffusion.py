@@ -96,12 +96,13 @@ class DiffusionLM:
         return ids.to(self.device), mask.to(self.device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
-                network: torch.nn.Module | None = None) -> torch.Tensor:
+                network: torch.nn.Module | None = None, columns: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[N, S - start, V]`` of positions ``start:``, bidirectional over the non-padding tokens.
 
         With gradients (training); :meth:`logits` is the same without. With ``shift_logits`` (Dream)
         the logits at position i come from the output at i - 1. Only the positions asked for go
-        through the output layer, which is most of a small model's cost.
+        through the output layer, which is most of a small model's cost: ``columns [N, n]`` (indices
+        into ``start:``) narrows them to those columns of each row, giving ``[N, n, V]``.
 
         ``network``: this model as wrapped for training (PEFT, then DDP or FSDP), run through its own
         forward (a causal LM's, with ``logits_to_keep``): a wrapper synchronizes gradients only for
@@ -119,12 +120,16 @@ class DiffusionLM:
                                        use_cache=False).last_hidden_state
         if self.shift_logits:
             hidden = torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
-        return self.model.get_output_embeddings()(hidden[:, start:])
+        hidden = hidden[:, start:]
+        if columns is not None:
+            hidden = hidden.gather(1, columns.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+        return self.model.get_output_embeddings()(hidden)
 
     @torch.no_grad()
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
+               columns: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`forward` without gradients: what the sampler reads."""
-        return self.forward(input_ids, attention_mask, start)
+        return self.forward(input_ids, attention_mask, start, columns=columns)
 
 
 def token_id(tokenizer, token: str | int) -> int:

@@ -20,18 +20,27 @@ from entrgi.bookkeeping.timing import section
 from entrgi.errors import ConfigError
 from entrgi.models.reward import RewardContext, RewardModel
 from entrgi.sampling.rng import RowRandom
-from entrgi.sampling.sampler import SamplerConfig, StepState, StepUpdate, sample_nucleus
-from entrgi.sampling.schedules import Schedule
+from entrgi.sampling.sampler import SamplerConfig, StepState, StepUpdate, row_chunks, sample_nucleus
+from entrgi.sampling.schedules import Schedule, always_zero
 
 
 def relaxed_embeddings(phi: torch.Tensor, table: torch.Tensor, temperature: float, weight: torch.Tensor,
-                       hard_tokens: torch.Tensor) -> torch.Tensor:
+                       hard_tokens: torch.Tensor | None) -> torch.Tensor:
     """``soft + sg(w * (hard - soft))`` for logits ``phi [..., V]``, embeddings ``table [V, H]``.
 
     ``weight [...]`` is w per position and ``hard_tokens [...]`` the sampled token x.
     """
-    probs = torch.softmax(phi.float() / temperature, dim=-1)  # fp32 softmax; tau as in sampling
+    return relax(torch.softmax(phi.float() / temperature, dim=-1), table, weight, hard_tokens)
+
+
+def relax(probs: torch.Tensor, table: torch.Tensor, weight: torch.Tensor, hard_tokens: torch.Tensor | None) -> torch.Tensor:
+    """:func:`relaxed_embeddings` from ``probs = softmax(phi / tau)`` (fp32, with its gradient).
+
+    ``hard_tokens=None`` stands for ``w = 0`` everywhere: the embedding is ``soft`` itself.
+    """
     soft = probs.to(table.dtype) @ table
+    if hard_tokens is None:
+        return soft
     hard = table[hard_tokens]
     return soft + (weight.unsqueeze(-1).to(soft.dtype) * (hard - soft)).detach()
 
@@ -92,34 +101,29 @@ class RewardGuidance:
         ``logits [N, n, V]`` are the logits at the ``positions [N, n]`` that are still masked in
         ``response [N, L]``; ``t`` is the step's diffusion time, for schedules that read it.
         """
-        n = positions.shape[1]
-        phi = logits.detach().float().clone().requires_grad_(True)
-        # fused: one kernel for the whole update; several times cheaper than the per-op default
-        optimizer = torch.optim.Adam([phi], lr=self.lr, fused=phi.device.type in ("cpu", "cuda"))
+        N, n, V = logits.shape
+        phi = ChunkedLogits(logits.detach().reshape(N * n, V), self.lr, self.sampler.temperature)
         committed = self.table[response]  # [N, L, H]: committed tokens enter as their embeddings
         index = positions.unsqueeze(-1).expand(-1, -1, committed.shape[-1])
         weights, rewards, hard_rewards = [], [], []
         for inner in range(self.inner_steps):
             with section("relaxation"), torch.no_grad():
-                finite = phi.detach()
-                weight = self.schedule(finite, t)  # w per masked position
-                hard_tokens = sample_nucleus(finite, self.sampler,
-                                             lambda r: rng.uniform((n,), step, RowRandom.HARD, inner, r))
+                hard_draws = None if always_zero(self.schedule) and not self.diagnose_relaxation else \
+                    (lambda r, inner=inner: rng.uniform((n,), step, RowRandom.HARD, inner, r).flatten())
+                relaxed, weight, guess, hard = phi.relax(self.table, self.schedule, t, self.sampler, hard_draws)
+                relaxed, weight = relaxed.view(N, n, -1).detach().requires_grad_(True), weight.view(N, n)
                 # hide what follows the first EOS (argmax of phi at masked columns)
-                guess = response.scatter(1, positions, finite.argmax(-1))
-                keep = first_eos_keep(guess, self.eos_ids)
+                keep = first_eos_keep(response.scatter(1, positions, guess.view(N, n)), self.eos_ids)
             with section("relaxation"):
-                relaxed = relaxed_embeddings(phi, self.table, self.sampler.temperature, weight, hard_tokens)
                 embeds = committed.scatter(1, index, relaxed.to(committed.dtype))
             with section("reward_forward"):
                 scores = self.reward_model.score_embeddings(self.context, embeds, keep)
                 if self.diagnose_relaxation:
-                    hard_rewards.append(self.hard_score(committed, index, hard_tokens, keep))
+                    hard_rewards.append(self.hard_score(committed, index, hard.view(N, n), keep))
             with section("reward_backward"):
-                optimizer.zero_grad(set_to_none=True)
-                (-scores.sum()).backward()
+                (-scores.sum()).backward()  # down to the relaxed embeddings; phi's part is ChunkedLogits.step
             with section("optimizer"):
-                optimizer.step()
+                phi.step(relaxed.grad.view(N * n, -1), self.table)
             weights.append(weight.mean(-1))
             rewards.append(scores.detach())
         stats = {
@@ -128,8 +132,7 @@ class RewardGuidance:
         }
         if self.diagnose_relaxation:
             stats.update(relaxation_fidelity(torch.stack(rewards), torch.stack(hard_rewards), self.rows_per_prompt))
-        return phi.detach(), stats
-
+        return phi.tensor().view(N, n, V), stats
     @torch.no_grad()
     def hard_score(self, committed: torch.Tensor, index: torch.Tensor, hard_tokens: torch.Tensor,
                    keep: torch.Tensor) -> torch.Tensor:
@@ -152,3 +155,71 @@ def relaxation_fidelity(relaxed: torch.Tensor, hard: torch.Tensor, rows_per_prom
     correlation = (x * y).sum(-1) / (x.square().sum(-1) * y.square().sum(-1)).sqrt()
     return {"hard_reward": hard[-1], "relaxation_gap": (relaxed - hard).mean(0),
             "relaxation_correlation": correlation.float().repeat_interleave(rows_per_prompt)}
+
+
+
+class ChunkedLogits:
+    """The logits ``phi [R, V]`` under optimization, in row chunks with a fused Adam each.
+
+    Everything vocabulary-wide in a step (the softmaxes, the schedule's entropy, the hard sample,
+    the relaxation's backward, Adam) runs one chunk at a time (``sampler.row_chunks``): the
+    transients stay at chunk size, on a CPU in cache, and no ``[R, V]`` gradient is ever whole.
+    Each is a per-row or per-element operation, so the numbers are those of one pass over
+    ``[R, V]``; the relaxation's backward is written out as autograd computes it (softmax's own
+    backward kernel, then the division by tau).
+    """
+
+    KEEP_PROBS_BYTES = 1 << 28  # keep softmax(phi / tau) for the backward below this size, else recompute it
+
+    def __init__(self, logits: torch.Tensor, lr: float, temperature: float):
+        self.temperature = temperature
+        self.rows = row_chunks(logits.shape[0], logits.shape[1], logits.device)
+        self.chunks = [logits[rows].to(torch.float32, copy=True) for rows in self.rows]
+        # fused: one kernel per update; several times cheaper than the per-op default
+        self.optimizers = [torch.optim.Adam([c], lr=lr, fused=c.device.type in ("cpu", "cuda")) for c in self.chunks]
+        self.keep_probs = logits.numel() * 4 <= self.KEEP_PROBS_BYTES
+        self.probs: list[torch.Tensor | None] = [None] * len(self.chunks)
+
+    def soft_probs(self, i: int) -> torch.Tensor:
+        """softmax(phi / tau) of chunk ``i``, in fp32 as the sampler's."""
+        return self.probs[i] if self.probs[i] is not None else torch.softmax(self.chunks[i] / self.temperature, -1)
+
+    def relax(self, table: torch.Tensor, schedule: Schedule, t: float, sampler: SamplerConfig, hard_draws):
+        """The relaxed embeddings ``[R, H]``, the weights ``w [R]``, ``argmax phi [R]`` and the hard sample
+        ``[R]`` (None when none was drawn).
+
+        ``hard_draws(round)`` gives the hard sample's uniforms for all rows; None: w = 0 everywhere,
+        no hard sample is drawn (its draws are keyed by counters, so no other draw shifts).
+        """
+        relaxed, weights, argmax, hards = [], [], [], []
+        for i, (rows, phi) in enumerate(zip(self.rows, self.chunks)):
+            probs = torch.softmax(phi / self.temperature, -1)  # once: soft embedding and hard sample
+            weight = schedule(phi, t)
+            hard = None
+            if hard_draws is not None:
+                hard = sample_nucleus(phi, sampler, lambda r, rows=rows: hard_draws(r)[rows],
+                                      probs=probs if sampler.top_k is None else None)
+            relaxed.append(relax(probs, table, weight, hard))
+            hards.append(hard)
+            weights.append(weight)
+            argmax.append(phi.argmax(-1))
+            self.probs[i] = probs if self.keep_probs else None
+        hard = torch.cat(hards) if hard_draws is not None else None
+        return torch.cat(relaxed), torch.cat(weights), torch.cat(argmax), hard
+
+    @torch.no_grad()
+    def step(self, grad_relaxed: torch.Tensor, table: torch.Tensor) -> None:
+        """One Adam step from the gradient at the relaxed embeddings ``[R, H]`` (it is the soft part's)."""
+        for i, (rows, phi, optimizer) in enumerate(zip(self.rows, self.chunks, self.optimizers)):
+            probs = self.soft_probs(i)
+            grad_probs = (grad_relaxed[rows].to(table.dtype) @ table.T).float()
+            grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, torch.float32)
+            phi.grad = grad_logits / self.temperature
+            optimizer.step()
+            phi.grad = None
+            self.probs[i] = None
+
+    def tensor(self) -> torch.Tensor:
+        """phi ``[R, V]`` in one piece; the optimizer state goes."""
+        self.optimizers = []
+        return torch.cat(self.chunks)

@@ -104,13 +104,85 @@ def top_p_top_k_filter(logits: torch.Tensor, top_p: float = 1.0, top_k: int | No
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        sorted_probs = sorted_logits.softmax(-1)
-        # drop a token when the mass before it already exceeds top_p (the top token always stays)
-        drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) > top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
+        logits = nucleus_filter(logits, top_p)
     return logits
+
+
+def sorted_nucleus_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The nucleus by a full sort: a token is dropped when the mass before it exceeds ``top_p``.
+
+    The probabilities are the softmax of the unsorted row and their cumulative mass is summed in
+    fp64, so the decision does not depend on the order a sorted row would be summed in; the top
+    token always stays. Equal logits are ordered as ``torch.sort`` orders them.
+    """
+    order = torch.sort(logits, dim=-1, descending=True).indices
+    sorted_probs = torch.softmax(logits, dim=-1).gather(-1, order).double()
+    drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) > top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = None,
+                   max_candidates: int = 256) -> torch.Tensor:
+    """:func:`sorted_nucleus_filter` without sorting the vocabulary; the same tokens are kept.
+
+    The tokens are bucketed by their distance to the row's maximum logit (a monotone map, so the
+    buckets are ordered as a sort would order the tokens) and a histogram of their mass finds the
+    bucket where the cumulative mass crosses ``top_p``; only that bucket's tokens are sorted.
+    The last kept token has probability at least ``(1 - top_p) / V``, which bounds how far below
+    the maximum the buckets must reach. A row goes through the full sort instead when its boundary
+    is within fp64 rounding of ``top_p``, when the boundary falls between equal logits (the sort's
+    tie order decides), or when the crossing bucket holds more than ``max_candidates`` tokens.
+    """
+    V = logits.shape[-1]
+    x = logits.reshape(-1, V)
+    buckets = buckets or max(256, min(V // 4, 1 << 16))
+    probs = torch.softmax(x, dim=-1)
+    top = x.amax(-1, keepdim=True)
+    # the last kept token lies within `reach` of the maximum (and the tail bucket collects the rest)
+    reach = torch.log(probs.amax(-1, keepdim=True) * (V / (1 - top_p))) * (1 + 1e-3)
+    bucket = ((top - x) * ((buckets - 1) / reach)).clamp_(0, buckets - 1).long()
+    mass = torch.zeros(x.shape[0], buckets, dtype=torch.float64, device=x.device)
+    mass.scatter_add_(1, bucket, probs.double())
+    cumulative = mass.cumsum(-1)
+    crossing = (cumulative <= top_p).sum(-1, keepdim=True)  # the first bucket whose cumulative mass exceeds top_p
+    unresolved = crossing.squeeze(1) >= buckets - 1  # rounding put the boundary in the tail bucket
+    crossing = crossing.clamp(max=buckets - 1)
+    above = torch.where(crossing > 0, cumulative.gather(1, (crossing - 1).clamp(min=0)), 0.0)
+    in_crossing = bucket == crossing
+    count = in_crossing.sum(-1, keepdim=True)
+    unresolved |= count.squeeze(1) > max_candidates
+    k = max(1, int(count.clamp(max=max_candidates).max()))  # one host sync
+    values, index = torch.where(in_crossing, x, float("-inf")).topk(k, dim=-1)
+    real = torch.arange(k, device=x.device) < count
+    candidate_probs = torch.where(real, probs.gather(1, index).double(), 0.0)
+    mass_before = above + candidate_probs.cumsum(-1) - candidate_probs
+    kept = ((mass_before <= top_p) & real).sum(-1, keepdim=True)  # >= 1: the bucket's first token is kept
+    last = (kept - 1).clamp(min=0)
+    first_dropped = kept.clamp(max=k - 1)
+    has_dropped = kept < count
+    margin = V * 2.0 ** -48  # far above fp64 summation error of V terms; the decision is never that close
+    last_mass = mass_before.gather(1, last)
+    next_mass = torch.where(has_dropped, mass_before.gather(1, first_dropped), above + mass.gather(1, crossing))
+    threshold = values.gather(1, last)
+    tie = has_dropped & (values.gather(1, first_dropped) == threshold)
+    unresolved |= ((kept == 0) | tie | (last_mass > top_p - margin) | (next_mass <= top_p + margin)).squeeze(1)
+    filtered = x.masked_fill(x < threshold, float("-inf"))
+    rows = unresolved.nonzero().squeeze(1)  # rare: the reference sort, on these rows only
+    if rows.numel():
+        filtered[rows] = sorted_nucleus_filter(x[rows], top_p)
+    return filtered.view(logits.shape)
+
+
+# elements of one row chunk of vocabulary-wide work: its transients stay that size (on a CPU, in cache)
+CHUNK_ELEMENTS = {"cpu": 1 << 20, "cuda": 1 << 25}
+
+
+def row_chunks(rows: int, width: int, device: torch.device) -> list[slice]:
+    """Even slices of ``rows`` rows of ``width`` elements, each at most about ``CHUNK_ELEMENTS``."""
+    per_chunk = max(1, CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cuda"]) // width)
+    size = -(-rows // -(-rows // per_chunk))  # as even as possible: no sliver of a chunk at the end
+    return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
 
 
 def sample_from_probs(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
@@ -125,36 +197,68 @@ def sampling_probs(logits: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
     return torch.softmax(top_p_top_k_filter(logits.float() / cfg.temperature, cfg.top_p, cfg.top_k), dim=-1)
 
 
-def sample_nucleus(logits: torch.Tensor, cfg: SamplerConfig, uniform, rounds: int = 2) -> torch.Tensor:
+def tempered_probs(logits: torch.Tensor, cfg: SamplerConfig) -> torch.Tensor:
+    """``softmax(top_k(logits / temperature))`` in fp32: the distribution before the nucleus."""
+    return torch.softmax(top_p_top_k_filter(logits.float() / cfg.temperature, 1.0, cfg.top_k), dim=-1)
+
+
+def sample_nucleus(logits: torch.Tensor, cfg: SamplerConfig, uniform, rounds: int = 2,
+                   probs: torch.Tensor | None = None) -> torch.Tensor:
     """Draw from ``sampling_probs(logits, cfg)`` exactly, without sorting the vocabulary.
 
     Rejection sampling: draw from the tempered (top-k) distribution and accept a token when the
     mass of the tokens more probable than it is at most ``top_p`` (it is then in the nucleus).
     Each round rejects at most ``1 - top_p`` of the rows; the few rows left after ``rounds`` are
-    drawn through the sorted nucleus. ``uniform(round)`` gives one draw per row, ``[...]``.
+    drawn through the nucleus filter. ``uniform(round)`` gives one draw per row, ``[...]``;
+    ``probs`` is ``tempered_probs(logits, cfg)`` when the caller has it already.
     """
-    probs = torch.softmax(top_p_top_k_filter(logits.float() / cfg.temperature, 1.0, cfg.top_k), dim=-1)
+    probs = tempered_probs(logits, cfg) if probs is None else probs
+    tokens = sample_from_probs(probs, uniform(0))
     if cfg.top_p >= 1.0:
-        return sample_from_probs(probs, uniform(0))
-    tokens = torch.zeros(probs.shape[:-1], dtype=torch.long, device=probs.device)
-    accepted = torch.zeros(probs.shape[:-1], dtype=torch.bool, device=probs.device)
-    for r in range(rounds):
-        candidate = sample_from_probs(probs, uniform(r))
-        p_candidate = probs.gather(-1, candidate.unsqueeze(-1))
-        mass_above = torch.where(probs > p_candidate, probs, 0.0).sum(-1)
-        take = (mass_above <= cfg.top_p) & ~accepted
-        tokens = torch.where(take, candidate, tokens)
-        accepted |= take
-    rejected = ~accepted
-    if rejected.any():  # rare: one host sync, and a sort of the few rejected rows only
-        nucleus = torch.softmax(top_p_top_k_filter(logits[rejected].float() / cfg.temperature, cfg.top_p,
-                                                   cfg.top_k), dim=-1)
-        tokens[rejected] = sample_from_probs(nucleus, uniform(rounds)[rejected])
+        return tokens
+    rejected = mass_above(probs, tokens) > cfg.top_p
+    rows = rejected.flatten().nonzero().squeeze(1)  # one host sync; later rounds see these rows only
+    if rows.numel():
+        flat_logits, flat_probs = logits.reshape(-1, logits.shape[-1])[rows], probs.reshape(-1, probs.shape[-1])[rows]
+        draws = [u.flatten()[rows] for u in map(uniform, range(1, rounds + 1))]
+        retry = torch.zeros_like(rows)
+        pending = torch.ones_like(rows, dtype=torch.bool)
+        for u in draws[:-1]:
+            candidate = sample_from_probs(flat_probs, u)
+            take = pending & (mass_above(flat_probs, candidate) <= cfg.top_p)
+            retry = torch.where(take, candidate, retry)
+            pending &= ~take
+        # the rows still rejected draw from the nucleus itself (computed for all retried rows: no second sync)
+        nucleus = torch.softmax(top_p_top_k_filter(flat_logits.float() / cfg.temperature, cfg.top_p, cfg.top_k), -1)
+        retry = torch.where(pending, sample_from_probs(nucleus, draws[-1]), retry)
+        tokens = tokens.flatten().index_put((rows,), retry).view(tokens.shape)
     return tokens
 
 
-def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    """How sure the model is at each position; the most confident are committed first."""
+def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The probability mass of the tokens strictly more probable than ``tokens``."""
+    p_token = probs.gather(-1, tokens.unsqueeze(-1))
+    return torch.where(probs > p_token, probs, 0.0).sum(-1)
+
+
+def entropy(logits: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
+    """``H(softmax(logits))`` per row, as ``log S - sum(p (z - max z))`` with ``S = 1 / max p``.
+
+    ``-log p = log S - (z - max z)``: no logarithm per token, so several times cheaper than summing
+    ``p log p``, and as precise (both terms are >= 0: nothing cancels in a peaked row); -inf
+    logits (p = 0) add nothing. ``probs`` is ``softmax(logits)`` if known.
+    """
+    probs = torch.softmax(logits, dim=-1) if probs is None else probs
+    shifted = logits - logits.amax(-1, keepdim=True)
+    return -probs.amax(-1).log() - torch.nansum(shifted.mul_(probs), dim=-1)
+
+
+def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: torch.Tensor,
+               logits: torch.Tensor) -> torch.Tensor:
+    """How sure the model is at each position; the most confident are committed first.
+
+    ``probs`` is ``softmax(logits)``: the filtered, tempered distribution tokens are drawn from.
+    """
     if alg == "origin":
         return uniforms
     if alg == "maskgit_plus":
@@ -162,7 +266,7 @@ def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: to
     if alg == "topk_margin":
         top2 = probs.topk(2, dim=-1).values
         return top2[..., 0] - top2[..., 1]
-    return torch.special.xlogy(probs, probs).sum(-1)  # entropy: negative entropy
+    return -entropy(logits, probs)  # entropy: negative entropy
 
 
 @dataclass
@@ -246,7 +350,7 @@ def generate(
         # the n masked columns of each row, in column order (every row has exactly n)
         positions = torch.sort(torch.where(response == dllm.mask_id, column, column + L), dim=-1).values[:, :n]
         with section("dllm_forward"):
-            logits = dllm.logits(x, attention)[:, P:].gather(1, positions[..., None].expand(-1, -1, dllm.vocab_size))
+            logits = dllm.logits(x, attention, start=P, columns=positions)  # the LM head at masked columns only
             logits[..., dllm.mask_id] = float("-inf")  # never sample the mask token itself
         out.dllm_forwards += x.shape[0]
 
@@ -259,17 +363,25 @@ def generate(
             rng = RowRandom(rng.keys[order] if update.row_keys is None else update.row_keys, device=device)
             ancestors = ancestors[order]
             reorder_trace(out.trace, order)
-        with section("pre_guidance_filter"):
-            probs = sampling_probs(logits, cfg)  # pre-guidance: ranks the positions to commit
-
+        # tokens and confidences row chunk by row chunk: vocabulary-wide transients stay at chunk size
+        N, V = logits.shape[0], logits.shape[-1]
+        guided = None if update.logits is None else update.logits.reshape(N * n, V)
+        noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
+        tokens = torch.empty(N * n, dtype=torch.long, device=device)
+        key = torch.empty(N * n, device=device)
+        for rows in row_chunks(N * n, V, device):
+            draws = lambda r, rows=rows: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten()[rows]
+            with section("pre_guidance_filter"):  # pre-guidance: ranks the positions, as sampling_probs
+                filtered = top_p_top_k_filter(logits.reshape(N * n, V)[rows].float() / cfg.temperature, cfg.top_p,
+                                              cfg.top_k)
+                probs = torch.softmax(filtered, dim=-1)
+            with section("sampling_remasking"):
+                tokens[rows] = sample_nucleus(guided[rows], cfg, draws) if guided is not None else \
+                    sample_from_probs(probs, draws(0))
+                key[rows] = confidence(cfg.alg, probs, tokens[rows], noise.flatten()[rows], filtered)
+        tokens, key = tokens.view(N, n), key.view(N, n)
         with section("sampling_remasking"):
-            if update.logits is not None:
-                tokens = sample_nucleus(update.logits, cfg, lambda r: rng.uniform((n,), step.index, RowRandom.TOKENS, r))
-            else:
-                tokens = sample_from_probs(probs, rng.uniform((n,), step.index, RowRandom.TOKENS, 0))
             # which positions to commit: ranked on the pre-guidance distribution
-            noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
-            key = confidence(cfg.alg, probs, tokens, noise)
             if cfg.alg_temp:
                 key = key / cfg.alg_temp - torch.log(-torch.log(noise))  # Gumbel-top-k = sampling w/o replacement
             if cfg.eos_last:

@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 
 from entrgi.errors import ConfigError
-from entrgi.sampling.sampler import top_p_top_k_filter
+from entrgi.sampling.sampler import entropy, top_p_top_k_filter
 
 
 class Schedule(Protocol):
@@ -37,9 +37,7 @@ def register(name: str):
 
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
     """``H(softmax(logits)) / log V`` in fp32: 0 for a one-hot, 1 for a uniform distribution."""
-    probs = torch.softmax(logits.float(), dim=-1)
-    entropy = -torch.special.xlogy(probs, probs).sum(-1)  # xlogy: 0 log 0 = 0 for -inf logits
-    return (entropy / math.log(logits.shape[-1])).clamp(0.0, 1.0)
+    return (entropy(logits.float()) / math.log(logits.shape[-1])).clamp(0.0, 1.0)
 
 
 @register("constant")
@@ -116,9 +114,9 @@ class TopPEntropy:
     def __call__(self, logits: torch.Tensor, t: float = 1.0) -> torch.Tensor:
         filtered = top_p_top_k_filter(logits.float(), top_p=self.top_p)
         probs = torch.softmax(filtered, dim=-1)
-        entropy = -torch.special.xlogy(probs, probs).sum(-1)
+        h = entropy(filtered, probs)
         size = (probs > 0).sum(-1).float()
-        return torch.where(size > 1, entropy / size.clamp(min=2).log(), torch.zeros_like(entropy)).clamp(0, 1)
+        return torch.where(size > 1, h / size.clamp(min=2).log(), torch.zeros_like(h)).clamp(0, 1)
 
 
 @register("linear_time")
@@ -139,6 +137,13 @@ class LinearTime:
 
     def __call__(self, logits: torch.Tensor, t: float = 1.0) -> torch.Tensor:
         return torch.full(logits.shape[:-1], self.end + (self.start - self.end) * float(t), device=logits.device)
+
+
+def always_zero(schedule: Schedule) -> bool:
+    """Whether ``schedule`` gives ``w = 0`` at every position and time (no hard sample is then needed)."""
+    if isinstance(schedule, Constant):
+        return schedule.value == 0.0
+    return isinstance(schedule, LinearTime) and schedule.start == schedule.end == 0.0
 
 
 def make_schedule(name: str, **params):
