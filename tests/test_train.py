@@ -361,6 +361,7 @@ def test_bad_settings_fail_with_one_line_naming_the_fix(tmp_path):
     one_line_error(compose_train("benchmark@train_prompts=magpie_ultra"), tmp_path / "d", "train_prompts.path")
     one_line_error(compose_train("reward.path=nobody/no-such-reward", "logger=none"), tmp_path / "e", "reward.path")
     claim_directory(tmp_path / "f", job_settings(compose_train("train.lr=1e-3")))
+    (tmp_path / "f" / "checkpoint-1").mkdir()  # a run of other settings that saved a checkpoint
     one_line_error(compose_train(), tmp_path / "f", "other settings", "train.lr")
 
 

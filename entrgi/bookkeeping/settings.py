@@ -115,7 +115,8 @@ def claim_directory(out_dir: Path, settings: dict) -> str:
     """Record which settings ``out_dir`` holds; refuse a directory that holds another job's results.
 
     A directory claimed by other settings but holding no results (a run that failed before its
-    first prompt finished) is free: a corrected re-run takes it over.
+    first prompt finished, or a training run before its first checkpoint) is free: a corrected
+    re-run takes it over.
     """
     job_digest = digest(settings)
     out_dir = Path(out_dir)
@@ -125,7 +126,8 @@ def claim_directory(out_dir: Path, settings: dict) -> str:
         if stored.get("digest") == job_digest:
             return job_digest
         keys = ", ".join(differences(stored.get("settings", {}), settings)[:8]) or "unknown keys"
-        if (out_dir / "summary.json").exists() or read_jsonl(out_dir / "results.jsonl"):
+        if ((out_dir / "summary.json").exists() or read_jsonl(out_dir / "results.jsonl")
+                or any(out_dir.glob("checkpoint-*"))):
             raise ConfigError(f"{out_dir} holds results of other settings (differing: {keys}); "
                               f"choose another output directory or delete it")
         log.info("%s was claimed by other settings (differing: %s) that wrote no results; taking it over",
