@@ -157,7 +157,7 @@ def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, p
     total = len(plan) * (dllm_step + M * reward_inner) + relaxation + prefix_once
     return {"guided_steps": len(plan), "dllm_forward_per_step": dllm_step, "reward_fwd_bwd_per_inner": reward_inner,
             "relaxation_per_generate": relaxation, "prefix_once": prefix_once, "total": total,
-            "per_guided_step": total / len(plan)}
+            "unguided_total": len(plan) * dllm_step, "per_guided_step": total / len(plan)}
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:

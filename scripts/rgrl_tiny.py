@@ -80,7 +80,8 @@ def eval_commands(args) -> list:
             adapter = [] if policy == "untrained" else [f"model.adapter={args.out / 'train' / policy / 'adapter'}"]
             commands.append((f"eval_{policy}_{method}", [
                 "entrgi.run", "-m", f"method={method}", f"seed={','.join(map(str, seeds))}", "logger=none",
-                "benchmark.num_prompts=69", f"guidance.inner_steps={args.inner_steps}",
+                "benchmark.num_prompts=69",
+                *([f"method.inner_steps={args.inner_steps}"] if method == "entrgi" else []),  # the guided method's M
                 f"baseline.cache_dir={args.out / 'baselines'}", *adapter,
                 f"hydra.sweep.dir={args.out / 'eval' / policy / method}"]))
     return commands
