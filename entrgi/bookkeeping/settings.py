@@ -64,6 +64,15 @@ def baseline_settings(cfg: DictConfig, device: str, dtype: str) -> dict:
     return settings
 
 
+def join_name(*parts, limit: int = 120) -> str:
+    """The non-empty ``parts`` joined by ``_``, cut to ``limit`` characters (then a digest of the whole
+    keeps distinct names distinct): a directory name stays well under the file system's 255."""
+    name = "_".join(str(p) for p in parts if p)
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 9]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def safe_name(text: str) -> str:
     """``text`` as one path component: characters other than letters, digits and ``._=,-`` become ``-``, and a leading ``.`` too, so a name such as ``../x`` cannot leave its parent
     directory or hide in it. Distinct settings keep distinct directories: the digest after the name
@@ -106,7 +115,7 @@ def register_resolvers() -> None:
 
     OmegaConf.register_new_resolver("entrgi_job_name", job_name_of_root, replace=True)
     OmegaConf.register_new_resolver("entrgi_safe_name", safe_name, replace=True)
-    OmegaConf.register_new_resolver("entrgi_join", lambda *parts: "_".join(str(p) for p in parts if p), replace=True)
+    OmegaConf.register_new_resolver("entrgi_join", join_name, replace=True)
     OmegaConf.register_new_resolver("entrgi_or", lambda value, default: default if value is None else value,
                                     replace=True)
 
