@@ -60,6 +60,7 @@ class RewardModel:
         if getattr(model.config, "num_labels", 1) != 1:
             raise ConfigError(f"reward model has {model.config.num_labels} labels; a reward model must have exactly 1")
         self.evaluations = {"forward": 0, "backward": 0}  # sequences, for cost accounting
+        self._embedding_forward = self.model  # what score_embeddings runs (see compile)
 
     @classmethod
     def load(cls, path: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
@@ -76,6 +77,14 @@ class RewardModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def compile(self) -> None:
+        """Score embeddings (the guided inner loop, forward and backward) through ``torch.compile``.
+
+        Off by default: the compiled graph agrees with eager to fp32 rounding, not bit for bit. It
+        compiles once per input shape, which a run's fixed widths keep to a few; text scoring stays eager.
+        """
+        self._embedding_forward = torch.compile(self.model.forward, dynamic=False)
 
     @property
     def embeddings(self) -> torch.Tensor:
@@ -198,7 +207,8 @@ class RewardModel:
             self.evaluations["backward"] += mask.shape[0]
         if context.prefix_cache is None:
             embeds = torch.cat([context.prefix_embeds, response_embeds, context.suffix_embeds], dim=1)
-            return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[:, -1].float()
+            return self._embedding_forward(inputs_embeds=embeds, attention_mask=mask,
+                                           position_ids=positions).logits[:, -1].float()
         from transformers import DynamicCache
 
         # a fresh cache object per call: its layers concatenate the new keys onto copies, so the
@@ -206,8 +216,8 @@ class RewardModel:
         cache = DynamicCache(context.prefix_cache)
         Pp = context.prefix_mask.shape[1]
         embeds = torch.cat([response_embeds, context.suffix_embeds], dim=1)
-        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions[:, Pp:],
-                          past_key_values=cache, use_cache=True).logits[:, -1].float()
+        return self._embedding_forward(inputs_embeds=embeds, attention_mask=mask, position_ids=positions[:, Pp:],
+                                       past_key_values=cache, use_cache=True).logits[:, -1].float()
 
     @torch.no_grad()
     def score_texts(self, prompts: list[str], responses: list[str], batch_size: int = 16) -> list[float]:
