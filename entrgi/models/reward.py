@@ -81,8 +81,9 @@ class RewardModel:
     def compile(self) -> None:
         """Score embeddings (the guided inner loop, forward and backward) through ``torch.compile``.
 
-        Off by default: the compiled graph agrees with eager to fp32 rounding, not bit for bit. It
-        compiles once per input shape, which a run's fixed widths keep to a few; text scoring stays eager.
+        Off by default (see ``entrgi.sampling.fastpaths``): the compiled graph agrees with eager to fp32
+        rounding, not bit for bit. It compiles once per input shape, which a run's fixed widths keep to a
+        few; text scoring stays eager.
         """
         self._embedding_forward = torch.compile(self.model.forward, dynamic=False)
 

@@ -15,7 +15,8 @@ import torch
 
 from entrgi.bookkeeping.timing import section
 from entrgi.errors import ConfigError
-from entrgi.sampling.compiling import compilable
+from entrgi.sampling import fastpaths
+from entrgi.sampling.fastpaths import compilable
 from entrgi.sampling.rng import RowRandom
 
 REMASKING = ("origin", "maskgit_plus", "topk_margin", "entropy")
@@ -228,13 +229,16 @@ def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def entropy(logits: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
-    """``H(softmax(logits))`` per row, as ``log S - sum(p (z - max z))`` with ``S = 1 / max p``.
+    """``H(softmax(logits))`` per row; -inf logits (p = 0) add nothing. ``probs``: ``softmax(logits)`` if known.
 
-    ``-log p = log S - (z - max z)``: no logarithm per token, so several times cheaper than summing
-    ``p log p``, and as precise (both terms are >= 0: nothing cancels in a peaked row); -inf
-    logits (p = 0) add nothing. ``probs`` is ``softmax(logits)`` if known.
+    The fast path (``fastpaths.enable("entropy")``) needs no logarithm per token:
+    ``-log p = log S - (z - max z)`` with ``S = 1 / max p``, so ``H = log S - sum(p (z - max z))``,
+    4x cheaper and as precise as summing ``p log p`` (both terms are >= 0: nothing cancels in a
+    peaked row), but not bit for bit the same.
     """
     probs = torch.softmax(logits, dim=-1) if probs is None else probs
+    if not fastpaths.enabled("entropy"):
+        return -torch.special.xlogy(probs, probs).sum(-1)  # xlogy: 0 log 0 = 0
     shifted = logits - logits.amax(-1, keepdim=True)
     return -probs.amax(-1).log() - torch.nansum(shifted.mul_(probs), dim=-1)
 
