@@ -7,6 +7,7 @@ sampling starts and no step needs a host-device synchronization.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -357,8 +358,9 @@ def generate(
         noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
         tokens = torch.empty(N * n, dtype=torch.long, device=device)
         key = torch.empty(N * n, device=device)
+        token_draws = functools.cache(lambda r: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten())
         for rows in row_chunks(N * n, V, device):
-            draws = lambda r, rows=rows: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten()[rows]
+            draws = lambda r, rows=rows: token_draws(r)[rows]
             with section("pre_guidance_filter"):  # pre-guidance: ranks the positions, as sampling_probs
                 filtered = top_p_top_k_filter(logits.reshape(N * n, V)[rows].float() / cfg.temperature, cfg.top_p,
                                               cfg.top_k)
