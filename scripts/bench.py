@@ -40,6 +40,7 @@ from entrgi.bookkeeping.timing import SectionTimer  # noqa: E402
 from entrgi.models.diffusion import DiffusionLM  # noqa: E402
 from entrgi.models.loading import resolve_device, resolve_dtype  # noqa: E402
 from entrgi.models.reward import RewardModel  # noqa: E402
+from entrgi.sampling import fastpaths  # noqa: E402
 from entrgi.sampling.guidance import RewardGuidance  # noqa: E402
 from entrgi.sampling.rng import row_key  # noqa: E402
 from entrgi.sampling.sampler import SamplerConfig, commit_plan, generate  # noqa: E402
@@ -81,6 +82,8 @@ class Setting:
     schedule: str = "entropy"
     attn: str = "sdpa"
     prefix_cache: bool = True  # the reward prefix's keys/values computed once per generate
+    compile: bool = False  # torch.compile the reward model and the compilable vocabulary passes
+    fast_entropy: bool = False  # entropy without a logarithm per token (sampler.entropy)
 
     @property
     def rows(self) -> int:
@@ -271,7 +274,11 @@ def measure(setting: Setting, device: torch.device, dtype: torch.dtype, repeat: 
             breakdown: bool = True, stack=None, unguided: bool = True) -> dict:
     stack = stack or build(setting, device, dtype)
     dllm, reward, _ = stack
-    run_once(replace(setting, gen_length=min(8, setting.gen_length), steps=min(4, setting.steps)), stack, device)
+    fast = {}
+    if setting.compile or setting.fast_entropy:
+        fast = enable_fast_paths(setting, stack, device)
+    else:
+        run_once(replace(setting, gen_length=min(8, setting.gen_length), steps=min(4, setting.steps)), stack, device)
     times, wall_times = [], []
     with PeakMemory(device) as memory:
         for _ in range(repeat):
@@ -283,6 +290,8 @@ def measure(setting: Setting, device: torch.device, dtype: torch.dtype, repeat: 
     result = {"setting": asdict(setting), "seconds": {"min": seconds, "median": statistics.median(times),
                                                       "all": times},
               "wall_seconds": {"min": min(wall_times), "all": wall_times}}
+    if fast:
+        result["fast_paths"] = fast
     if unguided:  # the same generate without guidance: best-of-K's sampling
         plain = [run_once(setting, stack, device, guided=False) for _ in range(repeat)]
         result["unguided_seconds"] = {"min": min(s for s, _ in plain), "all": [s for s, _ in plain],
@@ -318,6 +327,21 @@ def measure(setting: Setting, device: torch.device, dtype: torch.dtype, repeat: 
             cpu = {name: timer.cpu_seconds.get(name, 0.0) / threads for name in PARTS}
             result["parts_cpu_seconds"] = {**cpu, "other": elapsed - sum(cpu.values())}
     return result
+
+
+def enable_fast_paths(setting: Setting, stack, device: torch.device) -> dict:
+    """Switch to the fast paths the setting asks for (``entrgi.sampling.fastpaths``): what the first
+    generate costs (compiling, if asked) and how many rows' samples stay those of the default code."""
+    default = run_once(setting, stack, device)[1]
+    if setting.fast_entropy:
+        fastpaths.enable("entropy")
+    if setting.compile:
+        fastpaths.enable("compile")
+        stack[1].compile()
+    clock = Clock(device)
+    first = run_once(setting, stack, device)[1]
+    return {"first_generate_cpu_seconds": clock.elapsed(), "first_generate_wall_seconds": clock.wall_elapsed(),
+            "rows_identical_to_default": (first.tokens == default.tokens).all(-1).float().mean().item()}
 
 
 def environment(device: torch.device) -> dict:
@@ -358,6 +382,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
     parser.add_argument("--no-prefix-cache", action="store_true", help="re-run the reward prefix at every score")
     parser.add_argument("--no-fused-adam", action="store_true", help="the per-op Adam update (to compare)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the reward model and the compilable vocabulary passes (off by default)")
+    parser.add_argument("--fast-entropy", action="store_true", help="entropy without a log per token (off by default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=None)
@@ -379,7 +406,8 @@ def main(argv: list[str] | None = None) -> dict:
     setting = Setting(preset=args.preset, layers=args.layers, vocab=args.vocab, prompts=args.prompts,
                       samples=args.samples, gen_length=args.gen_length, steps=args.steps,
                       inner_steps=args.inner_steps, prompt_length=args.prompt_length, schedule=args.schedule,
-                      attn=args.attn, prefix_cache=not args.no_prefix_cache)
+                      attn=args.attn, prefix_cache=not args.no_prefix_cache, compile=args.compile,
+                      fast_entropy=args.fast_entropy)
     measured_peak = matmul_peak(device, dtype)
     peak = measured_peak
     if device.type == "cuda":
@@ -442,6 +470,11 @@ def print_main(report: dict) -> None:
               f"{r['unguided_seconds_per_prompt']:.3f} s per prompt, "
               f"{r['unguided_seconds']['min'] / (f['unguided_total'] / report['peak_flops_per_second']):.1f}x its FLOP bound")
     print(f"peak memory: {_fmt_bytes(r['peak_memory_bytes'])} ({_fmt_bytes(r['peak_memory_added_bytes'])} above the start)")
+    if "fast_paths" in r:
+        c = r["fast_paths"]
+        print(f"fast paths: the first generate took {c['first_generate_wall_seconds']:.1f} s wall "
+              f"({c['first_generate_cpu_seconds']:.1f} s CPU in-process); rows identical to the default: "
+              f"{100 * c['rows_identical_to_default']:.0f}%")
     print(f"FLOPs per guided step: {f['per_guided_step'] / 1e9:.2f} GFLOP (dLLM {f['dllm_forward_per_step'] / 1e9:.2f}, "
           f"reward fwd+bwd {f['reward_fwd_bwd_per_inner'] / 1e9:.2f} x M)")
     print(f"achieved {r['achieved_flops_per_second'] / 1e9:.1f} GFLOP/s = {100 * r['fraction_of_peak']:.1f}% of peak; "

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from entrgi.errors import ConfigError
-from entrgi.sampling import guidance, sampler
+from entrgi.sampling import fastpaths, guidance, sampler
 from entrgi.sampling.guidance import RewardGuidance, first_eos_keep, guided_steps, relaxed_embeddings
 from entrgi.sampling.rng import RowRandom, row_key
 from entrgi.sampling.sampler import SamplerConfig, generate, nucleus_filter, sample_nucleus, sorted_nucleus_filter
@@ -216,8 +216,33 @@ def test_chunked_optimization_gives_the_whole_tensors_logits(tiny_stack, monkeyp
 
 
 @pytest.mark.parametrize("kind", ["flat", "peaked", "zipf", "masked", "uniform"])
-def test_entropy_without_a_log_per_token_is_the_sum_of_p_log_p(kind):
+def test_entropy_without_a_log_per_token_is_the_sum_of_p_log_p(kind, monkeypatch):
     x = logit_rows(kind, 50, 300)
     p = torch.softmax(x, -1)
+    exact = sampler.entropy(x)
+    assert torch.equal(exact, -torch.special.xlogy(p, p).sum(-1))
+    monkeypatch.setitem(fastpaths._enabled, "entropy", True)
     # as precise as the sum of p log p, also where the entropy is small (a peaked row)
-    torch.testing.assert_close(sampler.entropy(x), -torch.special.xlogy(p, p).sum(-1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(sampler.entropy(x), exact, atol=1e-6, rtol=1e-5)
+
+
+def test_compiling_is_off_unless_enabled_and_then_compiles_each_pass_once(monkeypatch):
+    compiled = []
+
+    def traced(fn, **options):  # dynamo with the eager backend: no code generation, same numbers
+        compiled.append(fn.__name__)
+        return torch._dynamo.optimize("eager", dynamic=options.get("dynamic"))(fn)
+
+    monkeypatch.setattr(torch, "compile", traced)
+    probs = torch.softmax(logit_rows("zipf", 8, 50), -1)
+    tokens = torch.arange(8)
+    eager = sampler.mass_above(probs, tokens)
+    assert not compiled
+    monkeypatch.setitem(fastpaths._enabled, "compile", False)
+    fastpaths.enable("compile")
+    try:
+        assert torch.equal(sampler.mass_above(probs, tokens), eager)
+        assert torch.equal(sampler.mass_above(probs[:5], tokens[:5]), eager[:5])
+    finally:
+        fastpaths.enable("compile", False)
+    assert compiled == ["mass_above"]

@@ -9,6 +9,7 @@ chat template, as the reward model was trained.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from functools import cache
@@ -91,6 +92,7 @@ class RewardModel:
             raise ConfigError(f"reward model {type(model).__name__} has no `score` head; use a decoder sequence "
                               f"classifier (e.g. Qwen3ForSequenceClassification, LlamaForSequenceClassification)")
         self.evaluations = {"forward": 0, "backward": 0}  # sequences, for cost accounting
+        self._embedding_scores = functools.partial(pooled_scores, self.model)  # what score_embeddings runs (see compile)
 
     @classmethod
     def load(cls, path: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
@@ -115,6 +117,15 @@ class RewardModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def compile(self) -> None:
+        """Score embeddings (the guided inner loop, forward and backward) through ``torch.compile``.
+
+        Off by default (see ``entrgi.sampling.fastpaths``): the compiled graph agrees with eager to fp32
+        rounding, not bit for bit. It compiles once per input shape, which a run's fixed widths keep to a
+        few; text scoring stays eager.
+        """
+        self._embedding_scores = torch.compile(functools.partial(pooled_scores, self.model), dynamic=False)
 
     @property
     def embeddings(self) -> torch.Tensor:
@@ -238,7 +249,7 @@ class RewardModel:
             self.evaluations["backward"] += mask.shape[0]
         if context.prefix_cache is None:
             embeds = torch.cat([context.prefix_embeds, response_embeds, context.suffix_embeds], dim=1)
-            return pooled_scores(self.model, mask, positions, inputs_embeds=embeds)
+            return self._embedding_scores(mask, positions, inputs_embeds=embeds)
         from transformers import DynamicCache
 
         # a fresh cache object per call: its layers concatenate the new keys onto copies, so the
@@ -246,7 +257,7 @@ class RewardModel:
         cache = DynamicCache(context.prefix_cache)
         Pp = context.prefix_mask.shape[1]
         embeds = torch.cat([response_embeds, context.suffix_embeds], dim=1)
-        return pooled_scores(self.model, mask, positions[:, Pp:], inputs_embeds=embeds, cache=cache)
+        return self._embedding_scores(mask, positions[:, Pp:], inputs_embeds=embeds, cache=cache)
 
     @torch.no_grad()
     def score_texts(self, prompts: list[str], responses: list[str], batch_size: int = 16,

@@ -12,6 +12,7 @@ gradient always flows through ``soft``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -192,6 +193,7 @@ class ChunkedLogits:
         no hard sample is drawn (its draws are keyed by counters, so no other draw shifts).
         """
         relaxed, weights, argmax, hards = [], [], [], []
+        hard_draws = hard_draws and functools.cache(hard_draws)  # each round's draws once, for all chunks
         for i, (rows, phi) in enumerate(zip(self.rows, self.chunks)):
             probs = torch.softmax(phi / self.temperature, -1)  # once: soft embedding and hard sample
             weight = schedule(phi, t)

@@ -7,6 +7,7 @@ sampling starts and no step needs a host-device synchronization.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -15,6 +16,8 @@ import torch
 
 from entrgi.bookkeeping.timing import section
 from entrgi.errors import ConfigError
+from entrgi.sampling import fastpaths
+from entrgi.sampling.fastpaths import compilable
 from entrgi.sampling.rng import RowRandom
 
 REMASKING = ("origin", "maskgit_plus", "topk_margin", "entropy")
@@ -235,20 +238,24 @@ def sample_nucleus(logits: torch.Tensor, cfg: SamplerConfig, uniform, rounds: in
     return tokens
 
 
+@compilable  # one fused pass instead of three
 def mass_above(probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """The probability mass of the tokens strictly more probable than ``tokens``."""
     p_token = probs.gather(-1, tokens.unsqueeze(-1))
-    return torch.where(probs > p_token, probs, 0.0).sum(-1)
+    return (probs * (probs > p_token)).sum(-1)  # as torch.where(probs > p_token, probs, 0), twice as fast
 
 
 def entropy(logits: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
-    """``H(softmax(logits))`` per row, as ``log S - sum(p (z - max z))`` with ``S = 1 / max p``.
+    """``H(softmax(logits))`` per row; -inf logits (p = 0) add nothing. ``probs``: ``softmax(logits)`` if known.
 
-    ``-log p = log S - (z - max z)``: no logarithm per token, so several times cheaper than summing
-    ``p log p``, and as precise (both terms are >= 0: nothing cancels in a peaked row); -inf
-    logits (p = 0) add nothing. ``probs`` is ``softmax(logits)`` if known.
+    The fast path (``fastpaths.enable("entropy")``) needs no logarithm per token:
+    ``-log p = log S - (z - max z)`` with ``S = 1 / max p``, so ``H = log S - sum(p (z - max z))``,
+    4x cheaper and as precise as summing ``p log p`` (both terms are >= 0: nothing cancels in a
+    peaked row), but not bit for bit the same.
     """
     probs = torch.softmax(logits, dim=-1) if probs is None else probs
+    if not fastpaths.enabled("entropy"):
+        return -torch.special.xlogy(probs, probs).sum(-1)  # xlogy: 0 log 0 = 0
     shifted = logits - logits.amax(-1, keepdim=True)
     return -probs.amax(-1).log() - torch.nansum(shifted.mul_(probs), dim=-1)
 
@@ -369,8 +376,9 @@ def generate(
         noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
         tokens = torch.empty(N * n, dtype=torch.long, device=device)
         key = torch.empty(N * n, device=device)
+        token_draws = functools.cache(lambda r: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten())
         for rows in row_chunks(N * n, V, device):
-            draws = lambda r, rows=rows: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten()[rows]
+            draws = lambda r, rows=rows: token_draws(r)[rows]
             with section("pre_guidance_filter"):  # pre-guidance: ranks the positions, as sampling_probs
                 filtered = top_p_top_k_filter(logits.reshape(N * n, V)[rows].float() / cfg.temperature, cfg.top_p,
                                               cfg.top_k)
