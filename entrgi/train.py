@@ -112,10 +112,12 @@ def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_t
 
 
 def last_checkpoint(out_dir: Path) -> str | None:
-    """The latest complete ``checkpoint-<step>``: one whose ``trainer_state.json``, the last file the
-    trainer writes, is there (a kill can leave a later one half-written)."""
+    """The latest complete ``checkpoint-<step>``: one that every process finished saving (the trainer's
+    marker, :data:`~entrgi.training.trainer.CHECKPOINT_COMPLETE`); a kill can leave a later one half-written."""
+    from entrgi.training.trainer import CHECKPOINT_COMPLETE
+
     complete = [p for p in Path(out_dir).glob("checkpoint-*")
-                if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+                if p.name.split("-")[-1].isdigit() and (p / CHECKPOINT_COMPLETE).exists()]
     return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
 
 

@@ -47,6 +47,7 @@ class Recipe:
     keep: str = "all"  # sft: which completions of a prompt's K are trained on ("all" or "best")
 
 
+CHECKPOINT_COMPLETE = "checkpoint-complete"  # written into checkpoint-<step>/ once every process has saved its part
 ESTIMATORS = ("one_step", "elbo")  # the likelihood the SFT recipes maximize (d1's one-step estimate by default)
 RECIPES = {"rgrl": Recipe(guided=True, objective="sft"),
            "diffu_grpo": Recipe(guided=False, objective="grpo"),
@@ -195,6 +196,20 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         if self.accelerator.is_main_process:
             with self.samples_log.open("a") as handle:
                 handle.write("".join(json.dumps(item) + "\n" for item in lines))
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The trainer's checkpoint, then a marker that it is whole.
+
+        Each process writes its own files (its RNG state; with DeepSpeed or FSDP its optimizer shard)
+        and nothing waits for them before the main process writes ``trainer_state.json``: a kill in
+        between left a checkpoint that looked complete and resumed with another process's dropout draws.
+        """
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            write_atomic(folder / CHECKPOINT_COMPLETE, f"{self.state.global_step}\n")
+        self.accelerator.wait_for_everyone()
 
     # -- held-out evaluation ----------------------------------------------------------------------
 
