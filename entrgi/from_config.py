@@ -28,12 +28,14 @@ def load_models(cfg: DictConfig) -> tuple[DiffusionLM, RewardModel]:
     return dllm, reward
 
 
-def load_prompts(cfg: DictConfig) -> list[Prompt]:
-    b = cfg.benchmark
+def load_prompts(cfg: DictConfig, group: str = "benchmark") -> list[Prompt]:
+    """The prompts of the benchmark config at ``cfg[group]`` (``train_prompts`` for entrgi.train's)."""
+    b = cfg[group]
     return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
                           id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
                           seed=cfg.seed, distribution=b.get("distribution"), on_bad_rows=b.on_bad_rows,
-                          metadata_fields=b.get("metadata_fields"))
+                          metadata_fields=b.get("metadata_fields"),
+                          where=OmegaConf.to_container(b.where) if b.get("where") else None)
 
 
 def build_method(cfg: DictConfig) -> Method:

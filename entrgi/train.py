@@ -25,12 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 from entrgi.bookkeeping.settings import digest, job_settings, open_job, register_defaults, register_resolvers
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
 from entrgi.errors import ConfigError
-from entrgi.evaluation.benchmarks import Prompt, load_benchmark
 from entrgi.evaluation.judges import make_judge
+from entrgi.from_config import build_method, load_prompts
+from entrgi.methods.base import SamplingSetup
 from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
 from entrgi.models.reward import RewardModel
 from entrgi.sampling.sampler import SamplerConfig
-from entrgi.sampling.schedules import make_schedule
 
 log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -64,13 +64,6 @@ def check_settings(cfg: DictConfig, device: torch.device) -> None:
     if t.load_in_4bit and device.type != "cuda":
         raise ConfigError("train.load_in_4bit=true needs CUDA (bitsandbytes NF4); set train.load_in_4bit=false "
                           "on this device")
-
-
-def load_prompts(b: DictConfig, seed: int) -> list[Prompt]:
-    where = OmegaConf.to_container(b.where) if b.get("where") else None
-    return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
-                          id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
-                          seed=seed, distribution=b.get("distribution"), where=where)
 
 
 def load_policy(cfg: DictConfig, device: torch.device) -> DiffusionLM:
@@ -130,8 +123,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     from accelerate import PartialState
     from datasets import Dataset
 
-    from entrgi.training.evaluation import held_out_set
-    from entrgi.training.sampling import make_guidance
+    from entrgi.training.evaluation import HeldOut
     from entrgi.training.trainer import DiffusionPolicyTrainer, EvaluateEvery, recipe_of, truncate_log
 
     # the processes' distributed state, as the trainer will set it up (on a CPU only with cpu=True)
@@ -153,21 +145,21 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     state.wait_for_everyone()
 
     try:
-        train_prompts = load_prompts(cfg.train_prompts, cfg.seed)
+        train_prompts = load_prompts(cfg, "train_prompts")
     except ConfigError as error:  # the loader names the benchmark group's keys; these prompts are train_prompts'
         raise ConfigError(str(error).replace("benchmark.", "train_prompts.")) from error
-    eval_prompts = load_prompts(cfg.benchmark, cfg.seed)[:cfg.train.eval.num_prompts]
+    benchmark = load_prompts(cfg)
+    method = build_method(cfg)  # the guidance of a guided recipe's samples and of the guided evaluation
     dllm = load_policy(cfg, device)
     reward = RewardModel.load(cfg.reward.path, device=str(device), dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
     sampler = SamplerConfig(**cfg.sampler)
-    guidance = make_guidance(dllm, reward, make_schedule(**OmegaConf.to_container(cfg.schedule)),
-                             inner_steps=cfg.guidance.inner_steps, lr=cfg.guidance.lr, sampler_steps=sampler.steps,
-                             every=cfg.guidance.get("every", 1), window=cfg.guidance.get("window"),
-                             unmatched=cfg.reward.unmatched, min_coverage=cfg.reward.min_coverage)
-    judge = make_judge(cfg.eval_reward, device=str(device), dtype=cfg.dtype)
-    held_out = held_out_set(dllm, reward, eval_prompts, cfg.train.eval.num_samples, sampler, cfg.seed, judge,
-                            cfg.train.eval.batch_size)
+    setup = SamplingSetup(dllm, reward, sampler, cfg.train.num_samples, cfg.seed)  # each batch padded to its own widths
+    prepared = method.prepare(setup, train_prompts)
+    # the evaluation samples as entrgi.run does on this benchmark: its padding widths, K and the seed
+    held_out = HeldOut(benchmark[:cfg.train.eval.num_prompts],
+                       SamplingSetup.for_prompts(dllm, reward, benchmark, sampler, cfg.train.eval.num_samples, cfg.seed),
+                       make_judge(cfg.eval_reward, device=str(device), dtype=cfg.dtype), cfg.train.eval.batch_size)
     if cfg.train.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
@@ -182,8 +174,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     elif cfg.logger.type not in ("wandb", "none"):
         raise ConfigError(f"unknown logger.type={cfg.logger.type!r}; use wandb or none")
     trainer = DiffusionPolicyTrainer(
-        dllm=dllm, reward_model=reward, recipe=cfg.train.recipe, sampler=sampler, guidance=guidance,
-        prompt_mask_rate=cfg.train.prompt_mask_rate, out_dir=out_dir, held_out=held_out,
+        setup=setup, method=method, recipe=cfg.train.recipe, prompt_mask_rate=cfg.train.prompt_mask_rate, out_dir=out_dir, held_out=held_out,
         estimator=cfg.train.get("estimator", "one_step"),
         # W&B from the main process only (the others' trainer state says process zero before training starts)
         args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),
@@ -202,7 +193,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     evaluations = read_jsonl(out_dir / "eval.jsonl")
     summary = {"recipe": cfg.train.recipe, "steps": trainer.state.global_step, "adapter": str(out_dir / "adapter"),
                "processes": state.num_processes, "train_prompts": len(train_prompts),
-               "vocab_coverage": guidance.coverage, "settings_digest": job_digest,
+               **prepared, "settings_digest": job_digest,
                "final_eval": {r["mode"]: r["summary"] for r in evaluations if r["step"] == trainer.state.global_step}}
     if state.is_main_process:
         write_json(out_dir / "summary.json", summary)  # last: its presence marks the job finished
@@ -233,4 +224,7 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
+    from entrgi.run import check_moved_keys
+
+    check_moved_keys(sys.argv[1:])  # guidance.* moved to method.*, as for entrgi.run
     main()

@@ -145,6 +145,12 @@ def test_rows_without_a_usable_prompt_are_dropped_with_a_warning_that_counts_the
     assert "rows [2, 3, 4, 5, 6]" in warning and "benchmark.on_bad_rows=error" in warning
 
 
+def test_a_benchmarks_where_filter_reaches_the_run(tmp_path):
+    write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"row {i}", "quality": q} for i, q in enumerate(["good", "poor", "ok"])])
+    prompts = jsonl_benchmark(tmp_path / "p.jsonl", "benchmark.where={quality:[good,ok]}")
+    assert sorted(p.text for p in prompts) == ["row 0", "row 2"]
+
+
 def test_rows_without_a_usable_prompt_are_refused_when_asked(tmp_path):
     write_jsonl(tmp_path / "p.jsonl", BAD_ROWS)
     with pytest.raises(ConfigError, match=r"5 of 7 rows .* fix them, or set benchmark.on_bad_rows=warn"):

@@ -333,6 +333,24 @@ def test_a_killed_run_resumes_at_its_checkpoint_with_the_same_data_order(recipes
         assert record["weights_checksum"] == pytest.approx(by_step[key(record)]["weights_checksum"], rel=1e-6)
 
 
+def test_the_untrained_policys_held_out_samples_are_entrgi_runs(recipes, tmp_path):
+    """The evaluation samples with entrgi.run's method, widths and random streams: at step 0 (LoRA's B = 0)
+    its unguided records are a plain run's samples of the same prompts and seed."""
+    from entrgi.run import run
+
+    step0 = next(r for r in read_jsonl(recipes["rgrl"] / "eval.jsonl") if r["step"] == 0 and r["mode"] == "unguided")
+    cfg = compose_config("method=base", "num_samples=2", "sampler.steps=2", "sampler.gen_length=8",
+                         "sampler.temperature=0.9", "sampler.top_k=50", "logger=none")
+    run(cfg, tmp_path / "run")
+    by_id = {r["id"]: r for r in read_jsonl(tmp_path / "run" / "results.jsonl")}
+    assert len(step0["records"]) == 2
+    for record in step0["records"]:
+        assert record["responses"] == by_id[record["id"]]["responses"]
+        # each process scores its one prompt's 2 rows, the run 8 rows at a time: a product over another
+        # number of rows may round otherwise (measured: 1 float32 ulp)
+        assert record["rewards"] == pytest.approx(by_id[record["id"]]["rewards"], rel=1e-6)
+
+
 def test_a_checkpoint_some_process_has_not_finished_saving_is_not_resumed_from(tmp_path):
     for step, files in [(1, ["trainer_state.json", "rng_state_0.pth", "rng_state_1.pth", CHECKPOINT_COMPLETE]),
                         (2, ["trainer_state.json", "rng_state_0.pth"])]:  # killed before process 1 saved its RNG

@@ -1,8 +1,7 @@
 """Post-training a masked diffusion LM on its own samples: RGRL, diffu-GRPO and rejection fine-tuning.
 
-One trainer, TRL's ``GRPOTrainer`` with two things replaced: generation and scoring (the package's
-sampler, guided or not, and the reward model; :mod:`entrgi.training.sampling`) and the per-token
-log-probabilities (the one-step masked-diffusion estimator; :mod:`entrgi.training.likelihood`). TRL,
+One trainer, TRL's ``GRPOTrainer`` with two things replaced: generation and scoring (a method of
+:mod:`entrgi.methods`, guided or not, as ``entrgi.run`` samples) and the per-token log-probabilities (the one-step masked-diffusion estimator; :mod:`entrgi.training.likelihood`). TRL,
 transformers and accelerate do the rest: the data order, devices and DDP/DeepSpeed/FSDP, gradient
 accumulation, the optimizer and scheduler, checkpoints and their resumption, logging.
 
@@ -31,13 +30,10 @@ from trl.trainer.utils import RepeatSampler
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.models.diffusion import DiffusionLM
-from entrgi.models.reward import RewardModel
+from entrgi.methods.base import Generation, Method, SamplingSetup
 from entrgi.sampling.rng import row_key
-from entrgi.sampling.sampler import SamplerConfig
 from entrgi.training.evaluation import MODES, HeldOut, sample_held_out, summarize_held_out
 from entrgi.training.likelihood import completion_log_probs, completion_mask, elbo_terms, mask_prompt, sequence_mean
-from entrgi.training.sampling import Guidance, sample_completions
 
 
 @dataclass(frozen=True)
@@ -82,32 +78,38 @@ class EpochSeededRepeatSampler(RepeatSampler):
         self.generator = torch.Generator().manual_seed(self.seed + epoch)
 
 
+def step_prompts(inputs: list[dict], num_samples: int, step: int) -> list[Prompt]:
+    """A training batch's prompts, each K copies of it once, keyed by the step: a method draws a
+    prompt's random streams from its id, so each step draws fresh samples (and a resumed step the same)."""
+    return [Prompt(f"{x['id']}\x1estep{step}", x["prompt"]) for x in inputs[::num_samples]]
+
+
 class DiffusionPolicyTrainer(GRPOTrainer):
     """``GRPOTrainer`` for a masked diffusion LM: see the module docstring.
 
-    ``dllm.model`` is the network TRL trains (wrapped by PEFT in place, so ``dllm`` samples the
-    current policy). The train dataset's rows carry ``prompt`` (text) and ``id``.
+    ``setup.dllm.model`` is the network TRL trains (wrapped by PEFT in place, so the setup samples the
+    current policy); ``setup`` pads each batch to its own widths. ``method`` guides the samples of a
+    guided recipe and of the guided evaluation. The train dataset's rows carry ``prompt`` and ``id``.
     """
 
-    def __init__(self, *, dllm: DiffusionLM, reward_model: RewardModel, recipe: str, sampler: SamplerConfig,
-                 guidance: Guidance, prompt_mask_rate: float, out_dir: Path, held_out: HeldOut,
-                 estimator: str = "one_step", **kwargs):
-        self.dllm, self.scorer, self.recipe = dllm, reward_model, recipe_of(recipe)
+    def __init__(self, *, setup: SamplingSetup, method: Method, recipe: str, prompt_mask_rate: float, out_dir: Path,
+                 held_out: HeldOut, estimator: str = "one_step", **kwargs):
+        self.setup, self.dllm, self.recipe = setup, setup.dllm, recipe_of(recipe)
         if estimator not in ESTIMATORS or (estimator != "one_step" and self.recipe.objective != "sft"):
             raise ConfigError(f"train.estimator={estimator!r}: use one_step, or elbo with an SFT recipe (rgrl, rft)")
         self.estimator = estimator
-        self.sampler_cfg, self.guidance, self.prompt_mask_rate = sampler, guidance, prompt_mask_rate
-        self.held_out = held_out
+        self.methods = {"unguided": Method(), "guided": method}  # Method(): no step hook
+        self.prompt_mask_rate, self.held_out = prompt_mask_rate, held_out
         self.samples_log, self.eval_log = Path(out_dir) / "samples.jsonl", Path(out_dir) / "eval.jsonl"
         # the untrained policy's unguided held-out records: what every evaluation is compared with
         self.eval_baseline = next((r["records"] for r in read_jsonl(self.eval_log)
                                    if r["step"] == 0 and r["mode"] == "unguided"), None)
 
         def reward_model_score(prompts, completions, **_):
-            # TRL asks for a reward source; the samples are scored in ``sample_completions`` with this model
-            return reward_model.score_texts(prompts, completions)
+            # TRL asks for a reward source; the samples are scored in the method's ``generate`` with this model
+            return setup.reward_model.score_texts(prompts, completions)
 
-        super().__init__(model=dllm.model, reward_funcs=[reward_model_score], processing_class=dllm.tokenizer,
+        super().__init__(model=self.dllm.model, reward_funcs=[reward_model_score], processing_class=self.dllm.tokenizer,
                          **kwargs)
 
     # -- the data order ---------------------------------------------------------------------------
@@ -136,13 +138,13 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         K, step = self.num_generations, self.state.global_step
         if any(inputs[i]["id"] != inputs[i - i % K]["id"] for i in range(len(inputs))):
             raise RuntimeError("the sampler did not deliver each prompt's K copies together")
-        prompts = [Prompt(x["id"], x["prompt"]) for x in inputs[::K]]
+        prompts = step_prompts(inputs, K, step)
         with self._sampling_policy():
-            out = sample_completions(self.dllm, self.scorer, prompts, K, self.sampler_cfg,
-                                     self.guidance if self.recipe.guided else None, self.args.seed, step)
+            out = self.methods["guided" if self.recipe.guided else "unguided"].generate(self.setup, prompts)
         device = self.accelerator.device
-        prompt_ids, prompt_mask = self.dllm.pad_prompts(out.prompt_ids)
-        completion_ids = out.tokens.to(device)
+        encoded = self.dllm.encode_prompts([p.text for p in prompts])
+        prompt_ids, prompt_mask = self.dllm.pad_prompts([ids for ids in encoded for _ in range(K)])
+        completion_ids = out.output.tokens.to(device)
         # one prompt mask per batch, shared by the policy, the old policy and the reference
         generator = torch.Generator().manual_seed(row_key(self.args.seed, f"prompt-mask/{self.accelerator.process_index}",
                                                           step))
@@ -156,7 +158,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         }
         if self.recipe.objective == "grpo":
             batch.update(self._reference_log_probs(batch))
-        self._record_samples(step, prompts, out, rewards)
+        self._record_samples(step, [x["id"] for x in inputs[::K]], out, rewards)
         return batch
 
     def _reference_log_probs(self, batch: dict) -> dict:
@@ -175,7 +177,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
                         self.model, input_ids, attention, length)[0]
         return out
 
-    def _record_samples(self, step: int, prompts: list[Prompt], out, rewards: torch.Tensor) -> None:
+    def _record_samples(self, step: int, prompt_ids: list[str], out: Generation, rewards: torch.Tensor) -> None:
         """Metrics of the step's samples (all processes) and a line per process in ``samples.jsonl``.
 
         The line carries a checksum of the trainable weights the samples were drawn with: equal across
@@ -187,11 +189,13 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         metrics = self._metrics["train"]
         metrics["samples/reward_mean"].append(gathered.mean().item())
         metrics["samples/reward_top1"].append(gathered.max(-1).values.mean().item())
-        for name, value in out.cost.items():  # the guidance's cost, per process and step
+        cost = {"seconds": out.seconds, "dllm_forwards": out.output.dllm_forwards,
+                **{f"reward_{name}s": count for name, count in out.reward_evaluations.items()}}
+        for name, value in cost.items():  # the guidance's cost, per process and step
             metrics[f"samples/{name}"].append(float(value))
         checksum = sum(p.detach().double().abs().sum().item() for p in self.model.parameters() if p.requires_grad)
-        line = {"step": step, "process": self.accelerator.process_index, "prompt_ids": [p.id for p in prompts],
-                "texts": out.texts, "rewards": rewards.tolist(), "weights_checksum": checksum}
+        line = {"step": step, "process": self.accelerator.process_index, "prompt_ids": prompt_ids,
+                "texts": out.responses, "rewards": rewards.tolist(), "weights_checksum": checksum}
         lines = gather_object([line])
         if self.accelerator.is_main_process:
             with self.samples_log.open("a") as handle:
@@ -223,8 +227,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         order = {p.id: i for i, p in enumerate(self.held_out.prompts)}
         for mode in MODES:
             with self._sampling_policy():
-                mine = sample_held_out(self.dllm, self.scorer, self.held_out, share,
-                                       self.guidance if mode == "guided" else None)
+                mine = sample_held_out(self.held_out, share, self.methods[mode])
             records = sorted(gather_object(mine), key=lambda r: order[r["id"]])
             if self.eval_baseline is None and step == 0 and mode == "unguided":
                 self.eval_baseline = records
