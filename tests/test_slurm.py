@@ -111,3 +111,21 @@ def test_a_sweep_runs_as_a_slurm_array_resumes_and_reports(slurm_env, tmp_path):
     assert report.returncode == 0, report.stderr
     text = (sweep / "report/report.md").read_text()
     assert "| entrgi |" in text and "Left out" not in text
+
+
+def test_a_training_sweep_runs_as_a_slurm_array(slurm_env, tmp_path):
+    """entrgi.train through the same launcher: one array task per recipe, each a single-process run."""
+    args = ["-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=4", "hydra.launcher.timeout_min=10", "train=rgrl,rft", "sweep=slurm_train",
+            "logger=none", "train.steps=2", "train.num_samples=2", "train.batch_size=2", "train.eval.num_prompts=2",
+            "train.eval.num_samples=2", "train.save_every=1", "sampler.steps=2", "sampler.gen_length=8"]
+    before = set(sacct(slurm_env))
+    done = entrgi_cli(*args, cwd=tmp_path, module="entrgi.train", env={"SLURM_CONF": slurm_env["SLURM_CONF"]},
+                      timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [d for d in (tmp_path / "outputs/train_sweeps/slurm_train").iterdir() if (d / "summary.json").exists()]
+    assert sorted(json.loads((d / "summary.json").read_text())["recipe"] for d in runs) == ["rft", "rgrl"]
+    assert all((d / "adapter" / "adapter_model.safetensors").exists() for d in runs)
+    states = {j: s for j, s in wait_for_sacct(slurm_env, len(before) + 2).items() if j not in before}
+    assert len(states) == 2 and set(states.values()) == {"COMPLETED"}, states
+    assert len({job_id.split("_")[0] for job_id in states}) == 1  # one array job of 2 tasks
