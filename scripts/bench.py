@@ -143,8 +143,8 @@ def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, p
                      prefix_width: int, suffix_width: int) -> dict:
     """FLOPs of one ``generate`` call, counted from the shapes by ``entrgi.bookkeeping.costs``.
 
-    dLLM forward over all P + L columns with bidirectional attention and the LM head on every
-    column (as computed); per inner step the relaxation matmul forward and input-gradient
+    dLLM forward over all P + L columns with bidirectional attention and the LM head at the masked
+    columns (as computed); per inner step the relaxation matmul forward and input-gradient
     backward, and the reward model's forward and input-gradient backward (no weight gradients)
     over the response and suffix, attending causally to the prefix, whose keys/values are computed
     once (docs/cost-model.md).

@@ -31,6 +31,8 @@ def test_flops_of_one_sequence_by_hand():
     attention_per_pair = 2 * 2 * 2  # QK^T and PV, per head of width 2
     # 3 bidirectional columns (9 pairs), output layer 4 x 10 on each
     assert dllm_forward_flops(SHAPE, 10, 3) == 2 * (3 * (144 + 40) + attention_per_pair * 9)
+    # the sampler's: the output layer at the one masked column only
+    assert dllm_forward_flops(SHAPE, 10, 3, head_columns=1) == 2 * (3 * 144 + 40 + attention_per_pair * 9)
     # 2 causal queries after 3 cached tokens see 4 + 5 keys; the backward's attention costs twice
     assert reward_forward_flops(SHAPE, 2, past=3) == 2 * (2 * 144 + attention_per_pair * 9)
     assert reward_backward_flops(SHAPE, 2, past=3) == 2 * (2 * 144 + 2 * attention_per_pair * 9)

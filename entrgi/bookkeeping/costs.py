@@ -27,10 +27,11 @@ def attention_macs(c, key_counts: int) -> int:
     return 2 * c.num_attention_heads * head_dim * key_counts * c.num_hidden_layers
 
 
-def dllm_forward_flops(c, vocab_size: int, columns: int) -> int:
-    """One sequence of ``columns`` tokens through the dLLM: bidirectional attention, the output layer
-    on every column (as the sampler computes it)."""
-    return 2 * (columns * (linear_macs_per_token(c) + c.hidden_size * vocab_size) + attention_macs(c, columns ** 2))
+def dllm_forward_flops(c, vocab_size: int, columns: int, head_columns: float | None = None) -> float:
+    """One sequence of ``columns`` tokens through the dLLM: bidirectional attention, and the output layer
+    on ``head_columns`` of them (default: all; the sampler computes it at the masked columns only)."""
+    head = columns if head_columns is None else head_columns
+    return 2 * (columns * linear_macs_per_token(c) + head * c.hidden_size * vocab_size + attention_macs(c, columns ** 2))
 
 
 def causal_keys(queries: int, past: int) -> int:
@@ -59,7 +60,7 @@ def relaxation_flops(masked: float, vocab_size: int, hidden_size: int) -> float:
 class SequenceFlops:
     """FLOPs of one sequence through each kind of pass a job counts."""
 
-    dllm_forward: float  # prompt_width + L columns
+    dllm_forward: float  # prompt_width + L columns, the output layer at the masked ones
     reward_text_forward: float  # a decoded (prompt, response) pair, scored as text: prefix + L + suffix
     reward_embedding_forward: float  # a guided score: L + suffix after the cached prefix
     reward_backward: float  # its input gradient
@@ -72,7 +73,7 @@ class SequenceFlops:
         """``masked``: the mean number of masked positions at a guided step (see :func:`mean_masked`)."""
         prefix, suffix = reward_widths
         queries = gen_length + suffix
-        return cls(dllm_forward=dllm_forward_flops(dllm_config, dllm_vocab, prompt_width + gen_length),
+        return cls(dllm_forward=dllm_forward_flops(dllm_config, dllm_vocab, prompt_width + gen_length, masked),
                    reward_text_forward=reward_forward_flops(reward_config, prefix + queries),
                    reward_embedding_forward=reward_forward_flops(reward_config, queries, prefix),
                    reward_backward=reward_backward_flops(reward_config, queries, prefix),
