@@ -25,7 +25,16 @@ def load_models(cfg: DictConfig) -> tuple[DiffusionLM, RewardModel]:
         chat_template=cfg.model.chat_template, adapter=cfg.model.get("adapter"))
     reward = RewardModel.load(cfg.reward.path, device=cfg.device, dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
+    if cfg.get("fast_paths", {}).get("compile"):
+        reward.compile()
     return dllm, reward
+
+
+def fast_paths(cfg: DictConfig):
+    """A context in which the sampler's fast paths ``cfg.fast_paths`` switches on are on."""
+    from entrgi.sampling import fastpaths
+
+    return fastpaths.using(OmegaConf.to_container(cfg.fast_paths) if cfg.get("fast_paths") else {})
 
 
 def load_prompts(cfg: DictConfig, group: str = "benchmark") -> list[Prompt]:

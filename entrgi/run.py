@@ -38,7 +38,7 @@ from entrgi.evaluation.benchmarks import truncate_prompts
 from entrgi.evaluation.comparison import compare_with_baseline, print_summary, summarize
 from entrgi.evaluation.judges import make_judge
 from entrgi.evaluation.metrics import peak_memory_bytes
-from entrgi.from_config import build_method, check_job, load_models, load_prompts, open_logger, shard_of
+from entrgi.from_config import build_method, check_job, fast_paths, load_models, load_prompts, open_logger, shard_of
 from entrgi.methods import best_of_k
 from entrgi.methods.base import Method, SamplingSetup
 from entrgi.sampling.sampler import SamplerConfig
@@ -69,7 +69,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
             log.warning("%s is being computed by another process; skipping it (run the command again when that "
                         "process is done to collect it)", out_dir)
             return None
-        return run_claimed(cfg, out_dir, method, sampler, started, overrides)
+        with fast_paths(cfg):
+            return run_claimed(cfg, out_dir, method, sampler, started, overrides)
 
 
 def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: SamplerConfig, started: float,

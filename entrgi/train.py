@@ -26,7 +26,7 @@ from entrgi.bookkeeping.settings import digest, job_settings, open_job, register
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
 from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
-from entrgi.from_config import build_method, load_prompts
+from entrgi.from_config import build_method, fast_paths, load_prompts
 from entrgi.methods.base import SamplingSetup
 from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
 from entrgi.models.reward import RewardModel
@@ -153,6 +153,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     dllm = load_policy(cfg, device)
     reward = RewardModel.load(cfg.reward.path, device=str(device), dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
+    if cfg.fast_paths.compile:
+        reward.compile()
     sampler = SamplerConfig(**cfg.sampler)
     setup = SamplingSetup(dllm, reward, sampler, cfg.train.num_samples, cfg.seed)  # each batch padded to its own widths
     prepared = method.prepare(setup, train_prompts)
@@ -182,9 +184,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         peft_config=peft_config, callbacks=[EvaluateEvery(cfg.train.eval.every)])
     log.info("%s on %d prompts, %d steps, %d process(es); %s", cfg.train.recipe, len(train_prompts), cfg.train.steps,
              state.num_processes, f"resuming from {resume}" if resume else "from the start")
-    if not any(r["step"] == 0 for r in read_jsonl(out_dir / "eval.jsonl")):
-        trainer.evaluate()  # the untrained policy: what later evaluations are compared with
-    trainer.train(resume_from_checkpoint=resume)
+    with fast_paths(cfg):
+        if not any(r["step"] == 0 for r in read_jsonl(out_dir / "eval.jsonl")):
+            trainer.evaluate()  # the untrained policy: what later evaluations are compared with
+        trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(out_dir / "adapter"))
     if cfg.train.save_merged and state.is_main_process:
         merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()

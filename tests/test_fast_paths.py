@@ -246,3 +246,25 @@ def test_compiling_is_off_unless_enabled_and_then_compiles_each_pass_once(monkey
     finally:
         fastpaths.enable("compile", False)
     assert compiled == ["mass_above"]
+
+
+def test_the_fast_paths_are_a_config_switch_that_is_part_of_a_jobs_identity_only_when_on(tmp_path):
+    from conftest import compose_config
+
+    from entrgi.bookkeeping.settings import baseline_settings, job_settings
+    from entrgi.run import run
+
+    default, fast = compose_config(), compose_config("fast_paths.entropy=true")
+    assert "fast_paths" not in job_settings(default) and "fast_paths" not in baseline_settings(default, "cpu", "f32")
+    assert job_settings(fast)["fast_paths"] == {"entropy": True, "compile": False}
+    assert baseline_settings(fast, "cpu", "float32")["fast_paths"]["entropy"]  # its best-of-K samples are its own
+
+    tiny = ["benchmark.num_prompts=2", "sampler.gen_length=8", "sampler.steps=4", "logger=none"]
+    entropies = []
+    with pytest.MonkeyPatch.context() as patch:  # which entropy the run's remasking and schedule computed
+        exact = torch.special.xlogy
+        patch.setattr(torch.special, "xlogy", lambda *a: entropies.append("xlogy") or exact(*a))
+        run(compose_config(*tiny, "fast_paths.entropy=true"), tmp_path / "fast")
+        assert entropies == [] and not fastpaths.enabled("entropy")  # on during the run only
+        run(compose_config(*tiny), tmp_path / "default")
+        assert entropies

@@ -25,7 +25,7 @@ log = logging.getLogger("entrgi")
 NOT_RESULTS = ("hydra", "logger", "batch_size", "sweep", "baseline")
 # nodes of switches that add to the records without changing the samples: part of a job's settings
 # only when one is on, so that jobs from before the switch existed keep their identity
-SWITCHES = ("diagnostics",)
+SWITCHES = ("diagnostics", "fast_paths")
 # what decides the unguided samples, their rewards and the best of K; the method, its schedule
 # and guidance, the judge and the sharding do not
 BASELINE_KEYS = ("model", "reward", "benchmark", "seed", "num_samples", "sampler", "dtype", "device")
@@ -58,7 +58,9 @@ def baseline_settings(cfg: DictConfig, device: str, dtype: str) -> dict:
 
     import entrgi
 
-    settings = _resolved(cfg, [k for k in BASELINE_KEYS if k in cfg])
+    # the fast paths change unguided samples too; like every switch, part of the settings only when on
+    switches = [k for k in ("fast_paths",) if k in cfg and any(cfg[k].values())]
+    settings = _resolved(cfg, [k for k in BASELINE_KEYS if k in cfg] + switches)
     settings.update(device=device, dtype=dtype, versions={"entrgi": entrgi.__version__, "torch": torch.__version__,
                                                          "transformers": transformers.__version__})
     return settings

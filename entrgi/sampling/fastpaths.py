@@ -14,6 +14,7 @@ other, the entropy remasking order changes everywhere. ``scripts/bench.py --comp
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -28,6 +29,20 @@ def enable(name: str, on: bool = True) -> None:
         raise ValueError(f"unknown fast path {name!r}; one of {sorted(_enabled)}")
     _enabled[name] = on
     _compiled.clear()
+
+
+@contextlib.contextmanager
+def using(switches: dict):
+    """The fast paths ``switches`` names (``{"entropy": True, ...}``) on or off while the block runs;
+    the state before it afterwards."""
+    previous = dict(_enabled)
+    try:
+        for name, on in switches.items():
+            enable(name, bool(on))
+        yield
+    finally:
+        _enabled.update(previous)
+        _compiled.clear()
 
 
 def enabled(name: str) -> bool:
