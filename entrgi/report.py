@@ -46,7 +46,7 @@ from entrgi.errors import ConfigError
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-METHOD_ORDER = ["base", "bon", "expectation", "aps", "entrgi"]
+METHOD_ORDER = ["base", "bon", "expectation", "aps", "entrgi", "fk"]
 # the table's own axes, and keys that do not change results: never part of a row's label
 AXES = ("method.name", "benchmark.name")
 NOT_VARIANT = ("seed", "shard.", *(f"{key}." for key in NOT_RESULTS), *NOT_RESULTS)
