@@ -273,6 +273,19 @@ def recipes(tmp_path_factory):
     return {**runs, "root": root}
 
 
+def test_each_recipe_draws_and_trains_as_it_did_before_its_sampling_moved_onto_the_methods(recipes):
+    """The recipes' training samples, rewards and weights as recorded at commit 60fd2ad (fixtures/train_golden.json)."""
+    pinned = json.loads((Path(__file__).parent / "fixtures" / "train_golden.json").read_text())["recipes"]
+    for recipe, lines in pinned.items():
+        mine = {(r["step"], r["process"]): r for r in read_jsonl(recipes[recipe] / "samples.jsonl")}
+        assert sorted(mine) == sorted((line["step"], line["process"]) for line in lines)
+        for line in lines:
+            record = mine[line["step"], line["process"]]
+            assert (record["prompt_ids"], record["texts"]) == (line["prompt_ids"], line["texts"]), recipe
+            assert sum(record["rewards"], []) == pytest.approx(sum(line["rewards"], []), rel=1e-6, abs=1e-6), recipe
+            assert record["weights_checksum"] == pytest.approx(line["weights_checksum"], rel=1e-7), recipe
+
+
 def test_relaunching_a_finished_sweep_launches_nothing(recipes):
     again = entrgi_cli("-m", "train=rgrl,diffu_grpo,rft", "sweep=recipes", *TINY, cwd=recipes["root"],
                        module="entrgi.train")
