@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from tiny_benchmark import per_prompt, tables  # noqa: E402
 
 from entrgi.bookkeeping.storage import read_jsonl  # noqa: E402
 from entrgi.costs import match_compute, matched_samples, read_summary  # noqa: E402
+from entrgi.evaluation.benchmarks import Prompt  # noqa: E402
 from entrgi.evaluation.judges import make_judge  # noqa: E402
-from entrgi.evaluation.metrics import mean_stderr  # noqa: E402
+from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate  # noqa: E402
 from entrgi.report import build  # noqa: E402
 from entrgi.run import CONF_DIR, run  # noqa: E402
 
@@ -54,6 +54,64 @@ def run_job(job: Path, overrides: list[str]) -> dict:
     print(f"{job.name}: top-1 reward {summary['top1_reward']['mean']:+.4f} ({time.perf_counter() - started:.0f} s)",
           flush=True)
     return {r["id"]: r for r in read_jsonl(job / "results.jsonl")}
+
+
+def per_prompt(records, label, seeds, value) -> dict[str, float]:
+    """``value(record)`` averaged over seeds, per prompt id present in every seed."""
+    ids = set.intersection(*(set(records[label, s]) for s in seeds))
+    return {i: sum(value(records[label, s][i]) for s in seeds) / len(seeds) for i in sorted(ids)}
+
+
+def judge_all(records, judges) -> dict:
+    """(judge name, label, seed, id) -> (score of the top-1 answer, mean score over the N answers)."""
+    judged = {}
+    for judge in judges:
+        for (label, seed), by_id in records.items():
+            for i, r in by_id.items():
+                scores = judge.score([Prompt(i, r["prompt"], r["reference"])] * len(r["responses"]), r["responses"])
+                judged[judge.name, label, seed, i] = (scores[r["best_index"]], sum(scores) / len(scores))
+    return judged
+
+
+def cell(stats: dict) -> str:
+    return f"{stats['mean']:.3f} ± {stats['stderr']:.3f}"
+
+
+def tables(records, labels, seeds, judges) -> list[str]:
+    """Markdown lines, each label against ``bon`` prompt by prompt: the guiding reward, then one table per judge
+    (top-1 win-rate: outcomes averaged over the seeds per prompt, bootstrap interval over prompts)."""
+    judged = judge_all(records, judges)
+    rows = ["| method | top-1 reward | mean@K reward | top-1 reward gain over bon [95% CI] | s / prompt |",
+            "| --- | --- | --- | --- | --- |"]
+    bon_reward = per_prompt(records, "bon", seeds, lambda r: r["top1_reward"])
+    ids = {}
+    for label in labels:
+        reward = per_prompt(records, label, seeds, lambda r: r["top1_reward"])
+        ids[label] = sorted(reward)
+        mean_reward = mean_stderr(list(per_prompt(records, label, seeds, lambda r: r["mean_reward"]).values()))
+        seconds = mean_stderr(list(per_prompt(records, label, seeds, lambda r: r["cost"]["seconds"]).values()))
+        gain = "—"
+        if label != "bon":
+            stats = mean_stderr([reward[i] - bon_reward[i] for i in ids[label]])
+            low, high = stats["mean"] - 1.96 * stats["stderr"], stats["mean"] + 1.96 * stats["stderr"]
+            gain = f"{stats['mean']:+.3f} ± {stats['stderr']:.3f} [{low:+.3f}, {high:+.3f}]"
+        rows.append(f"| {label} | {cell(mean_stderr(list(reward.values())))} | {cell(mean_reward)} | {gain} | "
+                    f"{seconds['mean']:.2f} |")
+    for judge in judges:
+        rows += ["", f"Judged by `{judge.name}` (held out: guidance never sees it):", "",
+                 "| method | top-1 | mean@K | top-1 win-rate over bon [95% CI] |", "| --- | --- | --- | --- |"]
+        for label in labels:
+            top1, mean = (mean_stderr([sum(judged[judge.name, label, s, i][column] for s in seeds) / len(seeds)
+                                       for i in ids[label]]) for column in (0, 1))
+            won = "—"
+            if label != "bon":
+                by_seed = [outcomes([judged[judge.name, label, s, i][0] for i in ids[label]],
+                                    [judged[judge.name, "bon", s, i][0] for i in ids[label]]) for s in seeds]
+                wins = [sum(column) / len(seeds) for column in zip(*by_seed)]
+                stats, interval = mean_stderr(wins), win_rate(wins)
+                won = f"{stats['mean']:.3f} ± {stats['stderr']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
+            rows.append(f"| {label} | {cell(top1)} | {cell(mean)} | {won} |")
+    return rows
 
 
 def matched_counts(main: Path, seed: int) -> tuple[int, int, float]:
@@ -131,9 +189,9 @@ def main() -> None:
 
     judges = [make_judge({"type": "keywords", "name": "keywords"})]
     labels = ["bon", "entrgi", "fk", "fk_matched", "bon_matched"]
-    against_k, _ = tables(records, labels, args.seeds, judges)
+    against_k = tables(records, labels, args.seeds, judges)
     at_cost = {**records, **{("bon", s): records["bon_matched", s] for s in args.seeds}}
-    against_matched, _ = tables(at_cost, ["bon", "entrgi", "fk_matched"], args.seeds, judges)
+    against_matched = tables(at_cost, ["bon", "entrgi", "fk_matched"], args.seeds, judges)
     figures = args.results.parent / "figures"
     figures.mkdir(exist_ok=True)
     for jobs, plot, name in ((main_dir, "cost_tiny.png", "tiny-cost.png"),
