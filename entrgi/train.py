@@ -148,7 +148,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         train_prompts = load_prompts(cfg, "train_prompts")
     except ConfigError as error:  # the loader names the benchmark group's keys; these prompts are train_prompts'
         raise ConfigError(str(error).replace("benchmark.", "train_prompts.")) from error
-    benchmark = load_prompts(cfg)
+    held_out_prompts = load_prompts(cfg)[:cfg.train.eval.num_prompts]  # entrgi.run's with benchmark.num_prompts=that
     method = build_method(cfg)  # the guidance of a guided recipe's samples and of the guided evaluation
     dllm = load_policy(cfg, device)
     reward = RewardModel.load(cfg.reward.path, device=str(device), dtype=cfg.dtype,
@@ -158,9 +158,9 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     sampler = SamplerConfig(**cfg.sampler)
     setup = SamplingSetup(dllm, reward, sampler, cfg.train.num_samples, cfg.seed)  # each batch padded to its own widths
     prepared = method.prepare(setup, train_prompts)
-    # the evaluation samples as entrgi.run does on this benchmark: its padding widths, K and the seed
-    held_out = HeldOut(benchmark[:cfg.train.eval.num_prompts],
-                       SamplingSetup.for_prompts(dllm, reward, benchmark, sampler, cfg.train.eval.num_samples, cfg.seed),
+    # the evaluation samples as entrgi.run does these prompts: its padding widths, K and the seed
+    held_out = HeldOut(held_out_prompts, SamplingSetup.for_prompts(dllm, reward, held_out_prompts, sampler,
+                                                                   cfg.train.eval.num_samples, cfg.seed),
                        make_judge(cfg.eval_reward, device=str(device), dtype=cfg.dtype), cfg.train.eval.batch_size)
     if cfg.train.load_in_4bit:
         from peft import prepare_model_for_kbit_training

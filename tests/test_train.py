@@ -348,15 +348,15 @@ def test_a_killed_run_resumes_at_its_checkpoint_with_the_same_data_order(recipes
 
 def test_the_untrained_policys_held_out_samples_are_entrgi_runs(recipes, tmp_path):
     """The evaluation samples with entrgi.run's method, widths and random streams: at step 0 (LoRA's B = 0)
-    its unguided records are a plain run's samples of the same prompts and seed."""
+    its unguided records are those of entrgi.run on as many of the benchmark's prompts, with the same seed."""
     from entrgi.run import run
 
     step0 = next(r for r in read_jsonl(recipes["rgrl"] / "eval.jsonl") if r["step"] == 0 and r["mode"] == "unguided")
-    cfg = compose_config("method=base", "num_samples=2", "sampler.steps=2", "sampler.gen_length=8",
-                         "sampler.temperature=0.9", "sampler.top_k=50", "logger=none")
+    cfg = compose_config("method=base", "benchmark.num_prompts=2", "num_samples=2", "sampler.steps=2",
+                         "sampler.gen_length=8", "sampler.temperature=0.9", "sampler.top_k=50", "logger=none")
     run(cfg, tmp_path / "run")
     by_id = {r["id"]: r for r in read_jsonl(tmp_path / "run" / "results.jsonl")}
-    assert len(step0["records"]) == 2
+    assert len(step0["records"]) == 2 and sorted(r["id"] for r in step0["records"]) == sorted(by_id)
     for record in step0["records"]:
         assert record["responses"] == by_id[record["id"]]["responses"]
         # each process scores its one prompt's 2 rows, the run 8 rows at a time: a product over another

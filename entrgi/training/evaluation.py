@@ -25,7 +25,7 @@ class HeldOut:
     """The held-out prompts and how they are sampled, fixed for a run."""
 
     prompts: list[Prompt]
-    setup: SamplingSetup  # K, the sampler, the seed and the padding widths (those of the whole benchmark)
+    setup: SamplingSetup  # K, the sampler, the seed and the padding widths (those of ``prompts``)
     judge: Judge | None
     batch_size: int  # prompts per sampling call
 
