@@ -176,7 +176,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     elif cfg.logger.type not in ("wandb", "none"):
         raise ConfigError(f"unknown logger.type={cfg.logger.type!r}; use wandb or none")
     trainer = DiffusionPolicyTrainer(
-        setup=setup, method=method, recipe=cfg.train.recipe, prompt_mask_rate=cfg.train.prompt_mask_rate, out_dir=out_dir, held_out=held_out,
+        setup=setup, method=method, recipe=cfg.train.recipe, prompt_mask_rate=cfg.train.prompt_mask_rate,
+        out_dir=out_dir, held_out=held_out,
         estimator=cfg.train.get("estimator", "one_step"),
         # W&B from the main process only (the others' trainer state says process zero before training starts)
         args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),

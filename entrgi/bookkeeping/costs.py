@@ -31,7 +31,8 @@ def dllm_forward_flops(c, vocab_size: int, columns: int, head_columns: float | N
     """One sequence of ``columns`` tokens through the dLLM: bidirectional attention, and the output layer
     on ``head_columns`` of them (default: all; the sampler computes it at the masked columns only)."""
     head = columns if head_columns is None else head_columns
-    return 2 * (columns * linear_macs_per_token(c) + head * c.hidden_size * vocab_size + attention_macs(c, columns ** 2))
+    linear, output_layer = columns * linear_macs_per_token(c), head * c.hidden_size * vocab_size
+    return 2 * (linear + output_layer + attention_macs(c, columns ** 2))
 
 
 def causal_keys(queries: int, past: int) -> int:

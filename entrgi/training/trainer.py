@@ -1,7 +1,8 @@
 """Post-training a masked diffusion LM on its own samples: RGRL, diffu-GRPO and rejection fine-tuning.
 
 One trainer, TRL's ``GRPOTrainer`` with two things replaced: generation and scoring (a method of
-:mod:`entrgi.methods`, guided or not, as ``entrgi.run`` samples) and the per-token log-probabilities (the one-step masked-diffusion estimator; :mod:`entrgi.training.likelihood`). TRL,
+:mod:`entrgi.methods`, guided or not, as ``entrgi.run`` samples) and the per-token log-probabilities
+(the one-step masked-diffusion estimator; :mod:`entrgi.training.likelihood`). TRL,
 transformers and accelerate do the rest: the data order, devices and DDP/DeepSpeed/FSDP, gradient
 accumulation, the optimizer and scheduler, checkpoints and their resumption, logging.
 
@@ -109,8 +110,8 @@ class DiffusionPolicyTrainer(GRPOTrainer):
             # TRL asks for a reward source; the samples are scored in the method's ``generate`` with this model
             return setup.reward_model.score_texts(prompts, completions)
 
-        super().__init__(model=self.dllm.model, reward_funcs=[reward_model_score], processing_class=self.dllm.tokenizer,
-                         **kwargs)
+        super().__init__(model=self.dllm.model, reward_funcs=[reward_model_score],
+                         processing_class=self.dllm.tokenizer, **kwargs)
 
     # -- the data order ---------------------------------------------------------------------------
 
