@@ -70,7 +70,7 @@ def unguided_seconds_per_sample(summary: dict, bon_dir: Path | None) -> tuple[fl
         bon = read_summary(bon_dir)
         return per_prompt(bon, "sampling_seconds") / bon["num_samples"], f"bon job {bon_dir}"
     cache = Path(summary.get("baseline", {}).get("cache", ""))
-    records = read_jsonl(cache / "results.jsonl") if (cache / "results.jsonl").exists() else []
+    records = read_jsonl(cache / "results.jsonl")
     wanted = set(summary["prompt_ids"])
     seconds = [r["cost"]["seconds"] for r in records if r["id"] in wanted]
     if not seconds:

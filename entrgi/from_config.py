@@ -17,13 +17,17 @@ from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
 from entrgi.models.reward import RewardModel
 
 
-def load_models(cfg: DictConfig) -> tuple[DiffusionLM, RewardModel]:
+def load_models(cfg: DictConfig, device: str | None = None,
+                load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel]:
+    """The dLLM and the reward model, on ``device`` (default ``cfg.device``); ``load_in_4bit``: the
+    dLLM's base weights in NF4, for training LoRA on them (``entrgi.train``)."""
+    device = device or cfg.device
     dllm = load_diffusion_lm(
         cfg.model.path, loader=cfg.model.loader, shift_logits=cfg.model.shift_logits, mask_token=cfg.model.mask_token,
-        eos_tokens=list(cfg.model.eos_tokens) if cfg.model.eos_tokens else None, device=cfg.device,
+        eos_tokens=list(cfg.model.eos_tokens) if cfg.model.eos_tokens else None, device=device,
         dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code, max_length=cfg.model.max_length,
-        chat_template=cfg.model.chat_template, adapter=cfg.model.get("adapter"))
-    reward = RewardModel.load(cfg.reward.path, device=cfg.device, dtype=cfg.dtype,
+        chat_template=cfg.model.chat_template, adapter=cfg.model.get("adapter"), load_in_4bit=load_in_4bit)
+    reward = RewardModel.load(cfg.reward.path, device=device, dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
     if cfg.get("fast_paths", {}).get("compile"):
         reward.compile()
@@ -40,11 +44,16 @@ def fast_paths(cfg: DictConfig):
 def load_prompts(cfg: DictConfig, group: str = "benchmark") -> list[Prompt]:
     """The prompts of the benchmark config at ``cfg[group]`` (``train_prompts`` for entrgi.train's)."""
     b = cfg[group]
-    return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
-                          id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
-                          seed=cfg.seed, distribution=b.get("distribution"), on_bad_rows=b.on_bad_rows,
-                          metadata_fields=b.get("metadata_fields"),
-                          where=OmegaConf.to_container(b.where) if b.get("where") else None)
+    try:
+        return load_benchmark(b.name, b.source, b.path, field=b.field, split=b.split, subset=b.subset,
+                              id_field=b.id_field, reference_field=b.reference_field, num_prompts=b.num_prompts,
+                              seed=cfg.seed, distribution=b.get("distribution"), on_bad_rows=b.on_bad_rows,
+                              metadata_fields=b.get("metadata_fields"),
+                              where=OmegaConf.to_container(b.where) if b.get("where") else None)
+    except ConfigError as error:  # the loader names the benchmark group's keys
+        if group == "benchmark":
+            raise
+        raise ConfigError(str(error).replace("benchmark.", f"{group}.")) from error
 
 
 def build_method(cfg: DictConfig) -> Method:

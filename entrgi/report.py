@@ -54,11 +54,7 @@ GUIDE = "guide"  # the judge name of the guiding reward model in tables and resu
 Z95 = 1.96
 
 
-# ---- Results records (entrgi.bookkeeping.records.PromptResult): every read of one is in this block
-
-def record_id(record: PromptResult) -> str:
-    return record.id
-
+# ---- Results records (entrgi.bookkeeping.records.PromptResult): what the report derives from one
 
 def answer_index(method: str, record: PromptResult) -> int:
     """The response a method answered with (as the run compared it with best-of-K's); records written
@@ -73,7 +69,7 @@ class Scores:
     """One judge's view of one prompt's result: the answer's score, the mean over the K samples, bon's
     top-1 on the same prompt and the outcome against it (1 / 0.5 / 0). None: not measured."""
 
-    top1: float
+    top1: float | None  # None: the judge declined the answer
     mean_at_k: float | None = None
     baseline_top1: float | None = None
     outcome: float | None = None
@@ -97,34 +93,12 @@ def recorded_judge_scores(record: PromptResult, name: str) -> Scores | None:
     return Scores(judge["top1"], None, judge.get("baseline_top1"), (record.outcome or {}).get("judge"))
 
 
-def texts_to_judge(record: PromptResult) -> tuple[str, str | None, list[str], str | None]:
-    """Prompt, reference, the K responses and bon's top-1 response (None for bon itself)."""
-    return record.prompt, record.reference, record.responses, (record.baseline or {}).get("response")
-
-
 def trace_of(record: PromptResult, name: str) -> list[tuple[int, float]]:
     """(denoising step, value) of a traced quantity; steps left unguided (value None) and values
     undefined there (NaN: a correlation of constant scores) are skipped."""
     trace = record.trace or {}
     return [(step, value) for step, value in zip(trace.get("step", []), trace.get(name, []))
             if value is not None and not math.isnan(value)]
-
-
-def cost_of(record: PromptResult) -> dict[str, float]:
-    return record.cost
-
-
-def seconds_of(record: PromptResult) -> float | None:
-    """The prompt's share of its batch's sampling time."""
-    return cost_of(record).get("seconds")
-
-
-def peak_memory_of(summary: dict) -> float | None:
-    return summary.get("cost_total", {}).get("peak_memory_bytes")
-
-
-def prompt_count_of(summary: dict) -> int:
-    return len(summary["prompt_ids"])
 
 
 def flops_of(summary: dict) -> dict | None:
@@ -164,14 +138,19 @@ class Setting:
 
     @property
     def label(self) -> str:
-        return f"{self.method} on {self.benchmark}, seed {self.seed}"
+        return cell_label(self.method, self.benchmark, self.seed)
 
-    def scores(self, judge: str, record: dict) -> Scores | None:
+    def scores(self, judge: str, record: PromptResult) -> Scores | None:
         if judge == GUIDE:
             return guide_scores(self.method, record)
         if judge in self.judged:
-            return self.judged[judge].get(record_id(record))
+            return self.judged[judge].get(record.id)
         return recorded_judge_scores(record, judge)
+
+
+def cell_label(method: str, benchmark: str, seed: int) -> str:
+    """How the report names one method (or row) on one benchmark with one seed."""
+    return f"{method} on {benchmark}, seed {seed}"
 
 
 def identity(settings: dict) -> tuple[str, str, int]:
@@ -202,8 +181,8 @@ def load_jobs(sweep_dir: Path, dirs: list[Path]) -> tuple[list[Job], list[str]]:
     for job_dir in dirs:
         where = job_dir.relative_to(sweep_dir)
         if (job_dir / "settings.json").exists():  # name the job's setting, so its cell's gap is accounted for
-            method, benchmark, seed = identity(json.loads((job_dir / "settings.json").read_text())["settings"])
-            where = f"{where} ({method} on {benchmark}, seed {seed})"
+            settings = json.loads((job_dir / "settings.json").read_text())["settings"]
+            where = f"{where} ({cell_label(*identity(settings))})"
         records, cut = _read_records(job_dir / "results.jsonl")
         cut_note = "; its last line is cut short" if cut else ""
         if not (job_dir / "summary.json").exists():
@@ -211,7 +190,7 @@ def load_jobs(sweep_dir: Path, dirs: list[Path]) -> tuple[list[Job], list[str]]:
                             f"prompt(s){cut_note}) -- re-launch the sweep to finish it")
             continue
         summary = json.loads((job_dir / "summary.json").read_text())
-        by_id = {record_id(r): r for r in records}
+        by_id = {r.id: r for r in records}
         missing = [i for i in summary["prompt_ids"] if i not in by_id]
         if missing:
             problems.append(f"{where}: results.jsonl lacks {len(missing)} of {len(summary['prompt_ids'])} prompts "
@@ -228,8 +207,7 @@ def missing_from_grid(grid: list[dict], found: list[Path], sweep_dir: Path) -> l
     problems = []
     for job in grid:
         if job["dir"] not in have:
-            method, benchmark, seed = identity(job["settings"])
-            problems.append(f"{job['dir']}: missing ({method} on {benchmark}, seed {seed}; the sweep launched it "
+            problems.append(f"{job['dir']}: missing ({cell_label(*identity(job['settings']))}; the sweep launched it "
                             f"with {' '.join(job['overrides']) or 'no overrides'}, and it left no results) -- "
                             f"re-launch the sweep to run it")
     return problems
@@ -246,7 +224,7 @@ def merge_shards(jobs: list[Job], sweep_dir: Path) -> tuple[list[Setting], list[
         count = first.config["shard"]["count"]
         have = {job.config["shard"]["index"]: job for job in group}
         method, benchmark, seed = identity(first.config)
-        name = f"{method} on {benchmark}, seed {seed}"
+        name = cell_label(method, benchmark, seed)
         if len(group) != len(have) or {j.config["shard"]["count"] for j in group} != {count}:
             problems.append(f"{name}: shards of different counts or duplicate shards in "
                             f"{', '.join(str(j.dir.relative_to(sweep_dir)) for j in group)} -- keep one sharding")
@@ -308,30 +286,36 @@ def load_judge(name: str):
     path = CONF_DIR / "eval_reward" / f"{name}.yaml"
     if name == "none" or not path.exists():
         raise ConfigError(f"--judge {name}: not a judge of conf/eval_reward; use one of {', '.join(choices)}")
-    return make_judge(OmegaConf.load(path))
+    cfg = OmegaConf.load(path)
+    if cfg.get("type") == "pairwise":  # refused before its model loads
+        raise ConfigError(f"--judge {name} compares two answers; re-judging scores each stored answer on its own: "
+                          f"pick a pointwise judge (e.g. keywords, ifeval, lmunit)")
+    return make_judge(cfg)
 
 
 def rejudge(settings: list[Setting], judge) -> None:
-    """Score every stored response, and bon's top-1 beside it, with ``judge``: one call per setting."""
+    """Score every stored response, and bon's top-1 beside it, with ``judge``: one call per setting. An answer
+    the judge declines scores None, and so does the mean over its prompt's answers."""
     from entrgi.evaluation.benchmarks import Prompt
 
     for setting in settings:
         prompts, texts, spans = [], [], []
         for record in setting.records:
-            prompt_text, reference, responses, baseline = texts_to_judge(record)
-            prompt = Prompt(record_id(record), prompt_text, reference)
+            responses, baseline = record.responses, (record.baseline or {}).get("response")  # None for bon itself
+            prompt = Prompt(record.id, record.prompt, record.reference)
             answers = responses + ([baseline] if baseline is not None else [])
             spans.append((len(texts), len(responses), baseline is not None))
             prompts += [prompt] * len(answers)
             texts += answers
-        scores = judge.score(prompts, texts) if texts else []
+        scores = [v.score for v in judge.verdicts(prompts, texts)] if texts else []
         judged = {}
         for record, (start, k, paired) in zip(setting.records, spans):
             mine = scores[start:start + k]
             top1 = mine[answer_index(setting.method, record)]
             base = scores[start + k] if paired else None
-            judged[record_id(record)] = Scores(top1, sum(mine) / k, base,
-                                               outcomes([top1], [base])[0] if paired else None)
+            mean = None if None in mine else sum(mine) / k
+            outcome = outcomes([top1], [base])[0] if paired and None not in (top1, base) else None
+            judged[record.id] = Scores(top1, mean, base, outcome)
         setting.judged[judge.name] = judged
 
 
@@ -361,7 +345,7 @@ def per_prompt(settings: list[Setting], value) -> list[float] | None:
             measured = value(setting, record)
             if measured is None:
                 return None
-            by_prompt[record_id(record)].append(measured)
+            by_prompt[record.id].append(measured)
     return [sum(v) / len(v) for v in by_prompt.values()] or None
 
 
@@ -459,12 +443,12 @@ def setting_flops(setting: Setting) -> dict | None:
     flops = [flops_of(summary) for summary in setting.summaries]
     if not flops or None in flops:
         return None
-    weights = [prompt_count_of(summary) for summary in setting.summaries]
+    weights = [len(summary["prompt_ids"]) for summary in setting.summaries]
     return {k: sum(f[k] * w for f, w in zip(flops, weights)) / sum(weights) for k in flops[0]}
 
 
 def seconds_per_prompt(settings: list[Setting]) -> dict | None:
-    return over_prompts(settings, lambda s, r: seconds_of(r))
+    return over_prompts(settings, lambda s, r: r.cost.get("seconds"))  # the prompt's share of its batch's time
 
 
 @dataclass
@@ -487,25 +471,26 @@ class CostPoint:
         return self.flops["total"] / self.flops["bon"]
 
 
-def cost_points(cells: dict, rows: list, benchmark: str, held_out: list[str]) -> tuple[str, list[CostPoint]]:
+def cost_points(cells: dict, rows: list, benchmark: str, held_out: list[str],
+                judged: dict[tuple, dict]) -> tuple[str, list[CostPoint]]:
     """The judge of the win-rates (the first held-out judge that scored this benchmark, else the guiding
-    reward model) and one point per row on ``benchmark`` whose summaries record FLOPs."""
-    present = [row for row in rows if (row, benchmark) in cells and all(setting_flops(s) for s in cells[(row, benchmark)])]
+    reward model) and one point per row on ``benchmark`` whose summaries record FLOPs. ``judged``:
+    (row, benchmark, judge) -> ``judge_stats``."""
+    flops = {row: [setting_flops(s) for s in cells[(row, benchmark)]] for row in rows if (row, benchmark) in cells}
+    present = [row for row in flops if all(flops[row])]
     for judge in [*held_out, GUIDE]:
-        wins = {row: judge_stats(cells[(row, benchmark)], judge)["win_rate"] if row[0] != "bon" else None
-                for row in present}
+        wins = {row: judged[(row, benchmark, judge)]["win_rate"] if row[0] != "bon" else None for row in present}
         if any(wins.values()):
             break
     bons = {s.baseline.get("digest"): s for row in present if row[0] == "bon" for s in cells[(row, benchmark)]}
     points = []
     for row in present:
         cell = cells[(row, benchmark)]
-        flops = [setting_flops(s) for s in cell]
         seconds = seconds_per_prompt(cell)
         bon = [bons[d] for d in sorted({s.baseline.get("digest") for s in cell} & set(bons))]
         bon_seconds = seconds_per_prompt(bon) if bon else None
         points.append(CostPoint(
-            row, {k: sum(f[k] for f in flops) / len(flops) for k in flops[0]}, seconds,
+            row, {k: sum(f[k] for f in flops[row]) / len(flops[row]) for k in flops[row][0]}, seconds,
             seconds["mean"] / bon_seconds["mean"] if seconds and bon_seconds and bon_seconds["mean"] else None,
             over_seeds(cell, lambda s, r: s.scores(GUIDE, r).top1), wins[row]))
     return judge, points
@@ -611,7 +596,7 @@ def _band(settings: list[Setting], name: str) -> tuple[list[int], list[float], l
     for setting in settings:
         for record in setting.records:
             for step, value in trace_of(record, name):
-                by_step[step][record_id(record)].append(value)
+                by_step[step][record.id].append(value)
     steps = sorted(by_step)
     stats = [mean_stderr([sum(v) / len(v) for v in by_step[s].values()]) for s in steps]
     return steps, [s["mean"] for s in stats], [Z95 * s["stderr"] for s in stats]
@@ -722,9 +707,11 @@ def plot_cost(benchmark: str, judge: str, points: list[CostPoint], out_dir: Path
                  f"cost_{benchmark}.png")
 
 
-def plot_win_rates(cells: dict, rows: list, benchmarks: list[str], judges: list[str], out_dir: Path) -> str | None:
+def plot_win_rates(cells: dict, rows: list, benchmarks: list[str], judges: list[str], judged: dict[tuple, dict],
+                   out_dir: Path) -> str | None:
+    """``judged``: (row, benchmark, judge) -> ``judge_stats``."""
     compared = [row for row in rows if row[0] != "bon"]
-    rates = {(row, b, j): judge_stats(cells[(row, b)], j)["win_rate"]
+    rates = {(row, b, j): judged[(row, b, j)]["win_rate"]
              for row in compared for b in benchmarks for j in judges if (row, b) in cells}
     if not any(rates.values()):
         return None
@@ -828,10 +815,10 @@ def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, 
         seeds |= {s.seed for (r, b), c in cells.items() if r == row or b == benchmark for s in c}
         expected[(row, benchmark)] = sorted(seeds)
         for seed in sorted(seeds - {s.seed for s in cell}) if grid is None else []:  # else named by the record
-            label = f"{row_name(row)} on {benchmark}, seed {seed}"
-            if f"{row[0]} on {benchmark}, seed {seed}" not in problems_seen:
-                problems.append(f"{label}: no job directory found, though other cells of the sweep have seed {seed} "
-                                f"-- launch it (the sweep has no sweep.json naming its jobs)")
+            if cell_label(row[0], benchmark, seed) not in problems_seen:
+                problems.append(f"{cell_label(row_name(row), benchmark, seed)}: no job directory found, though other "
+                                f"cells of the sweep have seed {seed} -- launch it (the sweep has no sweep.json "
+                                "naming its jobs)")
 
     def seeds_of(row, benchmark) -> tuple[list[int], list[int]]:
         return [s.seed for s in cells.get((row, benchmark), [])], expected.get((row, benchmark), [])
@@ -860,6 +847,8 @@ def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, 
             table.append(line)
         sections.append(f"## {title}\n\n" + markdown_table(["method", *benchmarks], table))
 
+    judged = {(row, benchmark, judge): judge_stats(cell, judge)  # seeded 10k bootstraps: once per cell and judge
+              for (row, benchmark), cell in cells.items() for judge in [GUIDE, *held_out]}
     for judge in [GUIDE, *held_out]:
         title = ("Judged by the guiding reward model" if judge == GUIDE
                  else f"Judged by `{judge}` (held out: guidance never sees it)")
@@ -873,7 +862,7 @@ def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, 
             for row in rows:
                 if (row, benchmark) not in cells:
                     continue
-                stats = judge_stats(cells[(row, benchmark)], judge)
+                stats = judged[(row, benchmark, judge)]
                 if not any(stats.values()):
                     continue
                 for metric, stat in stats.items():
@@ -889,12 +878,13 @@ def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, 
                          + ("\n\n" + "\n".join(verdicts) if verdicts else ""))
         sections.append("\n\n".join(parts))
 
-    cost_table, cost_keys = [], sorted({k for s in settings for r in s.records for k in cost_of(r)})
+    cost_table, cost_keys = [], sorted({k for s in settings for r in s.records for k in r.cost})
     for row in rows:
         cell_settings = [s for b in benchmarks for s in cells.get((row, b), [])]
         records = [r for s in cell_settings for r in s.records]
-        peaks = [peak_memory_of(summary) for s in cell_settings for summary in s.summaries]
-        per_prompt_cost = [sum(cost_of(r).get(k, 0) for r in records) / len(records) for k in cost_keys]
+        peaks = [summary.get("cost_total", {}).get("peak_memory_bytes")
+                 for s in cell_settings for summary in s.summaries]
+        per_prompt_cost = [sum(r.cost.get(k, 0) for r in records) / len(records) for k in cost_keys]
         known_peaks = [p for p in peaks if p is not None]
         cost_table.append([row_name(row), *(f"{v:.2f}" if v < 100 else f"{v:.0f}" for v in per_prompt_cost),
                            f"{max(known_peaks) / 2**20:.0f}" if known_peaks else "—"])
@@ -905,7 +895,7 @@ def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, 
 
     cost_judges, costs = {}, {}
     for benchmark in benchmarks:
-        cost_judges[benchmark], costs[benchmark] = cost_points(cells, rows, benchmark, held_out)
+        cost_judges[benchmark], costs[benchmark] = cost_points(cells, rows, benchmark, held_out, judged)
         for point in costs[benchmark]:
             for metric, value in [*((f"flops_{k}", point.flops[k]) for k in ("dllm", "reward_forward",
                                                                               "reward_backward", "total")),
@@ -916,7 +906,7 @@ def build(sweep_dir: Path, out_dir: Path, judges: list[str] = ()) -> tuple[str, 
     sections += filter(None, [cost_relative_table(costs)])
 
     images = [plot_rewards(cells, rows, benchmarks, out_dir), plot_denoising(cells, rows, benchmarks, out_dir),
-              plot_win_rates(cells, rows, benchmarks, [GUIDE, *held_out], out_dir),
+              plot_win_rates(cells, rows, benchmarks, [GUIDE, *held_out], judged, out_dir),
               *(plot_cost(b, cost_judges[b], costs[b], out_dir) for b in benchmarks),
               plot_relaxation(cells, rows, benchmarks, out_dir)]
     text = "\n\n".join([header_text(sweep_dir, settings, len(grid) if grid is not None else None, cells), *sections,

@@ -10,7 +10,6 @@ with best-of-K and the summary in ``entrgi.evaluation.comparison``.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -32,7 +31,7 @@ from entrgi.bookkeeping.settings import (
     register_defaults,
     register_resolvers,
 )
-from entrgi.bookkeeping.storage import ResultsLog, locked, write_atomic, write_json
+from entrgi.bookkeeping.storage import ResultsLog, locked, write_atomic, write_json, write_jsonl
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import truncate_prompts
 from entrgi.evaluation.comparison import compare_with_baseline, print_summary, summarize
@@ -114,7 +113,7 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
             judge = make_judge(cfg.eval_reward, device=cfg.device, dtype=cfg.dtype)
             compare_with_baseline(records, baseline, prompts, judge, [method.answer_index(r) for r in records])
         rows = [r.to_json() for r in records]
-        write_atomic(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        write_jsonl(out_dir / "results.jsonl", rows)
         # job: from the start of this process's work on it, loading included; sampling: only sampling,
         # and for shared baseline samples the time it took whoever computed them
         extra["cost_total"] = {"job_wall_clock_seconds": time.time() - started,

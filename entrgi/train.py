@@ -26,10 +26,8 @@ from entrgi.bookkeeping.settings import digest, job_settings, open_job, register
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
 from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
-from entrgi.from_config import build_method, fast_paths, load_prompts
+from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
 from entrgi.methods.base import SamplingSetup
-from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
-from entrgi.models.reward import RewardModel
 from entrgi.sampling.sampler import SamplerConfig
 
 log = logging.getLogger("entrgi")
@@ -61,18 +59,12 @@ def check_settings(cfg: DictConfig, device: torch.device) -> None:
                           f"e.g. {2 * t.num_samples}")
     if t.num_samples < 2:
         raise ConfigError(f"train.num_samples={t.num_samples}: K must be at least 2 to compare samples")
+    if cfg.eval_reward.get("type") == "pairwise":  # before any model loads
+        raise ConfigError(f"eval_reward={cfg.eval_reward.name} compares two answers; the training evaluation scores "
+                          f"each answer on its own: pick a pointwise judge (e.g. keywords, ifeval) or eval_reward=none")
     if t.load_in_4bit and device.type != "cuda":
         raise ConfigError("train.load_in_4bit=true needs CUDA (bitsandbytes NF4); set train.load_in_4bit=false "
                           "on this device")
-
-
-def load_policy(cfg: DictConfig, device: torch.device) -> DiffusionLM:
-    m = cfg.model
-    return load_diffusion_lm(
-        m.path, loader=m.loader, shift_logits=m.shift_logits, mask_token=m.mask_token,
-        eos_tokens=list(m.eos_tokens) if m.eos_tokens else None, device=str(device), dtype=cfg.dtype,
-        trust_remote_code=m.trust_remote_code, max_length=m.max_length, chat_template=m.chat_template,
-        adapter=m.get("adapter"), load_in_4bit=cfg.train.load_in_4bit)
 
 
 def lora_config(lora: DictConfig, model: torch.nn.Module):
@@ -144,17 +136,10 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         truncate_log(out_dir / "eval.jsonl", resumed_at + 1 if resume else 0)
     state.wait_for_everyone()
 
-    try:
-        train_prompts = load_prompts(cfg, "train_prompts")
-    except ConfigError as error:  # the loader names the benchmark group's keys; these prompts are train_prompts'
-        raise ConfigError(str(error).replace("benchmark.", "train_prompts.")) from error
+    train_prompts = load_prompts(cfg, "train_prompts")
     held_out_prompts = load_prompts(cfg)[:cfg.train.eval.num_prompts]  # entrgi.run's with benchmark.num_prompts=that
     method = build_method(cfg)  # the guidance of a guided recipe's samples and of the guided evaluation
-    dllm = load_policy(cfg, device)
-    reward = RewardModel.load(cfg.reward.path, device=str(device), dtype=cfg.dtype,
-                              trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
-    if cfg.fast_paths.compile:
-        reward.compile()
+    dllm, reward = load_models(cfg, str(device), cfg.train.load_in_4bit)
     sampler = SamplerConfig(**cfg.sampler)
     setup = SamplingSetup(dllm, reward, sampler, cfg.train.num_samples, cfg.seed)  # each batch padded to its own widths
     prepared = method.prepare(setup, train_prompts)
@@ -178,7 +163,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     trainer = DiffusionPolicyTrainer(
         setup=setup, method=method, recipe=cfg.train.recipe, prompt_mask_rate=cfg.train.prompt_mask_rate,
         out_dir=out_dir, held_out=held_out,
-        estimator=cfg.train.get("estimator", "one_step"),
+        estimator=cfg.train.estimator,
         # W&B from the main process only (the others' trainer state says process zero before training starts)
         args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),
         train_dataset=Dataset.from_list([{"prompt": p.text, "id": p.id} for p in train_prompts]),

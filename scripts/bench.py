@@ -20,6 +20,7 @@ matmul rate (CPU) or the device's peak (GPU).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -274,74 +275,76 @@ def measure(setting: Setting, device: torch.device, dtype: torch.dtype, repeat: 
             breakdown: bool = True, stack=None, unguided: bool = True) -> dict:
     stack = stack or build(setting, device, dtype)
     dllm, reward, _ = stack
-    fast = {}
-    if setting.compile or setting.fast_entropy:
-        fast = enable_fast_paths(setting, stack, device)
-    else:
+    if not (setting.compile or setting.fast_entropy):
         run_once(replace(setting, gen_length=min(8, setting.gen_length), steps=min(4, setting.steps)), stack, device)
-    times, wall_times = [], []
-    with PeakMemory(device) as memory:
-        for _ in range(repeat):
-            seconds, out = run_once(setting, stack, device)
-            times.append(seconds)
-            wall_times.append(out.wall_seconds)
-    seconds = min(times)
-    # seconds: see Clock (CPU: process CPU time per thread); wall_seconds: as experienced
-    result = {"setting": asdict(setting), "seconds": {"min": seconds, "median": statistics.median(times),
-                                                      "all": times},
-              "wall_seconds": {"min": min(wall_times), "all": wall_times}}
-    if fast:
-        result["fast_paths"] = fast
-    if unguided:  # the same generate without guidance: best-of-K's sampling
-        plain = [run_once(setting, stack, device, guided=False) for _ in range(repeat)]
-        result["unguided_seconds"] = {"min": min(s for s, _ in plain), "all": [s for s, _ in plain],
-                                      "wall": [out.wall_seconds for _, out in plain]}
-        result["unguided_seconds_per_prompt"] = result["unguided_seconds"]["min"] / setting.prompts
-    guided_steps = len(out.trace)
-    prompt_width = max(len(p) for p in workload(setting, dllm.vocab_size)[0])
-    _, _, prefix_ids, suffix_ids = workload(setting, dllm.vocab_size)
-    flops = generation_flops(setting, dllm, reward, prompt_width, max(map(len, prefix_ids)),
-                             max(map(len, suffix_ids)))
-    result.update({
-        "seconds_per_prompt": seconds / setting.prompts,
-        "seconds_per_guided_step": seconds / guided_steps,
-        "guided_steps_per_second": guided_steps / seconds,
-        "prompts_per_second": setting.prompts / seconds,
-        "committed_tokens_per_second": setting.rows * setting.gen_length / seconds,
-        "peak_memory_bytes": memory.peak,
-        "peak_memory_added_bytes": memory.added,
-        "flops": flops,
-        "achieved_flops_per_second": flops["total"] / seconds,
-        "fraction_of_peak": flops["total"] / seconds / peak,
-        "flop_bound_seconds_per_step": flops["per_guided_step"] / peak,
-        "ratio_to_flop_bound": seconds / (flops["total"] / peak),
-    })
-    if breakdown:
-        timer = SectionTimer(device)
-        elapsed, out = run_once(setting, stack, device, timer=timer)
-        result["parts_seconds"] = {name: timer.seconds.get(name, 0.0) for name in PARTS}
-        result["parts_seconds"]["other"] = out.wall_seconds - sum(timer.seconds.values())
-        result["breakdown_total_seconds"] = out.wall_seconds
-        if device.type == "cpu":  # per thread, as Clock
-            threads = torch.get_num_threads()
-            cpu = {name: timer.cpu_seconds.get(name, 0.0) / threads for name in PARTS}
-            result["parts_cpu_seconds"] = {**cpu, "other": elapsed - sum(cpu.values())}
-    return result
+    with fast_paths_on(setting, stack, device) as fast:
+        times, wall_times = [], []
+        with PeakMemory(device) as memory:
+            for _ in range(repeat):
+                seconds, out = run_once(setting, stack, device)
+                times.append(seconds)
+                wall_times.append(out.wall_seconds)
+        seconds = min(times)
+        # seconds: see Clock (CPU: process CPU time per thread); wall_seconds: as experienced
+        result = {"setting": asdict(setting), "seconds": {"min": seconds, "median": statistics.median(times),
+                                                          "all": times},
+                  "wall_seconds": {"min": min(wall_times), "all": wall_times}}
+        if fast:
+            result["fast_paths"] = fast
+        if unguided:  # the same generate without guidance: best-of-K's sampling
+            plain = [run_once(setting, stack, device, guided=False) for _ in range(repeat)]
+            result["unguided_seconds"] = {"min": min(s for s, _ in plain), "all": [s for s, _ in plain],
+                                          "wall": [out.wall_seconds for _, out in plain]}
+            result["unguided_seconds_per_prompt"] = result["unguided_seconds"]["min"] / setting.prompts
+        guided_steps = len(out.trace)
+        prompt_width = max(len(p) for p in workload(setting, dllm.vocab_size)[0])
+        _, _, prefix_ids, suffix_ids = workload(setting, dllm.vocab_size)
+        flops = generation_flops(setting, dllm, reward, prompt_width, max(map(len, prefix_ids)),
+                                 max(map(len, suffix_ids)))
+        result.update({
+            "seconds_per_prompt": seconds / setting.prompts,
+            "seconds_per_guided_step": seconds / guided_steps,
+            "guided_steps_per_second": guided_steps / seconds,
+            "prompts_per_second": setting.prompts / seconds,
+            "committed_tokens_per_second": setting.rows * setting.gen_length / seconds,
+            "peak_memory_bytes": memory.peak,
+            "peak_memory_added_bytes": memory.added,
+            "flops": flops,
+            "achieved_flops_per_second": flops["total"] / seconds,
+            "fraction_of_peak": flops["total"] / seconds / peak,
+            "flop_bound_seconds_per_step": flops["per_guided_step"] / peak,
+            "ratio_to_flop_bound": seconds / (flops["total"] / peak),
+        })
+        if breakdown:
+            timer = SectionTimer(device)
+            elapsed, out = run_once(setting, stack, device, timer=timer)
+            result["parts_seconds"] = {name: timer.seconds.get(name, 0.0) for name in PARTS}
+            result["parts_seconds"]["other"] = out.wall_seconds - sum(timer.seconds.values())
+            result["breakdown_total_seconds"] = out.wall_seconds
+            if device.type == "cpu":  # per thread, as Clock
+                threads = torch.get_num_threads()
+                cpu = {name: timer.cpu_seconds.get(name, 0.0) / threads for name in PARTS}
+                result["parts_cpu_seconds"] = {**cpu, "other": elapsed - sum(cpu.values())}
+        return result
 
 
-def enable_fast_paths(setting: Setting, stack, device: torch.device) -> dict:
-    """Switch to the fast paths the setting asks for (``entrgi.sampling.fastpaths``): what the first
-    generate costs (compiling, if asked) and how many rows' samples stay those of the default code."""
+@contextlib.contextmanager
+def fast_paths_on(setting: Setting, stack, device: torch.device):
+    """The fast paths the setting asks for (``entrgi.sampling.fastpaths``) on while the block runs and off
+    after it, so that a sweep's next setting samples its default rows with the default code. Yields what
+    the first generate costs with them (compiling, if asked) and how many rows' samples stay those of
+    the default code; ``{}`` when the setting asks for none."""
+    if not (setting.compile or setting.fast_entropy):
+        yield {}
+        return
     default = run_once(setting, stack, device)[1]
-    if setting.fast_entropy:
-        fastpaths.enable("entropy")
-    if setting.compile:
-        fastpaths.enable("compile")
-        stack[1].compile()
-    clock = Clock(device)
-    first = run_once(setting, stack, device)[1]
-    return {"first_generate_cpu_seconds": clock.elapsed(), "first_generate_wall_seconds": clock.wall_elapsed(),
-            "rows_identical_to_default": (first.tokens == default.tokens).all(-1).float().mean().item()}
+    with fastpaths.using({"entropy": setting.fast_entropy, "compile": setting.compile}):
+        if setting.compile:
+            stack[1].compile()
+        clock = Clock(device)
+        first = run_once(setting, stack, device)[1]
+        yield {"first_generate_cpu_seconds": clock.elapsed(), "first_generate_wall_seconds": clock.wall_elapsed(),
+               "rows_identical_to_default": (first.tokens == default.tokens).all(-1).float().mean().item()}
 
 
 def environment(device: torch.device) -> dict:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from entrgi.bookkeeping.storage import read_jsonl  # noqa: E402
+from entrgi.bookkeeping.storage import read_jsonl, write_atomic  # noqa: E402
 from entrgi.costs import match_compute, matched_samples, read_summary  # noqa: E402
 from entrgi.evaluation.benchmarks import Prompt  # noqa: E402
 from entrgi.evaluation.judges import make_judge  # noqa: E402
@@ -155,7 +155,7 @@ def write_block(path: Path, block: str) -> None:
     if START not in text:
         text += f"\n{START}\n{END}\n"
     head, rest = text.split(START, 1)
-    path.write_text(f"{head}{START}\n{block}\n{END}{rest.split(END, 1)[1]}")
+    write_atomic(path, f"{head}{START}\n{block}\n{END}{rest.split(END, 1)[1]}")
 
 
 def main() -> None:

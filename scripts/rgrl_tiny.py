@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic
 from entrgi.evaluation.judges import KeywordJudge
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
+from entrgi.report import markdown_table
+from entrgi.training.report import stat_cell
 
 RECIPES = ("rgrl", "diffu_grpo", "rft")
 # what else was tried, to find out why rgrl does not beat the untrained policy (docs/results-rgrl-tiny.md)
@@ -112,8 +114,8 @@ def per_answer(record: dict, judge: KeywordJudge, which: str) -> tuple[float, fl
 def compare(args) -> dict:
     judge = KeywordJudge()
     table = {}
+    base = records(args, "untrained", "base")
     for method, which in (("base", "mean"), ("base", "top1"), ("entrgi", "top1")):
-        base = records(args, "untrained", "base")
         for policy in EVALUATED:
             mine = records(args, policy, method)
             keys = sorted(set(mine) & set(base))
@@ -129,21 +131,16 @@ def compare(args) -> dict:
 
 
 def markdown(table: dict) -> str:
-    def stat(s):
-        return f"{s['mean']:+.3f} ± {s['stderr']:.3f}"
-
-    def rate(s):
-        return f"{s['rate']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
-
-    lines = ["| policy | sampling | answer | n | guiding reward | keyword judge | win-rate (reward) | win-rate (judge) |",
-             "|---|---|---|---|---|---|---|---|"]
+    header = ["policy", "sampling", "answer", "n", "guiding reward", "keyword judge", "win-rate (reward)",
+              "win-rate (judge)"]
+    lines = []
     for name, row in table.items():
         policy, method, which = name.split()
         sampling = "unguided" if method == "base" else "EntRGi on top"
         answer = "mean of K" if which == "mean" else "top-1 of K"
-        lines.append(f"| {policy} | {sampling} | {answer} | {row['n']} | {stat(row['reward'])} | {stat(row['judge'])} "
-                     f"| {rate(row['win_reward'])} | {rate(row['win_judge'])} |")
-    return "\n".join(lines)
+        lines.append([policy, sampling, answer, str(row["n"]),
+                      *(stat_cell(row[k]) for k in ("reward", "judge", "win_reward", "win_judge"))])
+    return markdown_table(header, lines)
 
 
 def main() -> None:

@@ -8,10 +8,13 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from entrgi.from_config import load_models  # noqa: E402
 from entrgi.run import CONF_DIR  # noqa: E402
+from entrgi.sampling.guidance import RewardGuidance  # noqa: E402
+from entrgi.sampling.schedules import make_schedule  # noqa: E402
 
 
 def compose_config(*overrides: str):
@@ -23,6 +26,24 @@ def compose_config(*overrides: str):
 def tiny_stack():
     """The embedded default dLLM and reward model, loaded once."""
     return load_models(compose_config())
+
+
+def make_guide(tiny_stack, texts, sampler, schedule=None, cache_prefix=True, **options):
+    """Reward guidance on the tiny stack for rows prompted by ``texts``; the entropy schedule unless given.
+    ``options``: RewardGuidance's own (inner_steps, lr, steps)."""
+    dllm, reward = tiny_stack
+    bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size)
+    return RewardGuidance(reward, bridge.table, reward.context(texts, cache_prefix=cache_prefix),
+                          schedule or make_schedule("entropy"), sampler, torch.tensor(dllm.eos_ids), **options)
+
+
+def sampled_together_and_apart(method, setup, prompts):
+    """``method``'s records of ``prompts`` sampled in one batch and in two (the first prompt, the rest),
+    checked to hold the same responses: a row's samples do not depend on the rows batched with it."""
+    together = method.sample(setup, prompts)
+    apart = method.sample(setup, prompts[:1]) + method.sample(setup, prompts[1:])
+    assert [r.responses for r in together] == [r.responses for r in apart]
+    return together, apart
 
 
 @pytest.fixture(scope="session")

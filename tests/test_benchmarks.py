@@ -159,9 +159,12 @@ def test_rows_without_a_usable_prompt_are_refused_when_asked(tmp_path):
         load_benchmark("jsonl", "jsonl", str(tmp_path / "missing.jsonl"), on_bad_rows="skip")  # before reading
 
 
+MISSING_FILE = "benchmark.path=no-such-file.jsonl"  # refused before the loader would look for it
+
+
 @pytest.mark.parametrize("overrides,message", [
-    (["benchmark.num_prompts=0"], "benchmark.num_prompts=0 must be an integer >= 1, or null for all"),
-    (["benchmark.num_prompts=-1"], "benchmark.num_prompts=-1 must be an integer >= 1"),
+    (["benchmark.num_prompts=0", MISSING_FILE], "benchmark.num_prompts=0 must be an integer >= 1, or null for all"),
+    (["benchmark.num_prompts=-1", MISSING_FILE], "benchmark.num_prompts=-1 must be an integer >= 1"),
     (["benchmark=jsonl"], "set benchmark.path=<path>"),
 ])
 def test_benchmark_settings_are_checked_before_reading(overrides, message):
@@ -180,8 +183,10 @@ def dllm_tokenizer():
     return AutoTokenizer.from_pretrained(ASSETS / "tiny-dllm")
 
 
-def test_long_prompts_keep_their_last_tokens(dllm_tokenizer):
-    prompts = load_prompts(compose_config("benchmark.num_prompts=null"))
+def test_long_prompts_keep_their_last_tokens_and_everything_but_the_text(dllm_tokenizer):
+    prompts = [replace(p, metadata={"instruction_id_list": [f"id {p.id}"]})  # as IFEval's prompts carry
+               for p in load_prompts(compose_config("benchmark.num_prompts=null"))]
+    assert all(p.reference for p in prompts)
     lengths = [len(dllm_tokenizer(p.text, add_special_tokens=False)["input_ids"]) for p in prompts]
     limit = sorted(lengths)[len(lengths) // 2]
     cut = truncate_prompts(prompts, dllm_tokenizer, limit, "left")
@@ -192,6 +197,7 @@ def test_long_prompts_keep_their_last_tokens(dllm_tokenizer):
         else:
             assert len(dllm_tokenizer(after.text, add_special_tokens=False)["input_ids"]) <= limit
             assert before.text.endswith(after.text) and len(after.text) > 0
+            assert replace(after, text=before.text) == before  # id, reference and metadata kept
     with pytest.raises(ConfigError, match=rf"prompts are longer than benchmark.max_prompt_tokens={limit} .*"
                                           r"benchmark.truncation=left"):
         truncate_prompts(prompts, dllm_tokenizer, limit, "error")

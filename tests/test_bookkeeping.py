@@ -38,9 +38,9 @@ def records(*ids):
     return [{"id": i, "value": len(i)} for i in ids]
 
 
-def torn_log(path: Path) -> str:
-    """A log whose writer was killed mid-line."""
-    text = "".join(json.dumps(r) + "\n" for r in records("a", "b")) + '{"id": "c", "val'
+def torn_log(path: Path, tail: str = '{"id": "c", "val') -> str:
+    """A log whose writer was killed mid-line (or before the last line's newline)."""
+    text = "".join(json.dumps(r) + "\n" for r in records("a", "b")) + tail
     path.write_text(text)
     return text
 
@@ -57,7 +57,7 @@ def test_opening_a_results_log_only_reads_it(tmp_path):
 @pytest.mark.parametrize("tail", ['{"id": "c", "val', json.dumps({"id": "c"})])  # cut mid-line, or before "\n"
 def test_the_first_append_drops_a_torn_tail_before_appending(tmp_path, tail):
     path = tmp_path / "results.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records("a", "b")) + tail)
+    torn_log(path, tail)
     log = ResultsLog(path)
     log.append(records("d"))
     log.append(records("e"))
@@ -106,6 +106,9 @@ def test_job_directory_names_stay_one_component_of_the_sweep_directory(tmp_path,
     job = sweep / job_name(cfg)
     assert job.parent == sweep and not job.name.startswith(".") and ".." not in Path(job.name).parts
     assert safe_name(name) == safe_name(safe_name(name))  # already safe names are kept as they are
+
+
+def test_a_safe_job_name_is_kept_as_it_is():
     assert safe_name("entrgi_tiny_s0_1a2b3c4d") == "entrgi_tiny_s0_1a2b3c4d"
 
 

@@ -51,7 +51,8 @@ def test_a_prompts_flops_from_its_counts():
 def write_job(job, cost, num_samples, cache=None, overrides=()):
     per_prompt = HAND.per_prompt({k: v / 2 for k, v in cost.items() if k != "seconds"}, num_samples)
     summary = {"method": "entrgi", "num_prompts": 2, "num_samples": num_samples, "prompt_ids": ["a", "b"],
-               "cost_total": {("sampling_seconds" if k == "seconds" else k): v for k, v in cost.items()}, "flops": {"per_prompt": per_prompt, "per_sequence": asdict(HAND)},
+               "cost_total": {("sampling_seconds" if k == "seconds" else k): v for k, v in cost.items()},
+               "flops": {"per_prompt": per_prompt, "per_sequence": asdict(HAND)},
                "baseline": {"cache": str(cache)} if cache else {}}
     job.mkdir(parents=True)
     (job / "summary.json").write_text(json.dumps(summary))

@@ -2,28 +2,25 @@
 
 import pytest
 import torch
+from conftest import make_guide
 
 from entrgi.errors import ConfigError
 from entrgi.sampling import fastpaths, guidance, sampler
-from entrgi.sampling.guidance import RewardGuidance, first_eos_keep, guided_steps, relaxed_embeddings
+from entrgi.sampling.guidance import first_eos_keep, guided_steps, relaxed_embeddings
 from entrgi.sampling.rng import RowRandom, row_key
 from entrgi.sampling.sampler import SamplerConfig, generate, nucleus_filter, sample_nucleus, sorted_nucleus_filter
 from entrgi.sampling.schedules import make_schedule
 
 PROMPTS = ["What does `os.path.join` do?", "What does `math.sqrt` do?"]
+ROWS = [p for p in PROMPTS for _ in range(2)]  # two samples of each prompt
+KEYS = [row_key(0, p, k) for p in PROMPTS for k in range(2)]
 CFG = SamplerConfig(gen_length=12, steps=4)
 
 
 def guided_generate(tiny_stack, cache_prefix=True, steps=None, lr=0.5, schedule=None):
-    dllm, reward = tiny_stack
-    bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size)
-    texts = [p for p in PROMPTS for _ in range(2)]
-    prompt_ids = [ids for ids in dllm.encode_prompts(PROMPTS) for _ in range(2)]
-    keys = [row_key(0, p, k) for p in PROMPTS for k in range(2)]
-    guide = RewardGuidance(reward, bridge.table, reward.context(texts, cache_prefix=cache_prefix),
-                           schedule or make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=2,
-                           lr=lr, steps=steps)
-    return generate(dllm, prompt_ids, keys, CFG, guide)
+    guide = make_guide(tiny_stack, ROWS, CFG, schedule, cache_prefix, inner_steps=2, lr=lr, steps=steps)
+    dllm = tiny_stack[0]
+    return generate(dllm, dllm.encode_prompts(ROWS), KEYS, CFG, guide)
 
 
 def test_prefix_cache_and_fused_adam_give_the_reference_samples(tiny_stack, monkeypatch):
@@ -38,6 +35,7 @@ def test_prefix_cache_and_fused_adam_give_the_reference_samples(tiny_stack, monk
     monkeypatch.setattr(torch.optim, "Adam", unfused_adam)
     reference = guided_generate(tiny_stack, cache_prefix=False)
     assert torch.equal(fast.tokens, reference.tokens)
+    assert len(fast.trace) == len(reference.trace)
     for a, b in zip(fast.trace, reference.trace):
         torch.testing.assert_close(a["guided_reward"], b["guided_reward"], atol=1e-5, rtol=1e-5)
 
@@ -86,16 +84,22 @@ def logit_rows(kind: str, rows: int, V: int) -> torch.Tensor:
     return x / 0.7
 
 
-@pytest.mark.parametrize("V", [7, 300, 4096])
-@pytest.mark.parametrize("kind", ["flat", "peaked", "zipf", "bf16", "masked", "uniform"])
-def test_nucleus_without_a_sort_keeps_the_tokens_the_sort_keeps(kind, V, monkeypatch):
-    sorted_rows = []
+@pytest.fixture
+def sorted_rows(monkeypatch):
+    """How many rows each call of nucleus_filter handed to its fallback, the full sort."""
+    counts = []
 
     def counted_sort(x, top_p):
-        sorted_rows.append(x.shape[0])
+        counts.append(x.shape[0])
         return sorted_nucleus_filter(x, top_p)
 
     monkeypatch.setattr(sampler, "sorted_nucleus_filter", counted_sort)
+    return counts
+
+
+@pytest.mark.parametrize("V", [7, 300, 4096])
+@pytest.mark.parametrize("kind", ["flat", "peaked", "zipf", "bf16", "masked", "uniform"])
+def test_nucleus_without_a_sort_keeps_the_tokens_the_sort_keeps(kind, V, sorted_rows):
     rows = 50
     x = logit_rows(kind, rows, V)
     for top_p in (0.95, 0.5, 0.999):
@@ -104,10 +108,11 @@ def test_nucleus_without_a_sort_keeps_the_tokens_the_sort_keeps(kind, V, monkeyp
         assert sum(sorted_rows) <= 0.02 * 3 * rows, sorted_rows
 
 
-def test_a_tie_at_the_nucleus_boundary_is_left_to_the_sort():
+def test_a_tie_at_the_nucleus_boundary_is_left_to_the_sort(sorted_rows):
     # 0.5 + one of the two 0.25s reaches 0.6; which one stays is the sort's tie order
     x = torch.tensor([[0.25, 0.5, 0.25]]).log().expand(4, 3).contiguous()
     kept = torch.isfinite(nucleus_filter(x, 0.6))
+    assert sorted_rows == [4]  # every row went to the sort
     assert torch.equal(kept, torch.isfinite(sorted_nucleus_filter(x, 0.6)))
     assert (kept.sum(-1) == 2).all() and kept[:, 1].all()
 
@@ -152,6 +157,7 @@ def test_w_zero_draws_no_hard_sample_and_gives_the_same_samples(tiny_stack, monk
     drawn = guided_generate(tiny_stack, schedule=make_schedule("constant", value=0.0))
     assert hard_draws
     assert torch.equal(skipped.tokens, drawn.tokens)
+    assert len(skipped.trace) == len(drawn.trace)
     for a, b in zip(skipped.trace, drawn.trace):
         assert torch.equal(a["guided_reward"], b["guided_reward"])
 
@@ -191,19 +197,16 @@ def reference_optimize(guide, logits, positions, response, step, rng):
 
 
 def test_chunked_optimization_gives_the_whole_tensors_logits(tiny_stack, monkeypatch):
-    dllm, reward = tiny_stack
-    bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size)
-    prompt_ids = [ids for ids in dllm.encode_prompts(PROMPTS) for _ in range(2)]
-    x, attention = dllm.pad_prompts(prompt_ids)
+    dllm = tiny_stack[0]
+    x, attention = dllm.pad_prompts(dllm.encode_prompts(ROWS))
     L, P = 6, x.shape[1]
     x = torch.cat([x, torch.full((4, L), dllm.mask_id)], 1)
     x[:, P + 2] = 11  # one committed column
     positions = torch.tensor([[0, 1, 3, 4, 5]]).expand(4, -1)
     logits = dllm.logits(x, torch.cat([attention, torch.ones(4, L, dtype=attention.dtype)], 1), P, positions)
     logits[..., dllm.mask_id] = float("-inf")
-    rng = RowRandom([row_key(0, p, k) for p in PROMPTS for k in range(2)])
-    guide = RewardGuidance(reward, bridge.table, reward.context([p for p in PROMPTS for _ in range(2)]),
-                           make_schedule("entropy"), CFG, torch.tensor(dllm.eos_ids), inner_steps=3)
+    rng = RowRandom(KEYS)
+    guide = make_guide(tiny_stack, ROWS, CFG, inner_steps=3)
     expected = reference_optimize(guide, logits, positions, x[:, P:], 0, rng)
     whole = guide.optimize(logits, positions, x[:, P:], 0, rng)[0]  # the 20 rows are one chunk
     assert torch.equal(whole, expected)
@@ -255,7 +258,8 @@ def test_the_fast_paths_are_a_config_switch_that_is_part_of_a_jobs_identity_only
     from entrgi.run import run
 
     default, fast = compose_config(), compose_config("fast_paths.entropy=true")
-    assert "fast_paths" not in job_settings(default) and "fast_paths" not in baseline_settings(default, "cpu", "f32")
+    assert "fast_paths" not in job_settings(default)
+    assert "fast_paths" not in baseline_settings(default, "cpu", "float32")
     assert job_settings(fast)["fast_paths"] == {"entropy": True, "compile": False}
     assert baseline_settings(fast, "cpu", "float32")["fast_paths"]["entropy"]  # its best-of-K samples are its own
 

@@ -6,6 +6,7 @@ from importlib.metadata import distribution
 
 import pytest
 from conftest import compose_config
+from test_judges import record
 
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.judges import judge_against_baseline, make_judge, summarize_judged
@@ -67,6 +68,8 @@ def test_loose_accuracy_forgives_a_leading_line_and_markup_that_strict_does_not(
     assert verdict.details["accuracy_counts"] == {"prompt_strict": [0, 1], "prompt_loose": [1, 1],
                                                   "instruction_strict": [1, 2], "instruction_loose": [2, 2]}
     assert verdict.score == 0.5  # eval_reward.score: instruction_strict
+    marked_up = judge.verdicts([prompt], ['**{"answer": 42}**'])[0]  # loose also tries the answer without "*"
+    assert marked_up.details["strict"] == [False, True] and marked_up.details["loose"] == [True, True]
 
 
 def test_the_summary_gives_prompt_and_instruction_level_accuracy_strict_and_loose_for_both_sides(judge):
@@ -119,8 +122,8 @@ def test_the_loader_reads_each_prompts_instruction_ids_and_kwargs_from_the_packa
         assert prompt.metadata == {"instruction_id_list": row["instruction_id_list"], "kwargs": row["kwargs"]}
     first = next(p for p in prompts if p.id == "1000")  # no commas, 3 highlighted sections, at least 300 words
     follows = "*one* *two* *three* " + "word " * 300
-    assert judge.verdicts([first, first], [follows, "Too short, and with a comma."]) \
-        [0].details["strict"] == [True, True, True]
+    verdicts = judge.verdicts([first, first], [follows, "Too short, and with a comma."])
+    assert [v.details["strict"] for v in verdicts] == [[True, True, True], [False, False, False]]
 
 
 def test_the_checkers_give_lm_evals_verdicts_on_every_packaged_prompt(judge, monkeypatch):
@@ -166,16 +169,10 @@ def test_the_checkers_give_lm_evals_verdicts_on_every_packaged_prompt(judge, mon
 
 
 def test_a_job_on_ifeval_reports_the_four_accuracies_for_both_sides_and_names_what_it_could_not_check(judge):
-    from entrgi.bookkeeping.records import PromptResult
     from entrgi.evaluation.comparison import compare_with_baseline, summarize
 
     cfg = compose_config("benchmark=ifeval", "eval_reward=ifeval", "benchmark.num_prompts=12")
     prompts = load_prompts(cfg)  # the run's own path: the packaged file, the seed's choice
-
-    def record(p: Prompt, answer: str) -> PromptResult:  # a sampled prompt's record, as a method makes it
-        return PromptResult(id=p.id, prompt=p.text, reference=None, responses=[answer], rewards=[0.0], best_index=0,
-                            top1_reward=0.0, mean_reward=0.0, trace={}, cost={"seconds": 1.0})
-
     records = compare_with_baseline([record(p, p.text.lower()) for p in prompts],
                                     [record(p, p.text.upper()) for p in prompts], prompts, judge, [0] * len(prompts))
     summary = summarize(records, seed=cfg.seed, baseline={"method": "bon"})

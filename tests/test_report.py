@@ -215,3 +215,31 @@ def test_a_judge_rescoring_agrees_with_the_judge_the_sweep_ran(sweep, tmp_path):
              for v in entrgi.values() for r in v}
     assert long["entrgi", "keywords/mean_at_k"] == pytest.approx(per_prompt_mean(
         entrgi, lambda r: sum(keyword_coverage(a, asked[r["id"]]) for a in r["responses"]) / len(r["responses"])))
+
+
+def test_rejudging_reads_verdicts_so_a_declined_answer_is_unscored_and_a_pairwise_judge_is_refused():
+    from types import SimpleNamespace
+
+    from entrgi.bookkeeping.records import PromptResult
+    from entrgi.errors import ConfigError
+    from entrgi.evaluation.judges import Verdict
+    from entrgi.report import load_judge, rejudge
+
+    class Declines:  # a pointwise judge without `score`, as ifeval and lmunit are: it declines answers with "?"
+        name, forwards = "picky", 0
+
+        def verdicts(self, prompts, responses):
+            return [Verdict(None, error="unreadable") if "?" in r else Verdict(float(len(r))) for r in responses]
+
+    def result(id_, responses):
+        return PromptResult(id=id_, prompt="p", reference=None, responses=responses, rewards=[0.0, 1.0],
+                            best_index=1, top1_reward=1.0, mean_reward=0.5, trace={}, cost={},
+                            baseline={"method": "bon", "response": "bon!", "top1_reward": 1.0})
+    setting = SimpleNamespace(method="entrgi", judged={},
+                              records=[result("a", ["x", "yyy"]), result("b", ["z?", "zz"])])
+    rejudge([setting], Declines())
+    scored, declined = setting.judged["picky"]["a"], setting.judged["picky"]["b"]
+    assert (scored.top1, scored.mean_at_k, scored.baseline_top1, scored.outcome) == (3.0, 2.0, 4.0, 0.0)
+    assert (declined.top1, declined.mean_at_k, declined.outcome) == (2.0, None, 0.0)  # its top-1 was scored
+    with pytest.raises(ConfigError, match="compares two answers"):
+        load_judge("pairwise")

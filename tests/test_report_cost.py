@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 import pytest
 import yaml
+from test_report import row, section
 
 from entrgi.bookkeeping.costs import SequenceFlops
 from entrgi.bookkeeping.records import PromptResult
@@ -53,12 +54,11 @@ def test_cost_relative_to_bon_and_the_cost_plot(tmp_path):
     write_job(sweep, "bon", 10, {"dllm_forwards": 40, "reward_forwards": 10, "reward_backwards": 0}, 2.5, 0.5)
     text, problems = build(sweep, tmp_path / "report")
     assert problems == []
-    table = text.split("## Cost relative to bon")[1].split("##")[0]
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in table.splitlines() if line.startswith("| ")}
+    table = section(text, "## Cost relative to bon")
     # entrgi: 160 + 68 + 60 = 288 FLOPs per prompt against 4 unguided samples of 4 x 10 + 3; 3 s against 1 s
-    entrgi = rows["entrgi num_samples=4"]
+    entrgi = row(table, "entrgi num_samples=4")
     assert entrgi[5:9] == ["288", "3.00", f"{288 / 172:.2f}", "3.00 |"]
-    assert rows["bon num_samples=10"][7:9] == ["1.00", "1.00 |"] and rows["bon num_samples=4"][7] == "1.00"
+    assert row(table, "bon num_samples=10")[7:9] == ["1.00", "1.00 |"] and row(table, "bon num_samples=4")[7] == "1.00"
     long = {(r["method"], r["variant"], r["metric"]): r for r in csv.DictReader((tmp_path / "report/results.csv").open())}
     assert float(long["entrgi", "num_samples=4", "cost/relative_flops"]["value"]) == pytest.approx(288 / 172)
     assert float(long["entrgi", "num_samples=4", "cost/flops_reward_forward"]["value"]) == 68

@@ -24,7 +24,8 @@ def test_a_rows_score_does_not_depend_on_the_rows_batched_with_it(tiny_stack):
     width = reward.text_width(prompts, 48)
     together = reward.score_texts(prompts, responses, batch_size=16, width=width)
     by_prompt = reward.score_texts(prompts, responses, batch_size=4, width=width)  # one prompt's K = 4 samples
-    assert by_prompt == together  # exactly: batch_size=1 and 4 give the same final rewards
+    one_by_one = reward.score_texts(prompts, responses, batch_size=1, width=width)
+    assert by_prompt == together and one_by_one == together  # exactly: every batch size, the same final rewards
 
 
 def test_scores_are_the_classifiers_own_last_token_scores(tiny_stack):

@@ -1,4 +1,5 @@
-"""Every script in scripts/ still imports and parses its arguments (a module it used to import can be gone)."""
+"""Every script in scripts/ still answers --help: its module-level imports resolve (a module it used to import
+can be gone) and its argument parser builds. Imports inside its functions and its work are not run."""
 
 import runpy
 import sys

@@ -3,6 +3,7 @@ entrgi.run, and the one-line errors for bad settings."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -364,7 +365,7 @@ def test_the_untrained_policys_held_out_samples_are_entrgi_runs(recipes, tmp_pat
         assert record["rewards"] == pytest.approx(by_id[record["id"]]["rewards"], rel=1e-6)
 
 
-def test_a_checkpoint_some_process_has_not_finished_saving_is_not_resumed_from(tmp_path):
+def test_a_checkpoint_without_the_complete_marker_is_not_resumed_from(tmp_path):
     for step, files in [(1, ["trainer_state.json", "rng_state_0.pth", "rng_state_1.pth", CHECKPOINT_COMPLETE]),
                         (2, ["trainer_state.json", "rng_state_0.pth"])]:  # killed before process 1 saved its RNG
         (tmp_path / f"checkpoint-{step}").mkdir()
@@ -401,17 +402,42 @@ def test_bad_settings_fail_with_one_line_naming_the_fix(tmp_path):
                    "c_attn", "train.lora.target_modules", "q_proj")
     one_line_error(compose_train("benchmark@train_prompts=magpie_ultra"), tmp_path / "d", "train_prompts.path")
     one_line_error(compose_train("reward.path=nobody/no-such-reward", "logger=none"), tmp_path / "e", "reward.path")
+    one_line_error(compose_train("eval_reward=pairwise"), tmp_path / "g", "compares two answers", "eval_reward=none")
     claim_directory(tmp_path / "f", job_settings(compose_train("train.lr=1e-3")))
     (tmp_path / "f" / "checkpoint-1").mkdir()  # a run of other settings that saved a checkpoint
     one_line_error(compose_train(), tmp_path / "f", "other settings", "train.lr")
+
+
+def test_the_held_out_evaluation_reads_verdicts_and_leaves_a_declined_answer_out():
+    from entrgi.evaluation.judges import Verdict
+    from entrgi.training.evaluation import HeldOut, sample_held_out, summarize_held_out
+
+    class Declines:  # pointwise without `score`, as ifeval and lmunit: it declines answers containing "?"
+        name, forwards = "picky", 0
+
+        def verdicts(self, prompts, responses):
+            return [Verdict(None, error="unreadable") if "?" in r else Verdict(float(len(r))) for r in responses]
+
+    class Answers:  # a method that answers each prompt with its text
+        def sample(self, setup, batch):
+            return [SimpleNamespace(id=p.id, responses=[p.text], rewards=[1.0], top1_reward=1.0, mean_reward=1.0,
+                                    best_index=0) for p in batch]
+
+    from entrgi.evaluation.benchmarks import Prompt
+
+    prompts = [Prompt("a", "aaa"), Prompt("b", "b?"), Prompt("c", "c")]
+    records = sample_held_out(HeldOut(prompts, None, Declines(), batch_size=2), prompts, Answers())
+    assert [r["judge"] for r in records] == [3.0, None, 1.0]
+    baseline = [dict(r, judge=2.0) for r in records]
+    summary = summarize_held_out(records, baseline, seed=0)
+    assert summary["judge"]["n"] == 2 and summary["judge"]["mean"] == 2.0  # the declined answer left out
+    assert summary["win_rate_judge"]["n"] == 2 and summary["win_rate_judge"]["rate"] == 0.5  # one win, one loss
 
 
 def test_a_scoring_model_with_more_than_one_label_is_refused(tmp_path):
     from transformers import AutoConfig
 
     from entrgi.evaluation.benchmarks import ASSETS
-
-    import shutil
 
     two = tmp_path / "two-labels"
     shutil.copytree(ASSETS / "tiny-reward", two)  # a complete checkpoint whose config says 2 labels

@@ -122,6 +122,6 @@ def summary_flops(summary: dict, setup) -> dict:
     """What a job's summary records about its FLOPs: per prompt (dLLM, reward forward, reward backward,
     total) and the per-sequence costs they came from (``python -m entrgi.costs`` reads both)."""
     sequence = setup_flops(setup)
-    n = max(summary["num_prompts"], 1)
-    cost = {name: summary["cost_total"].get(name, 0) / n for name in ("dllm_forwards", "reward_forwards", "reward_backwards")}
+    cost = {name: summary["cost_per_prompt"].get(name, 0)
+            for name in ("dllm_forwards", "reward_forwards", "reward_backwards")}
     return {"per_prompt": sequence.per_prompt(cost, setup.num_samples), "per_sequence": asdict(sequence)}

@@ -41,6 +41,23 @@ def write_json(path: Path, data) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def _jsonl_text(records: Sequence[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def write_jsonl(path: Path, records: Sequence[dict]) -> None:
+    """Write ``records`` as a JSON lines file, atomically (see :func:`write_atomic`)."""
+    write_atomic(path, _jsonl_text(records))
+
+
+def append_jsonl(path: Path, records: Sequence[dict]) -> None:
+    """Append ``records`` to a JSON lines file, on disk (fsync) before returning."""
+    with Path(path).open("a") as handle:
+        handle.write(_jsonl_text(records))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def parse_jsonl(text: str) -> tuple[list[dict], list[int]]:
     """The JSON objects of JSON lines ``text``, and the numbers of the lines that are not one (a line
     cut short by a killed writer, a hand edit). Blank lines are neither."""
@@ -92,12 +109,9 @@ class ResultsLog:
 
     def append(self, records: list[dict]) -> None:
         if self._needs_repair:
-            write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+            write_jsonl(self.path, self.records)
             self._needs_repair = False
-        with self.path.open("a") as handle:
-            handle.write("".join(json.dumps(r) + "\n" for r in records))
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_jsonl(self.path, records)
         self.records += records
 
     def fill(self, items: Sequence, sample: Callable[[list], list[dict]], batch_size: int,

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from filelock import FileLock
-
-from entrgi.bookkeeping.storage import write_json
+from entrgi.bookkeeping.storage import locked, write_json
 
 RECORD = "sweep.json"
 
@@ -36,7 +34,7 @@ def record_jobs(sweep_dir: Path, jobs: list[dict]) -> None:
     """Add ``jobs`` to the sweep's record (a job already there, by directory, is replaced)."""
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(sweep_dir / f".{RECORD}.lock")):
+    with locked(sweep_dir / f".{RECORD}.lock"):
         known = {job["dir"]: job for job in read_jobs(sweep_dir) or []}
         known.update({job["dir"]: job for job in jobs})
         write_json(sweep_dir / RECORD, {"jobs": [known[d] for d in sorted(known)]})

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from entrgi.bookkeeping.storage import read_jsonl
@@ -201,7 +201,8 @@ def truncate_prompts(prompts: list[Prompt], tokenizer, max_prompt_tokens: int | 
     chat template; None: no limit).
 
     ``truncation``: ``left`` keeps the last ``max_prompt_tokens`` tokens of a longer prompt (its
-    end, where the question usually is), ``error`` refuses it. Ids stay those of the full prompts.
+    end, where the question usually is), ``error`` refuses it. All but the text (id, reference, metadata)
+    stays that of the full prompt.
     """
     check_truncation(max_prompt_tokens, truncation)
     if max_prompt_tokens is None:
@@ -217,7 +218,7 @@ def truncate_prompts(prompts: list[Prompt], tokenizer, max_prompt_tokens: int | 
                           f"benchmark.truncation=left to keep each prompt's last {max_prompt_tokens} tokens")
     out = list(prompts)
     for i in long:
-        out[i] = Prompt(prompts[i].id, _last_tokens(tokenizer, ids[i], max_prompt_tokens), prompts[i].reference)
+        out[i] = replace(prompts[i], text=_last_tokens(tokenizer, ids[i], max_prompt_tokens))
     log.warning("benchmark.max_prompt_tokens=%d: kept the last %d tokens of %d of %d prompts (the longest had %d)",
                 max_prompt_tokens, max_prompt_tokens, len(long), len(prompts), longest)
     return out

@@ -18,7 +18,9 @@ from entrgi.models.loading import from_pretrained, resolve_device, resolve_dtype
 
 
 @dataclass
-class Generation:
+class Reply:
+    """A judge model's greedy reply to one conversation."""
+
     text: str
     tokens: list[str]  # each new token decoded on its own
     top_logprobs: list[dict[str, float]]  # per new token: the most likely tokens (decoded) and their log-probabilities
@@ -57,7 +59,7 @@ class TransformersGenerator(ChatGenerator):
         self.eos_ids = {t for t in eos if t is not None}
 
     @torch.no_grad()
-    def generate(self, texts: list[str]) -> list[Generation]:
+    def generate(self, texts: list[str]) -> list[Reply]:
         from transformers import GenerationConfig
 
         # plain greedy: generate fills every unset field from the checkpoint's generation config (Qwen2.5's
@@ -66,7 +68,7 @@ class TransformersGenerator(ChatGenerator):
                                   top_k=50, max_new_tokens=self.max_new_tokens, eos_token_id=sorted(self.eos_ids),
                                   pad_token_id=self.tokenizer.pad_token_id, output_logits=True,
                                   return_dict_in_generate=True)
-        generations = []
+        replies = []
         for start in range(0, len(texts), self.batch_size):
             batch = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
                                    add_special_tokens=False).to(self.model.device)
@@ -77,12 +79,12 @@ class TransformersGenerator(ChatGenerator):
             top = torch.stack(out.logits, dim=1).float().log_softmax(-1).topk(self.top_logprobs, dim=-1)
             for ids, values, indices in zip(new, top.values.tolist(), top.indices.tolist()):
                 length = next((i + 1 for i, t in enumerate(ids) if t in self.eos_ids), len(ids))
-                generations.append(self._generation(ids[:length], values[:length], indices[:length]))
-        return generations
+                replies.append(self._reply(ids[:length], values[:length], indices[:length]))
+        return replies
 
-    def _generation(self, ids: list[int], values: list[list[float]], indices: list[list[int]]) -> Generation:
+    def _reply(self, ids: list[int], values: list[list[float]], indices: list[list[int]]) -> Reply:
         decode = self.tokenizer.decode
-        return Generation(text=decode(ids, skip_special_tokens=True), tokens=[decode([t]) for t in ids],
+        return Reply(text=decode(ids, skip_special_tokens=True), tokens=[decode([t]) for t in ids],
                           top_logprobs=[{decode([i]): v for i, v in zip(row_ids, row)}
                                         for row_ids, row in zip(indices, values)])
 
@@ -100,11 +102,11 @@ class VLLMGenerator(ChatGenerator):
         self.tokenizer = self.llm.get_tokenizer()
         self.sampling = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, logprobs=top_logprobs)
 
-    def generate(self, texts: list[str]) -> list[Generation]:
+    def generate(self, texts: list[str]) -> list[Reply]:
         outputs = self.llm.generate(texts, self.sampling, use_tqdm=False)
         self.forwards += len(texts)
         decode = self.tokenizer.decode
-        return [Generation(text=o.outputs[0].text, tokens=[decode([t]) for t in o.outputs[0].token_ids],
+        return [Reply(text=o.outputs[0].text, tokens=[decode([t]) for t in o.outputs[0].token_ids],
                            top_logprobs=[{lp.decoded_token: lp.logprob for lp in position.values()}
                                          for position in o.outputs[0].logprobs])
                 for o in outputs]

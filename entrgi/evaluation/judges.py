@@ -14,13 +14,17 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 from entrgi.models.reward import RewardModel
+
+if TYPE_CHECKING:
+    from entrgi.evaluation.generation import ChatGenerator, Reply
 
 
 @dataclass
@@ -65,6 +69,27 @@ class ScoringJudge:
 
     def verdicts(self, prompts: list[Prompt], responses: list[str]) -> list[Verdict]:
         return [Verdict(s) for s in self.score(prompts, responses)]
+
+
+class ModelJudge:
+    """What the chat-model judges (LMUnit, pairwise) share: the model's ``generator``, asked each question as a
+    user turn after an optional system turn; ``forwards`` counts the model's sequences."""
+
+    def __init__(self, generator: ChatGenerator, name: str, system_prompt: str | None):
+        self.generator, self.name, self.system_prompt = generator, name, system_prompt
+
+    @property
+    def forwards(self) -> int:
+        return self.generator.forwards
+
+    def conversations_of(self, user_turns: Iterable[str]) -> list[list[dict]]:
+        """One conversation per user turn: the system turn (if any), then the user turn."""
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return [system + [{"role": "user", "content": turn}] for turn in user_turns]
+
+    def reply(self, conversations: list[list[dict]]) -> list[Reply]:
+        """The model's reply to each conversation, through its chat template, in one batched generation."""
+        return self.generator.generate(self.generator.chat_texts(conversations))
 
 
 def judge_against_baseline(judge: Judge | PairwiseJudge, prompts: list[Prompt], answers: list[str],

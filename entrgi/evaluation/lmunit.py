@@ -14,54 +14,50 @@ from __future__ import annotations
 import math
 
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.generation import ChatGenerator, Generation
-from entrgi.evaluation.judges import Verdict
+from entrgi.evaluation.generation import ChatGenerator, Reply
+from entrgi.evaluation.judges import ModelJudge, Verdict
 
 UNIT_TEST_PROMPT = "Query: {query}\n\nResponse: {response}\n\nUnit Test: {unit_test}"
 SCORE_DIGITS = [str(d) for d in range(7)]  # the tokens the package weighs, valued 0..6
 
 
-def lmunit_score(generation: Generation) -> float:
+def lmunit_score(reply: Reply) -> float:
     """The probability-weighted score at the score token of ``{"score": N}``; ValueError if there is none."""
-    tokens = generation.tokens
+    tokens = reply.tokens
     at = next((i + 3 for i in range(len(tokens) - 1) if tokens[i] == "score" and tokens[i + 1] == '":'), None)
     if at is None:
-        raise ValueError(f"no score in the judge's output {generation.text!r}")
+        raise ValueError(f"no score in the judge's output {reply.text!r}")
     if at >= len(tokens) or tokens[at].strip() not in SCORE_DIGITS:
-        raise ValueError(f"the score in the judge's output {generation.text!r} is not a digit 0-6")
-    top = generation.top_logprobs[at]
+        raise ValueError(f"the score in the judge's output {reply.text!r} is not a digit 0-6")
+    top = reply.top_logprobs[at]
     weights = [(int(d), math.exp(top[d])) for d in SCORE_DIGITS if d in top]
     if not weights:
-        raise ValueError(f"no digit among the top log-probabilities of the score in {generation.text!r}")
+        raise ValueError(f"no digit among the top log-probabilities of the score in {reply.text!r}")
     return sum(value * p for value, p in weights) / sum(p for _, p in weights)
 
 
-class LMUnitJudge:
+class LMUnitJudge(ModelJudge):
     """Scores every answer against every unit test in one batched generation (answers x unit tests)."""
 
     def __init__(self, generator: ChatGenerator, unit_tests: list[str], name: str = "lmunit",
                  system_prompt: str | None = "rationale=No"):
-        self.generator, self.unit_tests, self.name, self.system_prompt = generator, list(unit_tests), name, system_prompt
-
-    @property
-    def forwards(self) -> int:
-        return self.generator.forwards
+        super().__init__(generator, name, system_prompt)
+        self.unit_tests = list(unit_tests)
 
     def conversations(self, prompts: list[Prompt], responses: list[str]) -> list[list[dict]]:
         """One conversation per (answer, unit test), answer-major."""
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return [system + [{"role": "user", "content": UNIT_TEST_PROMPT.format(query=p.text, response=r, unit_test=t)}]
-                for p, r in zip(prompts, responses) for t in self.unit_tests]
+        return self.conversations_of(UNIT_TEST_PROMPT.format(query=p.text, response=r, unit_test=t)
+                                     for p, r in zip(prompts, responses) for t in self.unit_tests)
 
     def verdicts(self, prompts: list[Prompt], responses: list[str]) -> list[Verdict]:
-        generations = self.generator.generate(self.generator.chat_texts(self.conversations(prompts, responses)))
+        replies = self.reply(self.conversations(prompts, responses))
         T = len(self.unit_tests)
         verdicts = []
         for i in range(len(responses)):
             scores, errors = [], []
-            for test, generation in zip(self.unit_tests, generations[i * T:(i + 1) * T]):
+            for test, reply in zip(self.unit_tests, replies[i * T:(i + 1) * T]):
                 try:
-                    scores.append(lmunit_score(generation))
+                    scores.append(lmunit_score(reply))
                 except ValueError as error:
                     scores.append(None)
                     errors.append(f"unit test {test!r}: {error}")

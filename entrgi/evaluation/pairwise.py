@@ -9,7 +9,7 @@ import re
 
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.generation import ChatGenerator
-from entrgi.evaluation.judges import Verdict
+from entrgi.evaluation.judges import ModelJudge, Verdict
 
 SYSTEM_PROMPT = ("You are a careful and impartial judge of answers written by AI assistants. You compare two answers "
                  "to the same instruction and name the one a thoughtful person would prefer.")
@@ -43,28 +43,24 @@ def parse_verdict(text: str) -> str:
     return found.group(1)
 
 
-class PairwiseModelJudge:
+class PairwiseModelJudge(ModelJudge):
     pairwise = True
 
     def __init__(self, generator: ChatGenerator, name: str = "pairwise", system_prompt: str | None = SYSTEM_PROMPT,
                  template: str = TEMPLATE):
-        self.generator, self.name, self.system_prompt, self.template = generator, name, system_prompt, template
-
-    @property
-    def forwards(self) -> int:
-        return self.generator.forwards
+        super().__init__(generator, name, system_prompt)
+        self.template = template
 
     def conversations(self, prompts: list[Prompt], answers: list[str], baseline_answers: list[str]) -> list[list[dict]]:
         """Two conversations per prompt: the answer as A, then the baseline's answer as A."""
-        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        return [system + [{"role": "user", "content": self.template.format(instruction=p.text, answer_a=a, answer_b=b)}]
-                for p, mine, theirs in zip(prompts, answers, baseline_answers) for a, b in ((mine, theirs), (theirs, mine))]
+        return self.conversations_of(self.template.format(instruction=p.text, answer_a=a, answer_b=b)
+                                     for p, mine, theirs in zip(prompts, answers, baseline_answers)
+                                     for a, b in ((mine, theirs), (theirs, mine)))
 
     def compare(self, prompts: list[Prompt], answers: list[str], baseline_answers: list[str]) -> list[Verdict]:
-        generations = self.generator.generate(self.generator.chat_texts(
-            self.conversations(prompts, answers, baseline_answers)))
+        replies = self.reply(self.conversations(prompts, answers, baseline_answers))
         verdicts = []
-        for answer_first, baseline_first in zip(generations[0::2], generations[1::2]):
+        for answer_first, baseline_first in zip(replies[0::2], replies[1::2]):
             details = {"replies": [answer_first.text, baseline_first.text]}  # answer as A, then as B
             try:
                 picks = [parse_verdict(answer_first.text), parse_verdict(baseline_first.text)]

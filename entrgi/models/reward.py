@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from functools import cache
 
 import torch
 
@@ -24,7 +23,7 @@ _SENTINEL = "\u2063ENTRGI_RESPONSE\u2063"
 UNMATCHED = ("unk", "zero", "retokenize")
 
 
-@cache
+@functools.cache
 def cache_keyword(forward) -> str:
     """The keyword a model's ``forward`` takes its key/value cache by: ``cache`` from transformers 5.24
     (``past_key_values`` is deprecated there, and removed in 5.40), ``past_key_values`` before."""

@@ -134,6 +134,7 @@ class RewardGuidance:
         if self.diagnose_relaxation:
             stats.update(relaxation_fidelity(torch.stack(rewards), torch.stack(hard_rewards), self.rows_per_prompt))
         return phi.tensor().view(N, n, V), stats
+
     @torch.no_grad()
     def hard_score(self, committed: torch.Tensor, index: torch.Tensor, hard_tokens: torch.Tensor,
                    keep: torch.Tensor) -> torch.Tensor:
@@ -156,7 +157,6 @@ def relaxation_fidelity(relaxed: torch.Tensor, hard: torch.Tensor, rows_per_prom
     correlation = (x * y).sum(-1) / (x.square().sum(-1) * y.square().sum(-1)).sqrt()
     return {"hard_reward": hard[-1], "relaxation_gap": (relaxed - hard).mean(0),
             "relaxation_correlation": correlation.float().repeat_interleave(rows_per_prompt)}
-
 
 
 class ChunkedLogits:
@@ -195,7 +195,7 @@ class ChunkedLogits:
         relaxed, weights, argmax, hards = [], [], [], []
         hard_draws = hard_draws and functools.cache(hard_draws)  # each round's draws once, for all chunks
         for i, (rows, phi) in enumerate(zip(self.rows, self.chunks)):
-            probs = torch.softmax(phi / self.temperature, -1)  # once: soft embedding and hard sample
+            probs = self.soft_probs(i)  # once: soft embedding and hard sample
             weight = schedule(phi, t)
             hard = None
             if hard_draws is not None:

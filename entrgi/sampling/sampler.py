@@ -232,8 +232,7 @@ def sample_nucleus(logits: torch.Tensor, cfg: SamplerConfig, uniform, rounds: in
             retry = torch.where(take, candidate, retry)
             pending &= ~take
         # the rows still rejected draw from the nucleus itself (computed for all retried rows: no second sync)
-        nucleus = torch.softmax(top_p_top_k_filter(flat_logits.float() / cfg.temperature, cfg.top_p, cfg.top_k), -1)
-        retry = torch.where(pending, sample_from_probs(nucleus, draws[-1]), retry)
+        retry = torch.where(pending, sample_from_probs(sampling_probs(flat_logits, cfg), draws[-1]), retry)
         tokens = tokens.flatten().index_put((rows,), retry).view(tokens.shape)
     return tokens
 

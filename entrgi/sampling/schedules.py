@@ -3,8 +3,8 @@
 Each schedule maps logits ``[..., V]`` and the step's diffusion time ``t`` (1: all masked, near 0: the
 last step) to one weight in [0, 1] per position (``[...]``); parameters that could leave [0, 1] are
 refused. A new schedule is one class here, registered by name with ``@register``, and one YAML file
-in ``conf/schedule/``. The relaxation (see ``guidance.relaxed_embeddings``) uses ``w`` in the same formula for every method:
-``w = 0`` is the continuous relaxation, ``w = 1`` the straight-through estimator, and EntRGi's
+in ``conf/schedule/``. The relaxation (see ``guidance.relaxed_embeddings``) uses ``w`` in the same
+formula for every method: ``w = 0`` is the continuous relaxation, ``w = 1`` the straight-through estimator, and EntRGi's
 ``w = H(softmax(phi)) / log V`` lies in between per position.
 """
 
@@ -22,6 +22,8 @@ from entrgi.sampling.sampler import entropy, top_p_top_k_filter
 
 class Schedule(Protocol):
     def __call__(self, logits: torch.Tensor, t: float = 1.0) -> torch.Tensor: ...
+
+    # a schedule may also define ``is_zero`` (True: w = 0 at every position and time, no hard sample needed)
 
 
 SCHEDULES: dict[str, type] = {}
@@ -50,6 +52,10 @@ class Constant:
     def __post_init__(self):
         if not 0.0 <= self.value <= 1.0:
             raise ConfigError(f"constant schedule value {self.value} is outside [0, 1]; set schedule.value in [0, 1]")
+
+    @property
+    def is_zero(self) -> bool:
+        return self.value == 0.0
 
     def __call__(self, logits: torch.Tensor, t: float = 1.0) -> torch.Tensor:
         return torch.full(logits.shape[:-1], float(self.value), device=logits.device)
@@ -138,12 +144,15 @@ class LinearTime:
     def __call__(self, logits: torch.Tensor, t: float = 1.0) -> torch.Tensor:
         return torch.full(logits.shape[:-1], self.end + (self.start - self.end) * float(t), device=logits.device)
 
+    @property
+    def is_zero(self) -> bool:
+        return self.start == self.end == 0.0
+
 
 def always_zero(schedule: Schedule) -> bool:
-    """Whether ``schedule`` gives ``w = 0`` at every position and time (no hard sample is then needed)."""
-    if isinstance(schedule, Constant):
-        return schedule.value == 0.0
-    return isinstance(schedule, LinearTime) and schedule.start == schedule.end == 0.0
+    """Whether ``schedule`` gives ``w = 0`` at every position and time (its ``is_zero``; no hard sample is then
+    needed). A schedule that does not say is taken to be nonzero somewhere."""
+    return bool(getattr(schedule, "is_zero", False))
 
 
 def make_schedule(name: str, **params):

@@ -26,7 +26,7 @@ class HeldOut:
 
     prompts: list[Prompt]
     setup: SamplingSetup  # K, the sampler, the seed and the padding widths (those of ``prompts``)
-    judge: Judge | None
+    judge: Judge | None  # pointwise: each answer is scored on its own (None where it declines)
     batch_size: int  # prompts per sampling call
 
 
@@ -39,9 +39,9 @@ def sample_held_out(held_out: HeldOut, prompts: list[Prompt], method: Method) ->
                             "top1_reward": result.top1_reward, "mean_reward": result.mean_reward,
                             "best_index": result.best_index})
     if held_out.judge is not None and records:
-        scores = held_out.judge.score(prompts, [r["responses"][r["best_index"]] for r in records])
-        for record, score in zip(records, scores):
-            record["judge"] = score
+        verdicts = held_out.judge.verdicts(prompts, [r["responses"][r["best_index"]] for r in records])
+        for record, verdict in zip(records, verdicts):
+            record["judge"] = verdict.score  # None: the judge declined this answer
     return records
 
 
@@ -54,7 +54,8 @@ def summarize_held_out(records: list[dict], baseline: list[dict], seed: int) -> 
                "win_rate_reward": win_rate(outcomes([r["top1_reward"] for r, _ in paired],
                                                     [b["top1_reward"] for _, b in paired]), seed=seed)}
     if records and "judge" in records[0]:
-        summary["judge"] = mean_stderr([r["judge"] for r in records])
-        summary["win_rate_judge"] = win_rate(outcomes([r["judge"] for r, _ in paired],
-                                                      [b["judge"] for _, b in paired]), seed=seed)
+        judged = [(r, b) for r, b in paired if r["judge"] is not None and b.get("judge") is not None]
+        summary["judge"] = mean_stderr([r["judge"] for r in records if r["judge"] is not None])
+        summary["win_rate_judge"] = win_rate(outcomes([r["judge"] for r, _ in judged],
+                                                      [b["judge"] for _, b in judged]), seed=seed)
     return summary

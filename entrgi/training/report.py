@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic
-
-MODES = ("unguided", "guided")
+from entrgi.report import markdown_table
+from entrgi.training.evaluation import MODES
 
 
 def training_runs(root: Path) -> list[Path]:
@@ -26,7 +26,7 @@ def run_label(run: Path) -> str:
     return run.name  # unique: a function of the settings, or the directory a run was given
 
 
-def _stat(stats: dict | None) -> str:
+def stat_cell(stats: dict | None) -> str:
     if not stats:
         return "-"
     if "rate" in stats:
@@ -40,12 +40,12 @@ def curves(run: Path) -> dict[str, list[tuple[int, dict]]]:
     return {mode: sorted((step, s) for (m, step), s in by_key.items() if m == mode) for mode in MODES}
 
 
-def table(runs: list[Path]) -> str:
+def table(series_of: dict[Path, dict]) -> str:
+    """``series_of``: run -> its :func:`curves`."""
     header = ["run", "step"] + [f"{mode} {what}" for mode in MODES for what in
                                 ("top-1 reward", "mean@K reward", "win-rate vs untrained", "judge", "judge win-rate")]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for run in runs:
-        series = curves(run)
+    rows = []
+    for run, series in series_of.items():
         if not series["unguided"]:
             continue
         step = series["unguided"][-1][0]
@@ -53,27 +53,28 @@ def table(runs: list[Path]) -> str:
         cells = [run_label(run), str(step)]
         for mode in MODES:
             s = last[mode]
-            cells += [_stat(s.get(k)) for k in ("top1_reward", "mean_reward", "win_rate_reward", "judge",
+            cells += [stat_cell(s.get(k)) for k in ("top1_reward", "mean_reward", "win_rate_reward", "judge",
                                                  "win_rate_judge")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
-def plot_curves(runs: list[Path], path: Path) -> None:
-    """Held-out top-1 reward (and the judge, when there is one) against training steps."""
+def plot_curves(series_of: dict[Path, dict], path: Path) -> None:
+    """Held-out top-1 reward (and the judge, when there is one) against training steps; ``series_of``:
+    run -> its :func:`curves`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = [("top1_reward", "held-out top-1 reward")]
-    if any("judge" in s for run in runs for _, s in curves(run)["unguided"]):
+    if any("judge" in s for series in series_of.values() for _, s in series["unguided"]):
         metrics.append(("judge", "held-out judge (top-1)"))
     figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
     for (metric, title), ax in zip(metrics, axes[0]):
-        for i, run in enumerate(runs):
+        for i, (run, series) in enumerate(series_of.items()):
             for mode, style in zip(MODES, ("-", "--")):
-                points = [(step, s[metric]) for step, s in curves(run)[mode] if metric in s]
+                points = [(step, s[metric]) for step, s in series[mode] if metric in s]
                 if not points:
                     continue
                 steps = [p for p, _ in points]
@@ -93,12 +94,13 @@ def plot_curves(runs: list[Path], path: Path) -> None:
 def write_training_report(root: Path, out_dir: Path) -> Path:
     """``report.md`` (the table and the plot) and ``curves.json`` for the runs under ``root``."""
     runs = training_runs(root)
+    series_of = {run: curves(run) for run in runs}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_curves(runs, out_dir / "learning_curves.png")
-    write_atomic(out_dir / "curves.json", json.dumps({run_label(r): curves(r) for r in runs}, indent=1) + "\n")
+    plot_curves(series_of, out_dir / "learning_curves.png")
+    write_atomic(out_dir / "curves.json", json.dumps({run_label(r): s for r, s in series_of.items()}, indent=1) + "\n")
     text = (f"# Post-training report: {root}\n\n{len(runs)} run(s). Held-out evaluation at the last evaluated step; "
             f"win-rates are the top-1 against the untrained policy's unguided top-1, prompt by prompt, with "
-            f"bootstrap 95% intervals.\n\n{table(runs)}\n\n![learning curves](learning_curves.png)\n")
+            f"bootstrap 95% intervals.\n\n{table(series_of)}\n\n![learning curves](learning_curves.png)\n")
     write_atomic(out_dir / "report.md", text)
     return out_dir / "report.md"

@@ -18,7 +18,6 @@ The recipe (``RECIPES``) picks what is sampled and what is optimized:
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from trl import GRPOTrainer
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import RepeatSampler
 
-from entrgi.bookkeeping.storage import read_jsonl, write_atomic
+from entrgi.bookkeeping.storage import append_jsonl, read_jsonl, write_atomic, write_jsonl
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.methods.base import Generation, Method, SamplingSetup
@@ -199,8 +198,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
                 "texts": out.responses, "rewards": rewards.tolist(), "weights_checksum": checksum}
         lines = gather_object([line])
         if self.accelerator.is_main_process:
-            with self.samples_log.open("a") as handle:
-                handle.write("".join(json.dumps(item) + "\n" for item in lines))
+            append_jsonl(self.samples_log, lines)
 
     def _save_checkpoint(self, model, trial) -> None:
         """The trainer's checkpoint, then a marker that it is whole.
@@ -234,8 +232,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
                 self.eval_baseline = records
             summary = summarize_held_out(records, self.eval_baseline or [], self.args.seed)
             if self.accelerator.is_main_process:
-                with self.eval_log.open("a") as handle:
-                    handle.write(json.dumps({"step": step, "mode": mode, "summary": summary, "records": records}) + "\n")
+                append_jsonl(self.eval_log, [{"step": step, "mode": mode, "summary": summary, "records": records}])
             metrics.update({f"{metric_key_prefix}/{mode}/{name}/{stat}": value for name, stats in summary.items()
                             for stat, value in stats.items() if stat in ("mean", "stderr", "rate", "low", "high")})
         self.log(metrics)
@@ -269,8 +266,10 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         input_ids = torch.cat([inputs["prompt_ids"][rows], inputs["completion_ids"][rows]], 1)
         attention = torch.cat([inputs["prompt_mask"][rows], inputs["completion_mask"][rows]], 1)
         mask = inputs["completion_mask"][rows]
-        per_token, entropies = self._get_per_token_logps_and_entropies(model, input_ids, attention, length,
-                                                                       compute_entropy=True)[:2]
+        # with the ELBO the one-step forward gives only the entropy metric: no graph to keep through the ELBO's
+        with torch.no_grad() if self.estimator == "elbo" else contextlib.nullcontext():
+            per_token, entropies = self._get_per_token_logps_and_entropies(model, input_ids, attention, length,
+                                                                           compute_entropy=True)[:2]
         if self.estimator == "elbo":  # the same batch's ELBO terms take the one-step values' place in the loss
             generator = torch.Generator().manual_seed(row_key(self.args.seed, f"elbo/{self.accelerator.process_index}",
                                                               self._step))
@@ -288,7 +287,7 @@ def truncate_log(path: Path, step: int) -> None:
     """Drop the lines of steps from ``step`` on: a resumed run logs them again."""
     path = Path(path)
     if path.exists():
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in read_jsonl(path) if r.get("step", 0) < step))
+        write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) < step])
 
 
 class EvaluateEvery(TrainerCallback):
