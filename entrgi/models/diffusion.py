@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from entrgi.errors import ConfigError
+from entrgi.models.attention import AttentionStructure
 from entrgi.models.batching import bidirectional_mask, left_pad
 from entrgi.models.loading import from_pretrained, resolve_device, resolve_dtype
 
@@ -32,6 +33,7 @@ class DiffusionLM:
     eos_ids: list[int]
     shift_logits: bool  # Dream-style: logits at i come from the output at i - 1
     max_length: int
+    attention: AttentionStructure = AttentionStructure()  # bidirectional, or block-causal with its block size
 
     @property
     def device(self) -> torch.device:
