@@ -84,8 +84,10 @@ def safe_name(text: str) -> str:
 
 
 def job_name(cfg: DictConfig) -> str:
-    """A readable, deterministic directory name: method, benchmark, seed, shard and a settings digest."""
-    name = f"{cfg.method.name}_{cfg.benchmark.name}_s{cfg.seed}"
+    """A readable, deterministic directory name: method, benchmark (an evaluation's tasks), seed, shard and a
+    settings digest."""
+    what = cfg.benchmark.name if "benchmark" in cfg else "+".join(cfg.tasks)
+    name = f"{cfg.method.name}_{what}_s{cfg.seed}"
     shard = cfg.get("shard")
     if shard is not None and shard.count > 1:
         name += f"_shard{shard.index}of{shard.count}"

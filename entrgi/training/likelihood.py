@@ -93,3 +93,36 @@ def elbo_terms(dllm, input_ids: torch.Tensor, attention_mask: torch.Tensor, comp
                           network=network).float()
     token_log_probs = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return token_log_probs * masked / t[:, None]
+
+
+def stratified_mask_counts(draws: int, completion_length: int, generator: torch.Generator) -> torch.Tensor:
+    """How many of ``completion_length`` tokens each of ``draws`` rows masks: ``[draws]`` in 1..L.
+
+    Each row's count is uniform on 1..L; one shared offset spreads the rows evenly over the counts
+    (a multiple of L rows covers every count equally often), which lowers the variance of
+    :func:`masked_count_estimates` against independent draws.
+    """
+    offset = int(torch.randint(completion_length, (1,), generator=generator))
+    return (offset + torch.arange(draws) * completion_length // draws) % completion_length + 1
+
+
+def masked_count_estimates(dllm, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_length: int,
+                           counts: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Unbiased estimates ``[N]`` of the masked-diffusion bound on the log-likelihood of the last
+    ``completion_length`` columns of ``input_ids [N, S]`` (a sum over the completion's tokens).
+
+    Row n masks ``counts[n]`` of the completion's tokens, chosen uniformly; its estimate is the
+    log-probability of the masked tokens times L / count. With the count uniform on 1..L this is the
+    bound of :func:`elbo_terms` (whose masking rate t is continuous) summed over the completion,
+    written as a sum over how many tokens are masked: the estimator LLaDA and Dream evaluate
+    multiple-choice tasks with, and one of bounded variance (the weight is at most L).
+    """
+    start = input_ids.shape[1] - completion_length
+    targets = input_ids[:, start:]
+    ranks = torch.rand(targets.shape, generator=generator).argsort(-1).argsort(-1).to(targets.device)
+    masked = ranks < counts.to(targets.device)[:, None]
+    noised = targets.masked_fill(masked, dllm.mask_id)
+    logits = dllm.logits(torch.cat([input_ids[:, :start], noised], dim=1), attention_mask, start=start).float()
+    token_log_probs = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    weights = completion_length / counts.to(token_log_probs)
+    return (token_log_probs * masked).sum(-1) * weights
