@@ -12,6 +12,7 @@ answered requests (``requests.jsonl``: a killed job resumes from them), the reso
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -73,13 +74,11 @@ def check_evaluation(cfg: DictConfig, tasks: bool = True) -> None:
 def load_tasks(cfg: DictConfig):
     """lm-eval's task manager (with ``task_paths``); refuses unknown tasks and tasks whose requests the
     backend cannot answer. Loads the tasks' documents (lm-eval loads them again, from its cache)."""
-    from lm_eval.tasks import TaskManager
-
     paths = [str(Path(p).expanduser().resolve()) for p in cfg.task_paths]
     for path in paths:
         if not Path(path).is_dir():
             raise ConfigError(f"task_paths: {path} is not a folder; point it at a folder of lm-eval task YAMLs")
-    manager = TaskManager(include_path=paths or None)
+    manager = task_manager(tuple(paths))
     for name in cfg.tasks:
         if not manager.match_tasks([name]):
             raise ConfigError(f"unknown lm-eval task {name!r}; list the tasks with: lm-eval ls tasks "
@@ -96,6 +95,15 @@ def load_tasks(cfg: DictConfig):
             raise ConfigError(f"task {name!r} asks for {kind} requests, which entrgi's backend does not answer "
                               f"(it answers {', '.join(SUPPORTED_REQUESTS)}); choose another task")
     return manager
+
+
+@functools.lru_cache(maxsize=4)
+def task_manager(paths: tuple[str, ...]):
+    """lm-eval's index of its own tasks and those under ``paths``: built once per process (it reads every
+    task YAML lm-eval ships, some seconds)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=list(paths) or None)
 
 
 def build_backend(cfg: DictConfig, answers: Path | None = None, salt: str = ""):
