@@ -223,3 +223,19 @@ def test_bad_input_fails_with_one_line_naming_the_fix(task_dir, tmp_path, monkey
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # as if lm-eval were not installed
     with pytest.raises(ConfigError, match=r"pip install 'entrgi\[harness\]'"):
         require_lm_eval()
+
+
+def test_lm_eval_users_get_the_backend_by_name_with_hydra_overrides_as_model_args(task_dir, tmp_path):
+    import lm_eval
+    from lm_eval.api.registry import get_model
+
+    from entrgi.evaluate import task_manager
+    from entrgi.evaluation.harness import EntrgiLM
+
+    assert get_model("entrgi") is EntrgiLM
+    results = lm_eval.simple_evaluate(
+        model="entrgi", model_args=f"method=base,sampler.gen_length=8,baseline.cache_dir={tmp_path}",
+        tasks=["tiny_gen"], task_manager=task_manager((str(task_dir),)), limit=2)
+    assert len(results["samples"]["tiny_gen"]) == 2 and "exact_match,none" in results["results"]["tiny_gen"]
+    with pytest.raises(ConfigError, match="model_args"):
+        EntrgiLM()
