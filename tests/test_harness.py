@@ -239,3 +239,16 @@ def test_lm_eval_users_get_the_backend_by_name_with_hydra_overrides_as_model_arg
     assert len(results["samples"]["tiny_gen"]) == 2 and "exact_match,none" in results["results"]["tiny_gen"]
     with pytest.raises(ConfigError, match="model_args"):
         EntrgiLM()
+
+
+def test_an_evaluation_logs_its_metrics_and_costs_to_wandb(task_dir, tmp_path, monkeypatch):
+    from wandb_offline import read_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose_evaluate(*TINY, "logger=wandb", "tasks=[tiny_mc]", f"task_paths=[{task_dir}]", "method=base")
+    summary = evaluate(cfg, tmp_path / "job")
+    (run_dir,) = (tmp_path / "job" / "wandb").glob("offline-run-*")
+    logged = read_run(run_dir)
+    assert logged["summary"]["lm_eval/tiny_mc/acc/value"] == summary["metrics"]["tiny_mc"]["acc"]["value"]
+    assert logged["summary"]["costs/tiny_mc/dllm_forwards"] == summary["costs"]["tiny_mc"]["dllm_forwards"]
+    assert "tiny_mc" in logged["tags"] and "base" in logged["tags"]
