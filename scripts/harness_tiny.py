@@ -121,7 +121,8 @@ def main() -> None:
     table = harness_tables(runs)
     print(table)
     if args.docs:
-        command = f"python scripts/harness_tiny.py --num-docs {args.num_docs} --methods {args.methods} --seed {args.seed}"
+        command = (f"python scripts/harness_tiny.py --num-docs {args.num_docs} --methods {args.methods} "
+                   f"--seed {args.seed}")
         block = (f"<!-- harness_tiny -->\n`{command}`: {args.num_docs} held-out prompts, K = 4, seed {args.seed}, "
                  f"the tiny stack's default sampler (32 tokens, 16 steps), CPU.\n\n{table}\n<!-- /harness_tiny -->")
         docs = Path(args.docs)

@@ -60,7 +60,8 @@ class HarnessSettings:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"harness.{key}={value!r} must be an integer >= 1")
-        if self.gen_length is not None and (not isinstance(self.gen_length, int) or self.gen_length < 1):
+        if self.gen_length is not None and (not isinstance(self.gen_length, int) or isinstance(self.gen_length, bool)
+                                            or self.gen_length < 1):
             raise ConfigError(f"harness.gen_length={self.gen_length!r} must be null (the task's max_gen_toks) "
                               f"or an integer >= 1")
 
@@ -89,15 +90,14 @@ def cut_at_stops(text: str, until: list[str]) -> str:
 class EntrgiLM(LM):
     """lm-eval's model interface over a method of this runner; see the module docstring."""
 
-    def __init__(self, dllm: DiffusionLM | None = None, reward_model: RewardModel | None = None,
-                 method: Method | None = None, sampler: SamplerConfig | None = None, num_samples: int = 4,
-                 seed: int = 0, batch_size: int = 4, harness: HarnessSettings | None = None,
+    def __init__(self, dllm: DiffusionLM, reward_model: RewardModel, method: Method, sampler: SamplerConfig,
+                 num_samples: int = 4, seed: int = 0, batch_size: int = 4, harness: HarnessSettings | None = None,
                  answers: Path | None = None, baseline_cache: Callable[[dict], BaselineCache] | None = None,
                  salt: str = ""):
+        """``answers``: where answered requests are kept (None: in memory); ``baseline_cache``: the shared
+        best-of-K cache for extra settings (None: base and bon sample their own); ``salt``: the job's
+        settings digest, part of every request's key."""
         super().__init__()
-        if dllm is None or reward_model is None or method is None or sampler is None:
-            raise ConfigError("EntrgiLM needs the models, the method and the sampler; from lm-eval, pass "
-                              "model='entrgi' with Hydra overrides as model_args (e.g. 'method=bon,reward=tiny')")
         self.dllm, self.reward_model, self.method, self.sampler = dllm, reward_model, method, sampler
         self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
         self.harness = harness or HarnessSettings()

@@ -74,8 +74,8 @@ def harness_tables(runs: list[dict]) -> str:
                 cells.append("-")
                 continue
             n = cost["requests"]
-            cells.append(f"{cost['dllm_forwards'] / n:.0f} / {(cost['reward_forwards'] + cost['reward_backwards']) / n:.0f}"
-                         f" / {cost['seconds'] / n:.2f}")
+            reward_passes = (cost["reward_forwards"] + cost["reward_backwards"]) / n
+            cells.append(f"{cost['dllm_forwards'] / n:.0f} / {reward_passes:.0f} / {cost['seconds'] / n:.2f}")
         cost_rows.append([task, *cells])
     return "\n\n".join([
         "Metrics (lm-eval's value ± its standard error):", _table(["task", "metric", *names], rows),
