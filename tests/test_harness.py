@@ -97,6 +97,7 @@ def test_a_local_task_runs_end_to_end_with_two_methods_and_reports_tasks_by_meth
         assert (out / "config.yaml").exists()
     assert summaries["entrgi"]["costs"]["tiny_gen"]["reward_backwards"] > 0  # guided: gradients through the reward
     assert summaries["bon"]["costs"]["tiny_gen"]["reward_backwards"] == 0
+    assert summaries["bon"]["metrics"]["tiny_mc"] == summaries["entrgi"]["metrics"]["tiny_mc"]  # the model's own
     # a finished job is not run again
     assert evaluate(compose_evaluate(*TINY, "tasks=[tiny_gen,tiny_mc]", f"task_paths=[{task_dir}]", "method=bon"),
                     tmp_path / "sweep" / "bon") == summaries["bon"]

@@ -203,7 +203,7 @@ class EntrgiLM(LM):
             key = self._key("loglikelihood", context, continuation, self.harness.loglikelihood_draws)
             if key not in self.rows:
                 started = time.perf_counter()
-                value, greedy, forwards = self.continuation_loglikelihood(context, continuation, key)
+                value, greedy, forwards = self.continuation_loglikelihood(context, continuation)
                 self._store([{"id": key, "kind": "loglikelihood", "task": request.task_name or "",
                               "loglikelihood": value, "is_greedy": greedy,
                               "cost": {"seconds": time.perf_counter() - started, "dllm_forwards": forwards,
@@ -212,11 +212,12 @@ class EntrgiLM(LM):
             out.append((row["loglikelihood"], row["is_greedy"]))
         return out
 
-    def continuation_loglikelihood(self, context: str, continuation: str, key: str) -> tuple[float, bool, int]:
+    def continuation_loglikelihood(self, context: str, continuation: str) -> tuple[float, bool, int]:
         """The estimated log-likelihood of ``continuation`` as the reply to ``context``, whether each of its
         tokens is the model's top choice with the whole continuation masked, and the dLLM forwards it took.
 
-        The draws' random stream comes from ``key``: a request's estimate depends on nothing else.
+        The draws' random stream comes from the request and the seed only: the estimate depends on neither
+        the method (a likelihood is the model's) nor the other requests.
         """
         dllm = self.dllm
         prompt = dllm.encode_prompts([context])[0]
@@ -226,7 +227,7 @@ class EntrgiLM(LM):
         dllm.check_length(len(prompt) + len(target))
         length, draws = len(target), self.harness.loglikelihood_draws
         ids = torch.tensor([prompt + target], device=dllm.device)
-        generator = torch.Generator().manual_seed(int(key[:15], 16) ^ self.seed)
+        generator = torch.Generator().manual_seed(int(digest([self.seed, context, continuation])[:15], 16))
         counts = stratified_mask_counts(draws, length, generator)
         estimates = []
         for start in range(0, draws, self.harness.loglikelihood_batch):
