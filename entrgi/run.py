@@ -41,6 +41,7 @@ from entrgi.from_config import build_method, check_job, fast_paths, load_models,
 from entrgi.methods import best_of_k
 from entrgi.methods.base import Method, SamplingSetup
 from entrgi.sampling.sampler import SamplerConfig
+from entrgi.validation import preflight, validate
 
 log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -57,6 +58,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
     are recorded in the summary: what was run. None: another process is computing this job.
     """
     started = time.time()
+    validate(cfg, "run")
     check_job(cfg)
     sampler = SamplerConfig(**cfg.sampler)
     method = build_method(cfg)
@@ -185,4 +187,5 @@ def check_moved_keys(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     check_moved_keys(sys.argv[1:])
+    preflight(sys.argv[1:], "config", "run", CONF_DIR)
     main()
