@@ -185,7 +185,15 @@ def check_moved_keys(argv: list[str]) -> None:
                          f"write {new}{arg.lstrip('+~')[len(old):]}")
 
 
-if __name__ == "__main__":
-    check_moved_keys(sys.argv[1:])
-    preflight(sys.argv[1:], "config", "run", CONF_DIR)
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m entrgi.run``: the command line checked before Hydra makes a directory (moved keys, unknown
+    names, the table, the files it reads: :mod:`entrgi.validation`), then run."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    check_moved_keys(argv)
+    preflight(argv, "config", "run", CONF_DIR)
+    sys.argv = [sys.argv[0], *argv]
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -215,10 +215,18 @@ def main(cfg: DictConfig) -> dict:
     return summary
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m entrgi.train``: the training extra and the command line checked before Hydra makes the
+    run directory (:mod:`entrgi.validation`), then train."""
     from entrgi.run import check_moved_keys
 
-    check_train_extra()  # before Hydra makes the run directory
-    check_moved_keys(sys.argv[1:])  # guidance.* moved to method.*, as for entrgi.run
-    preflight(sys.argv[1:], "train", "train", CONF_DIR)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    check_train_extra()
+    check_moved_keys(argv)  # guidance.* moved to method.*, as for entrgi.run
+    preflight(argv, "train", "train", CONF_DIR)
+    sys.argv = [sys.argv[0], *argv]
     main()
+
+
+if __name__ == "__main__":
+    cli()

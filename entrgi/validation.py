@@ -188,11 +188,10 @@ RUN_RELATIONS = [*RELATIONS, shards_have_prompts]
 
 
 def _train_rules() -> list[Rule]:
-    from entrgi.training.trainer import ESTIMATORS, PROTOCOLS, RECIPES
+    from entrgi.training.likelihood import ESTIMATORS, PROTOCOLS
 
     return [
         *SHARED,
-        choice("train.recipe", sorted(RECIPES), fix="pick a preset: train=rgrl, train=diffu_grpo or train=rft"),
         integer("train.num_samples", 2, fix="K must be at least 2 to compare samples"),
         integer("train.batch_size", 2, fix="sequences per device and micro-step: prompts x K"),
         integer("train.steps", 1, fix="the number of optimizer steps (the default: 500)"),

@@ -33,7 +33,8 @@ from entrgi.evaluation.benchmarks import Prompt
 from entrgi.methods.base import Generation, Method, SamplingSetup
 from entrgi.sampling.rng import row_key
 from entrgi.training.evaluation import MODES, HeldOut, sample_held_out, summarize_held_out
-from entrgi.training.likelihood import completion_log_probs, completion_mask, elbo_terms, mask_prompt, sequence_mean
+from entrgi.training.likelihood import (ESTIMATORS, completion_log_probs, completion_mask, elbo_terms, mask_prompt,
+                                       sequence_mean)
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,6 @@ class Recipe:
 
 
 CHECKPOINT_COMPLETE = "checkpoint-complete"  # written into checkpoint-<step>/ once every process has saved its part
-ESTIMATORS = ("one_step", "elbo")  # the likelihood the SFT recipes maximize (d1's one-step estimate by default)
-# where the EntRGi authors' RGRL and diffu-GRPO compute their loss otherwise than we first did
-# (docs/rgrl-protocol.md); each setting's first option is the authors', the second ours
-PROTOCOLS = {
-    # the likelihood forward attends a completion up to its first EOS (the prompt mask joined with the
-    # completion mask), or every completion column, as sampling does
-    "likelihood_attention": ("until_eos", "all"),
-    # a completion ends at the tokenizer's EOS token, or at any of model.eos_tokens
-    "completion_eos": ("tokenizer", "model"),
-    # the SFT loss: minus the micro-batch's sequence scores summed over K, or their mean
-    "loss_scale": ("per_prompt", "per_sequence"),
-}
 RECIPES = {"rgrl": Recipe(guided=True, objective="sft"),
            "diffu_grpo": Recipe(guided=False, objective="grpo"),
            "rft": Recipe(guided=False, objective="sft", keep="best")}
