@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.errors import ConfigError
+from entrgi.models.reward import UNMATCHED
 
 SEED_LIMIT = 2 ** 63  # torch and numpy seeds: a non-negative 63-bit integer keeps every consumer's range
 _ABSENT = object()
@@ -135,6 +136,16 @@ def guidance_is_on(cfg: DictConfig) -> None:
             raise ConfigError(f"schedule.{key}={value:g} must be a finite number; set schedule.{key} to a finite value")
 
 
+def device_and_dtype(cfg: DictConfig) -> None:
+    from entrgi.models.loading import resolve_device, resolve_dtype
+
+    try:
+        device = resolve_device(cfg.device)
+    except RuntimeError:  # torch's refusal of the string
+        raise ConfigError(f"device={cfg.device!r} is not a device; use auto, cpu, cuda or cuda:<index>") from None
+    resolve_dtype(cfg.dtype, device)
+
+
 def shards_have_prompts(cfg: DictConfig) -> None:
     index, count = cfg.shard.index, cfg.shard.count
     if not (isinstance(index, int) and isinstance(count, int)) or count < 1 or not 0 <= index < count:
@@ -175,9 +186,10 @@ SHARED = [  # entrgi.run's and entrgi.train's: the sampler, the guidance, the mo
     integer("benchmark.num_prompts", 1, optional=True, fix="null for all prompts"),
     integer("benchmark.max_prompt_tokens", 1, optional=True, fix="null for no limit"),
     choice("logger.type", ("wandb", "none"), fix="set logger=wandb or logger=none"),
-    choice("dtype", ("auto", "float32", "bfloat16", "float16"), fix="auto: bf16 on cuda, fp32 on cpu"),
+    choice("reward.unmatched", UNMATCHED),
+    number("reward.min_coverage", 0, 1, fix="0 accepts any overlap of the two vocabularies"),
 ]
-RELATIONS = [steps_commit_something, response_fits_the_model, guidance_is_on]
+RELATIONS = [steps_commit_something, response_fits_the_model, guidance_is_on, device_and_dtype]
 
 RUN = [
     *SHARED,

@@ -39,6 +39,8 @@ RUN_ROWS = [  # (kind, arguments, text the one line must contain); {dir}: the sc
     ("late", ["sampler.block_length=5"], "sampler.gen_length=32 is not a multiple of sampler.block_length=5"),
     ("late", ["model.max_length=32"], "leaves no room for a prompt in model.max_length=32"),
     ("late", ["logger.type=tensorboard"], "logger.type='tensorboard' must be one of ['wandb', 'none']"),
+    ("late", ["device=gpu"], "device='gpu' is not a device; use auto, cpu, cuda or cuda:<index>"),
+    ("late", ["reward.min_coverage=2"], "reward.min_coverage=2 must be a finite number in [0, 1]"),
     ("multi-line", ["method=nosuch"], "method=nosuch: conf/method/ has no nosuch.yaml; choose one of aps, base, bon"),
     ("multi-line", ["-m", "method=bon,entrgy"], "method=entrgy: conf/method/ has no entrgy.yaml; did you mean entrgi?"),
     ("multi-line", ["sampler.gen_lenght=32"], "sampler.gen_lenght is not a setting: sampler has no key 'gen_lenght'; "
