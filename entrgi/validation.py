@@ -78,7 +78,8 @@ class Rule:
             return
         if not self.accepts(value):
             shown = f"{value:g}" if isinstance(value, float) else repr(value)
-            raise ConfigError(f"{self.key}={shown} must be {self.requirement()}" + (f"; {self.fix}" if self.fix else ""))
+            fix = f"; {self.fix}" if self.fix else ""
+            raise ConfigError(f"{self.key}={shown} must be {self.requirement()}{fix}")
 
 
 def integer(key, low=None, high=None, optional=False, fix="", open_high=False) -> Rule:
@@ -219,11 +220,12 @@ def _train_rules() -> list[Rule]:
         number("train.beta", 0, fix="0: no KL penalty (diffu_grpo's: 0.04)"),
         number("train.epsilon", 0, open_low=True, fix="the clipped ratio (diffu_grpo's: 0.2)"),
         integer("train.num_iterations", 1, fix="1 is on-policy"),
-        *[choice(f"train.{key}", options, fix="the first is the EntRGi authors' (docs/rgrl-protocol.md)") for key, options in PROTOCOLS.items()],
+        *[choice(f"train.{key}", options, fix="the first is the EntRGi authors' (docs/rgrl-protocol.md)")
+          for key, options in PROTOCOLS.items()],
         integer("train.lora.r", 1, fix="the LoRA rank (the paper: 32)"),
         number("train.lora.alpha", 0, open_low=True, fix="LoRA's scale numerator (the paper: 32)"),
         number("train.lora.dropout", 0, 1, open_high=True),
-        integer("train.save_every", 1, fix="checkpoint every this many steps (a checkpoint is also saved after the last)"),
+        integer("train.save_every", 1, fix="checkpoint every this many steps (and after the last)"),
         integer("train.keep_checkpoints", 1, optional=True, fix="null keeps every checkpoint"),
         integer("train.eval.every", 0, fix="0: only at step 0 and after the last step"),
         integer("train.eval.num_prompts", 1),
@@ -301,7 +303,8 @@ def check_names(overrides, groups: dict[str, list[str]], cfg: DictConfig) -> Non
         if name in groups:
             for value in _values(override):
                 if value not in groups[name] and value != "null":
-                    raise ConfigError(f"{name}={value}: conf/{name}/ has no {value}.yaml; {closest(value, groups[name])}"
+                    hint = closest(value, groups[name])
+                    raise ConfigError(f"{name}={value}: conf/{name}/ has no {value}.yaml; {hint}"
                                       f"choose one of {', '.join(groups[name])}")
             continue
         node, path = cfg, []

@@ -293,8 +293,9 @@ def first_step_loss(tmp_path, name: str, *overrides) -> tuple[float, list]:
     """One rgrl step of 2 prompts x K = 2 on 32 positions (completions that end early): its loss and samples."""
     out = tmp_path / name
     train(compose_train("train=rgrl", "logger=none", "train.steps=1", "train.num_samples=2", "train.batch_size=4",
-                        "sampler.gen_length=32", "sampler.steps=8", "train.eval.num_prompts=1", "train.eval.num_samples=1",
-                        "train.eval.every=0", "train.save_every=1", "train.lr=1e-2", *overrides), out)
+                        "sampler.gen_length=32", "sampler.steps=8", "train.eval.num_prompts=1",
+                        "train.eval.num_samples=1", "train.eval.every=0", "train.save_every=1", "train.lr=1e-2",
+                        *overrides), out)
     history = json.loads((out / "checkpoint-1" / "trainer_state.json").read_text())["log_history"]
     return next(h["loss"] for h in history if "loss" in h), read_jsonl(out / "samples.jsonl")
 

@@ -58,8 +58,9 @@ TRAIN_ROWS = [
     ("late", ["train.estimator=nosuch"], "train.estimator='nosuch' must be one of ['one_step', 'elbo']"),
     ("late", ["logger.type=tensorboard"], "logger.type='tensorboard' must be one of ['wandb', 'none']"),
     ("late", ["model.max_length=16"], "leaves no room for a prompt in model.max_length=16"),
-    ("multi-line", ["train=nosuch"], "train=nosuch: conf/train/ has no nosuch.yaml; choose one of diffu_grpo, rft, rgrl"),
-    ("multi-line", ["train.stpes=3"], "train.stpes is not a setting: train has no key 'stpes'; did you mean train.steps"),
+    ("multi-line", ["train=nosuch"], "train=nosuch: conf/train/ has no nosuch.yaml; choose one of diffu_grpo, rft"),
+    ("multi-line", ["train.stpes=3"], "train.stpes is not a setting: train has no key 'stpes'; "
+                                      "did you mean train.steps"),
     ("accepted", ["train.save_every=0"], "train.save_every=0 must be an integer >= 1"),
     ("accepted", ["train.likelihood_attention=none"], "train.likelihood_attention='none' must be one of"),
 ]
@@ -124,7 +125,8 @@ def test_entrgi_train_without_its_extra_names_the_install_command(nothing_starts
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "accelerate" else find_spec(name, *rest))
     exits_with_one_line(capsys, nothing_starts, lambda: entrgi.train.cli([]),
                         "post-training needs accelerate (the [train] extra); install it with pip install -e '.[train]'")
 

@@ -195,9 +195,9 @@ def run_lock(run_dir: Path, process: int = 0, processes: int = 1) -> Iterator[No
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def refuse(path: Path):
-        return ConfigError(f"{run_dir} is being trained by another launch ({path.name} is held: a run still going, "
-                           f"or the workers of a killed accelerate launch); stop it first (docs/post-training-safety.md) "
-                           f"or pick another hydra.run.dir")
+        return ConfigError(f"{run_dir} is being trained by another launch ({path.name} is held: a run still "
+                           f"going, or the workers of a killed accelerate launch); stop it first "
+                           f"(docs/post-training-safety.md) or pick another hydra.run.dir")
 
     mine = FileLock(str(run_dir / f".train-{process}.lock"))
     try:
