@@ -12,7 +12,6 @@ seconds only when both ran on the same device), each with the ``num_samples=`` o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from entrgi.bookkeeping.costs import SequenceFlops
-from entrgi.bookkeeping.storage import read_jsonl
+from entrgi.bookkeeping.storage import read_json, read_jsonl
 from entrgi.errors import ConfigError
 
 
@@ -48,14 +47,23 @@ def matched_samples(ratio: float) -> int:
     return max(1, round(ratio))
 
 
+SUMMARY_KEYS = ("method", "num_prompts", "num_samples", "prompt_ids", "cost_total", "flops")
+
+
 def read_summary(job_dir: Path) -> dict:
     path = Path(job_dir) / "summary.json"
+    if not Path(job_dir).is_dir():
+        raise ConfigError(f"{job_dir} is not a directory; give the directory of a finished job")
     if not path.exists():
         raise ConfigError(f"{job_dir} has no summary.json; give the directory of a finished job")
-    summary = json.loads(path.read_text())
+    summary = read_json(path, "a job's summary")
     if "flops" not in summary:
         raise ConfigError(f"{path} has no FLOPs (the job finished before they were recorded); delete it and run "
                           f"the job again: its results are kept and only the summary is rewritten")
+    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise ConfigError(f"{path} lacks {', '.join(missing)}: not a finished job's summary; delete it and run the "
+                          f"job again (its results are kept)")
     return summary
 
 
@@ -68,6 +76,9 @@ def unguided_seconds_per_sample(summary: dict, bon_dir: Path | None) -> tuple[fl
     shared best-of-K cache (its records of the job's prompts)."""
     if bon_dir is not None:
         bon = read_summary(bon_dir)
+        if bon["method"] != "bon":
+            raise ConfigError(f"--bon {bon_dir} is a {bon['method']} job, not best-of-K; give a method=bon job's "
+                              f"directory (or leave --bon out to use the job's shared best-of-K cache)")
         return per_prompt(bon, "sampling_seconds") / bon["num_samples"], f"bon job {bon_dir}"
     cache = Path(summary.get("baseline", {}).get("cache", ""))
     records = read_jsonl(cache / "results.jsonl")

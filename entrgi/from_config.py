@@ -79,6 +79,9 @@ def shard_of(prompts: list[Prompt], index: int, count: int) -> list[Prompt]:
     """Every ``count``-th prompt from ``index``: the shards of a setting partition its prompts."""
     if not (isinstance(index, int) and isinstance(count, int)) or count < 1 or not 0 <= index < count:
         raise ConfigError(f"shard.index={index} shard.count={count}: need integers with 0 <= shard.index < shard.count")
+    if prompts and count > len(prompts):
+        raise ConfigError(f"shard.count={count} is more than the benchmark's {len(prompts)} prompts: shard "
+                          f"{index} would hold none; set shard.count <= {len(prompts)}")
     return prompts[index::count]
 
 

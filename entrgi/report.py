@@ -39,7 +39,7 @@ from omegaconf import OmegaConf
 
 from entrgi.bookkeeping.records import PromptResult, flatten
 from entrgi.bookkeeping.settings import NOT_RESULTS, differences, digest
-from entrgi.bookkeeping.storage import parse_jsonl, write_atomic
+from entrgi.bookkeeping.storage import parse_jsonl, read_json, write_atomic
 from entrgi.bookkeeping.sweep_record import read_jobs
 from entrgi.costs import unguided_sample_flops
 from entrgi.errors import ConfigError
@@ -181,7 +181,7 @@ def load_jobs(sweep_dir: Path, dirs: list[Path]) -> tuple[list[Job], list[str]]:
     for job_dir in dirs:
         where = job_dir.relative_to(sweep_dir)
         if (job_dir / "settings.json").exists():  # name the job's setting, so its cell's gap is accounted for
-            settings = json.loads((job_dir / "settings.json").read_text())["settings"]
+            settings = read_json(job_dir / "settings.json", "a job's settings").get("settings", {})
             where = f"{where} ({cell_label(*identity(settings))})"
         records, cut = _read_records(job_dir / "results.jsonl")
         cut_note = "; its last line is cut short" if cut else ""
@@ -189,7 +189,10 @@ def load_jobs(sweep_dir: Path, dirs: list[Path]) -> tuple[list[Job], list[str]]:
             problems.append(f"{where}: unfinished (no summary.json; results.jsonl has {len(records)} complete "
                             f"prompt(s){cut_note}) -- re-launch the sweep to finish it")
             continue
-        summary = json.loads((job_dir / "summary.json").read_text())
+        summary = read_json(job_dir / "summary.json", "a job's summary")
+        if not isinstance(summary.get("prompt_ids"), list):
+            raise ConfigError(f"{job_dir / 'summary.json'} lists no prompt_ids: not a finished job's summary; "
+                              f"delete it and re-launch the sweep to write it again (results are kept)")
         by_id = {r.id: r for r in records}
         missing = [i for i in summary["prompt_ids"] if i not in by_id]
         if missing:

@@ -41,6 +41,7 @@ from entrgi.from_config import build_method, check_job, fast_paths, load_models,
 from entrgi.methods import best_of_k
 from entrgi.methods.base import Method, SamplingSetup
 from entrgi.sampling.sampler import SamplerConfig
+from entrgi.validation import preflight, validate
 
 log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -57,6 +58,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
     are recorded in the summary: what was run. None: another process is computing this job.
     """
     started = time.time()
+    validate(cfg, "run")
     check_job(cfg)
     sampler = SamplerConfig(**cfg.sampler)
     method = build_method(cfg)
@@ -183,6 +185,15 @@ def check_moved_keys(argv: list[str]) -> None:
                          f"write {new}{arg.lstrip('+~')[len(old):]}")
 
 
-if __name__ == "__main__":
-    check_moved_keys(sys.argv[1:])
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m entrgi.run``: the command line checked before Hydra makes a directory (moved keys, unknown
+    names, the table, the files it reads: :mod:`entrgi.validation`), then run."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    check_moved_keys(argv)
+    preflight(argv, "config", "run", CONF_DIR)
+    sys.argv = [sys.argv[0], *argv]
     main()
+
+
+if __name__ == "__main__":
+    cli()

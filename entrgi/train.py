@@ -23,12 +23,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.settings import digest, job_settings, open_job, register_defaults, register_resolvers
-from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
+from entrgi.bookkeeping.storage import read_jsonl, run_lock, write_atomic, write_json
 from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
 from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
 from entrgi.methods.base import SamplingSetup
 from entrgi.sampling.sampler import SamplerConfig
+from entrgi.validation import check_train_extra, preflight, validate
 
 log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -51,14 +52,9 @@ OmegaConf.register_new_resolver("entrgi_train_name", lambda *, _root_: train_nam
 
 
 def check_settings(cfg: DictConfig, device: torch.device) -> None:
-    """Refuse settings that cannot train, each with the key to change."""
+    """Refuse settings that cannot train on ``device``, each with the key to change (the rest: the table,
+    :func:`entrgi.validation.validate`)."""
     t = cfg.train
-    if t.batch_size % t.num_samples:
-        raise ConfigError(f"train.batch_size={t.batch_size} (sequences per device) is not a multiple of "
-                          f"train.num_samples={t.num_samples} (K); set train.batch_size to a multiple of K, "
-                          f"e.g. {2 * t.num_samples}")
-    if t.num_samples < 2:
-        raise ConfigError(f"train.num_samples={t.num_samples}: K must be at least 2 to compare samples")
     if cfg.eval_reward.get("type") == "pairwise":  # before any model loads
         raise ConfigError(f"eval_reward={cfg.eval_reward.name} compares two answers; the training evaluation scores "
                           f"each answer on its own: pick a pointwise judge (e.g. keywords, ifeval) or eval_reward=none")
@@ -110,20 +106,28 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     """Train into ``out_dir``, resuming from its last checkpoint; returns the summary.
 
     A job that already finished with the same settings returns its stored summary at once;
-    ``out_dir`` holding another job's settings is an error.
+    ``out_dir`` holding another job's settings is an error, and so is one that another launch (or
+    the workers a killed launch left running) is training: every process holds the directory's lock.
     """
     from accelerate import PartialState
+
+    validate(cfg, "train")
+    # the processes' distributed state, as the trainer will set it up (on a CPU only with cpu=True)
+    state = PartialState(cpu=cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()))
+    with run_lock(Path(out_dir), state.process_index, state.num_processes):
+        return train_locked(cfg, Path(out_dir), state)
+
+
+def train_locked(cfg: DictConfig, out_dir: Path, state) -> dict:
+    """:func:`train` in a directory whose lock this process holds."""
     from datasets import Dataset
 
     from entrgi.training.evaluation import HeldOut
     from entrgi.training.trainer import DiffusionPolicyTrainer, EvaluateEvery, recipe_of, truncate_log
 
-    # the processes' distributed state, as the trainer will set it up (on a CPU only with cpu=True)
-    state = PartialState(cpu=cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()))
     device = state.device if cfg.device == "auto" else torch.device(cfg.device)
     recipe_of(cfg.train.recipe)
     check_settings(cfg, device)
-    out_dir = Path(out_dir)
     job_digest, finished = open_job(out_dir, cfg)
     if finished is not None:
         log.info("%s already finished with these settings; nothing to do", out_dir)
@@ -158,12 +162,11 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         from entrgi.bookkeeping.logging_wandb import init_run
 
         run = init_run(cfg, out_dir, job_digest, "train", [cfg.train.recipe, cfg.train_prompts.name])
-    elif cfg.logger.type not in ("wandb", "none"):
-        raise ConfigError(f"unknown logger.type={cfg.logger.type!r}; use wandb or none")
     trainer = DiffusionPolicyTrainer(
         setup=setup, method=method, recipe=cfg.train.recipe, prompt_mask_rate=cfg.train.prompt_mask_rate,
         out_dir=out_dir, held_out=held_out,
-        estimator=cfg.train.estimator,
+        estimator=cfg.train.estimator, likelihood_attention=cfg.train.likelihood_attention,
+        completion_eos=cfg.train.completion_eos, loss_scale=cfg.train.loss_scale,
         # W&B from the main process only (the others' trainer state says process zero before training starts)
         args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),
         train_dataset=Dataset.from_list([{"prompt": p.text, "id": p.id} for p in train_prompts]),
@@ -212,8 +215,18 @@ def main(cfg: DictConfig) -> dict:
     return summary
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """``python -m entrgi.train``: the training extra and the command line checked before Hydra makes the
+    run directory (:mod:`entrgi.validation`), then train."""
     from entrgi.run import check_moved_keys
 
-    check_moved_keys(sys.argv[1:])  # guidance.* moved to method.*, as for entrgi.run
+    argv = sys.argv[1:] if argv is None else list(argv)
+    check_train_extra()
+    check_moved_keys(argv)  # guidance.* moved to method.*, as for entrgi.run
+    preflight(argv, "train", "train", CONF_DIR)
+    sys.argv = [sys.argv[0], *argv]
     main()
+
+
+if __name__ == "__main__":
+    cli()

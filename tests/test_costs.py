@@ -48,9 +48,9 @@ def test_a_prompts_flops_from_its_counts():
     assert HAND.unguided_sample(4) == 172 / 4
 
 
-def write_job(job, cost, num_samples, cache=None, overrides=()):
+def write_job(job, cost, num_samples, cache=None, overrides=(), method="entrgi"):
     per_prompt = HAND.per_prompt({k: v / 2 for k, v in cost.items() if k != "seconds"}, num_samples)
-    summary = {"method": "entrgi", "num_prompts": 2, "num_samples": num_samples, "prompt_ids": ["a", "b"],
+    summary = {"method": method, "num_prompts": 2, "num_samples": num_samples, "prompt_ids": ["a", "b"],
                "cost_total": {("sampling_seconds" if k == "seconds" else k): v for k, v in cost.items()},
                "flops": {"per_prompt": per_prompt, "per_sequence": asdict(HAND)},
                "baseline": {"cache": str(cache)} if cache else {}}
@@ -84,7 +84,7 @@ def test_seconds_from_a_bon_job_and_a_summary_without_flops(tmp_path):
     cost = {"dllm_forwards": 32, "reward_forwards": 32, "reward_backwards": 24, "seconds": 18.0}
     write_job(tmp_path / "job", cost, 4)
     write_job(tmp_path / "bon", {"dllm_forwards": 64, "reward_forwards": 16, "reward_backwards": 0,
-                                 "seconds": 4.0}, 8)
+                                 "seconds": 4.0}, 8, method="bon")
     assert match_compute(read_summary(tmp_path / "job"), tmp_path / "bon").by_seconds == pytest.approx(9.0 / 0.25)
     assert match_compute(read_summary(tmp_path / "job")).by_seconds is None  # no cache, no bon job
     old = tmp_path / "old"

@@ -275,7 +275,9 @@ def recipes(tmp_path_factory):
 
 
 def test_each_recipe_draws_and_trains_as_it_did_before_its_sampling_moved_onto_the_methods(recipes):
-    """The recipes' training samples, rewards and weights as recorded at commit 60fd2ad (fixtures/train_golden.json)."""
+    """The recipes' training samples, rewards and weights as recorded at commit 60fd2ad (fixtures/train_golden.json).
+    rgrl and diffu_grpo now default to the EntRGi authors' protocol: at these settings (K = 2 sequences per
+    micro-batch, 8 positions that hold no EOS) it computes what ours did, bit for bit."""
     pinned = json.loads((Path(__file__).parent / "fixtures" / "train_golden.json").read_text())["recipes"]
     for recipe, lines in pinned.items():
         mine = {(r["step"], r["process"]): r for r in read_jsonl(recipes[recipe] / "samples.jsonl")}
@@ -285,6 +287,32 @@ def test_each_recipe_draws_and_trains_as_it_did_before_its_sampling_moved_onto_t
             assert (record["prompt_ids"], record["texts"]) == (line["prompt_ids"], line["texts"]), recipe
             assert sum(record["rewards"], []) == pytest.approx(sum(line["rewards"], []), rel=1e-6, abs=1e-6), recipe
             assert record["weights_checksum"] == pytest.approx(line["weights_checksum"], rel=1e-7), recipe
+
+
+def first_step_loss(tmp_path, name: str, *overrides) -> tuple[float, list]:
+    """One rgrl step of 2 prompts x K = 2 on 32 positions (completions that end early): its loss and samples."""
+    out = tmp_path / name
+    train(compose_train("train=rgrl", "logger=none", "train.steps=1", "train.num_samples=2", "train.batch_size=4",
+                        "sampler.gen_length=32", "sampler.steps=8", "train.eval.num_prompts=1",
+                        "train.eval.num_samples=1", "train.eval.every=0", "train.save_every=1", "train.lr=1e-2",
+                        *overrides), out)
+    history = json.loads((out / "checkpoint-1" / "trainer_state.json").read_text())["log_history"]
+    return next(h["loss"] for h in history if "loss" in h), read_jsonl(out / "samples.jsonl")
+
+
+def test_rgrl_takes_the_authors_protocol_and_ours_is_one_setting_away(tmp_path):
+    """docs/rgrl-protocol.md: the authors' loss sums the sequence means over K (x batch / K = 2 here, exactly);
+    their attention and EOS move the log-likelihood of completions that end early; ours is still reachable.
+    The three losses are pinned in fixtures/train_golden.json (``protocol_losses``)."""
+    pinned = json.loads((Path(__file__).parent / "fixtures" / "train_golden.json").read_text())["protocol_losses"]
+    authors, samples = first_step_loss(tmp_path, "authors")
+    per_sequence, same_samples = first_step_loss(tmp_path, "per_sequence", "train.loss_scale=per_sequence")
+    ours, _ = first_step_loss(tmp_path, "ours", "train.likelihood_attention=all", "train.completion_eos=model",
+                              "train.loss_scale=per_sequence")
+    assert samples == same_samples  # the protocol changes the loss, not what is sampled
+    assert authors == 2 * per_sequence
+    assert ours != per_sequence
+    assert {"authors": authors, "per_sequence": per_sequence, "ours": ours} == pytest.approx(pinned, rel=1e-6)
 
 
 def test_relaunching_a_finished_sweep_launches_nothing(recipes):
@@ -365,6 +393,47 @@ def test_the_untrained_policys_held_out_samples_are_entrgi_runs(recipes, tmp_pat
         assert record["rewards"] == pytest.approx(by_id[record["id"]]["rewards"], rel=1e-6)
 
 
+def test_a_relaunch_beside_the_workers_of_a_killed_launcher_refuses_until_they_are_stopped(tmp_path):
+    """The launcher SIGKILLed alone leaves its workers training (each in a session of its own); they hold the
+    run's locks, so a re-launch refuses in one line; stopped as docs/post-training-safety.md says, they let it go."""
+    import psutil
+
+    run_dir = tmp_path / "run"
+    args = ["train=rgrl", *TINY, "train.steps=1000", f"hydra.run.dir={run_dir}"]
+    job = launch(*args, cwd=tmp_path, wait=False)
+    deadline = time.time() + 300
+    while not (run_dir / "samples.jsonl").exists():
+        assert time.time() < deadline and job.poll() is None
+        time.sleep(0.05)
+    workers = psutil.Process(job.pid).children(recursive=True)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    try:
+        assert any(w.is_running() for w in workers)
+        again = launch(*args, cwd=tmp_path)
+        assert again.returncode != 0
+        refusals = [line for line in again.stderr.splitlines() if line.startswith("entrgi: error: ")]
+        assert refusals and all("is being trained by another launch" in line for line in refusals), again.stderr[-3000:]
+        assert not (run_dir / "summary.json").exists()
+    finally:
+        subprocess.run(["fuser", "-k", "-TERM", *map(str, run_dir.glob(".train-*.lock"))], capture_output=True)
+        gone, alive = psutil.wait_procs(workers, timeout=60)
+        for process in alive:
+            process.kill()
+    assert not alive
+
+
+def test_a_held_run_directory_is_refused_in_one_line_and_left_as_it_was(tmp_path):
+    from filelock import FileLock
+
+    for held in (".train-0.lock", ".train-3.lock"):  # this process's rank, or a wider launch's
+        run_dir = tmp_path / held
+        run_dir.mkdir()
+        with FileLock(str(run_dir / held)):
+            one_line_error(compose_train("logger=none"), run_dir, "is being trained by another launch", held)
+        assert sorted(p.name for p in run_dir.iterdir()) == sorted({held, ".train-0.lock"})
+
+
 def test_a_checkpoint_without_the_complete_marker_is_not_resumed_from(tmp_path):
     for step, files in [(1, ["trainer_state.json", "rng_state_0.pth", "rng_state_1.pth", CHECKPOINT_COMPLETE]),
                         (2, ["trainer_state.json", "rng_state_0.pth"])]:  # killed before process 1 saved its RNG
@@ -398,6 +467,7 @@ def one_line_error(cfg, out_dir, *needles):
 def test_bad_settings_fail_with_one_line_naming_the_fix(tmp_path):
     one_line_error(compose_train("train.load_in_4bit=true", "device=cpu"), tmp_path / "a", "train.load_in_4bit=false")
     one_line_error(compose_train("train.batch_size=6"), tmp_path / "b", "train.batch_size", "multiple of")
+    one_line_error(compose_train("train.steps=0"), tmp_path / "h", "train.steps=0 must be an integer >= 1")
     one_line_error(compose_train("train.lora.target_modules=[q_proj,c_attn]", "logger=none"), tmp_path / "c",
                    "c_attn", "train.lora.target_modules", "q_proj")
     one_line_error(compose_train("benchmark@train_prompts=magpie_ultra"), tmp_path / "d", "train_prompts.path")

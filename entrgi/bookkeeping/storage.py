@@ -58,6 +58,26 @@ def append_jsonl(path: Path, records: Sequence[dict]) -> None:
         os.fsync(handle.fileno())
 
 
+def read_json(path: Path, what: str = "a JSON object"):
+    """The JSON object in ``path``, or a one-line error naming the file and what is wrong with it (a file
+    cut short by a killed writer or a full disk, a hand edit)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not {what}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not text (byte {error.start}): not {what}; delete or restore it") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}): "
+                          f"cut short or edited; delete or restore it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds a JSON {type(data).__name__}, not {what}; delete or restore it")
+    return data
+
+
 def parse_jsonl(text: str) -> tuple[list[dict], list[int]]:
     """The JSON objects of JSON lines ``text``, and the numbers of the lines that are not one (a line
     cut short by a killed writer, a hand edit). Blank lines are neither."""
@@ -158,3 +178,44 @@ def locked(lock_path: Path, wait: bool = True, waiting_message: str | None = Non
         yield True
     finally:
         lock.release()
+
+
+@contextmanager
+def run_lock(run_dir: Path, process: int = 0, processes: int = 1) -> Iterator[None]:
+    """Hold a training run directory for the ``with`` block: process ``process`` of ``processes`` takes
+    ``.train-<process>.lock``, and the main process also finds no other rank's lock held (the workers
+    of a wider launch, some of them orphaned by a killed launcher). Refuses in one line otherwise.
+
+    Each worker holds its own lock, so a launcher killed without its workers leaves the directory
+    locked for as long as any of them runs (``docs/post-training-safety.md``: stopping them).
+    """
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def refuse(path: Path):
+        return ConfigError(f"{run_dir} is being trained by another launch ({path.name} is held: a run still "
+                           f"going, or the workers of a killed accelerate launch); stop it first "
+                           f"(docs/post-training-safety.md) or pick another hydra.run.dir")
+
+    mine = FileLock(str(run_dir / f".train-{process}.lock"))
+    try:
+        mine.acquire(timeout=0)
+    except Timeout:
+        raise refuse(run_dir / f".train-{process}.lock") from None
+    try:
+        if process == 0:
+            for path in sorted(run_dir.glob(".train-*.lock")):
+                rank = path.name.removeprefix(".train-").removesuffix(".lock")
+                if not rank.isdigit() or int(rank) < processes:
+                    continue
+                other = FileLock(str(path))
+                try:
+                    other.acquire(timeout=0)
+                except Timeout:
+                    raise refuse(path) from None
+                other.release()
+        yield
+    finally:
+        mine.release()

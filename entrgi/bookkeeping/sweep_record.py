@@ -8,10 +8,10 @@ grid removes nothing. Updates hold a file lock (two launchers at once) and are w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from entrgi.bookkeeping.storage import locked, write_json
+from entrgi.bookkeeping.storage import locked, read_json, write_json
+from entrgi.errors import ConfigError
 
 RECORD = "sweep.json"
 
@@ -27,7 +27,11 @@ def read_jobs(sweep_dir: Path) -> list[dict] | None:
     path = Path(sweep_dir) / RECORD
     if not path.exists():
         return None
-    return json.loads(path.read_text())["jobs"]
+    jobs = read_json(path, "a sweep's record").get("jobs")
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) and "dir" in j for j in jobs):
+        raise ConfigError(f"{path} has no list of jobs: not a sweep's record; delete it (the next launch of the "
+                          f"sweep writes it again)")
+    return jobs
 
 
 def record_jobs(sweep_dir: Path, jobs: list[dict]) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,7 +36,14 @@ def _stable_id(text: str) -> str:
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         raise ConfigError(f"benchmark file {str(path)!r} does not exist; set benchmark.path to a JSON lines file")
-    return read_jsonl(path, strict=True)
+    if not path.is_file():
+        raise ConfigError(f"benchmark file {str(path)!r} is a directory, not a file; set benchmark.path to a JSON "
+                          f"lines file")
+    try:
+        return read_jsonl(path, strict=True)
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"benchmark file {str(path)!r} is not UTF-8 text (byte {error.start}); set benchmark.path "
+                          f"to a JSON lines file") from None
 
 
 def _read_hf(path: str, split: str, subset: str | None) -> list[dict]:
@@ -182,8 +190,20 @@ def load_benchmark(
         prompts.append(Prompt(prompt_id, text, row.get(reference_field) if reference_field else None, metadata))
     if not prompts:
         raise ConfigError(f"benchmark {name!r} has no prompts; check benchmark.path and benchmark.field")
+    check_unique_ids(prompts, name, id_field)
     random.Random(seed).shuffle(prompts)
     return prompts[:num_prompts] if num_prompts else prompts
+
+
+def check_unique_ids(prompts: list[Prompt], name: str, id_field: str | None) -> None:
+    """Refuse prompts sharing an id (compared as strings: 1 and "1" are one id): results are keyed by it."""
+    counts = Counter(p.id for p in prompts)
+    repeated = [i for i, n in counts.items() if n > 1]
+    if repeated:
+        shown = ", ".join(repr(i) for i in repeated[:5]) + (", ..." if len(repeated) > 5 else "")
+        raise ConfigError(f"benchmark {name!r}: {len(repeated)} id(s) name more than one prompt ({shown}; ids are "
+                          f"compared as strings); give each row its own {id_field or 'id'} value, or set "
+                          f"benchmark.id_field=null to identify prompts by their text")
 
 
 def check_truncation(max_prompt_tokens, truncation: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -81,12 +82,37 @@ def check_checkpoint_dir(directory: Path, what: str) -> None:
     if missing:
         raise ConfigError(f"{what} path {str(directory)!r} is not a model directory: {', '.join(missing)}; "
                           f"point {what}.path at a directory with a checkpoint's files")
+    for weights in sorted(directory.glob(WEIGHTS[0])):
+        check_safetensors(weights, what)
     if not has(WEIGHTS[:1]):
         pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in directory.glob(pattern))
         raise ConfigError(
             f"{what} path {str(directory)!r} holds only pickle weights ({', '.join(pickles)}), which can run code "
             f"when loaded and are refused; convert them to safetensors where you trust them (save_pretrained with "
             f"safe_serialization=True) and point {what}.path at the result")
+
+
+def check_safetensors(path: Path, what: str) -> None:
+    """Refuse a safetensors file that is not whole (cut short by a copy, a download, a full disk), from its
+    header alone: an 8-byte header length, the JSON header, then the tensors' bytes it lists."""
+    size = path.stat().st_size
+    problem = None
+    try:
+        with path.open("rb") as handle:
+            header_length = int.from_bytes(handle.read(8), "little")
+            if size < 8 or header_length > size - 8:
+                problem = f"its header claims {header_length} bytes but the file has {size}"
+            else:
+                header = json.loads(handle.read(header_length))
+                end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"),
+                          default=0)
+                if 8 + header_length + end > size:
+                    problem = f"its tensors end at byte {8 + header_length + end} but the file has {size}"
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        problem = "its header is not a safetensors header"
+    if problem:
+        raise ConfigError(f"{what} weights {str(path)!r} are damaged ({problem}: cut short or not safetensors); "
+                          f"copy or download them again, or point {what}.path at a whole checkpoint")
 
 
 def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwargs):

@@ -13,6 +13,19 @@ from __future__ import annotations
 
 import torch
 
+ESTIMATORS = ("one_step", "elbo")  # the likelihood the SFT recipes maximize (d1's one-step estimate by default)
+# where the EntRGi authors' RGRL and diffu-GRPO compute their loss otherwise than we first did
+# (docs/rgrl-protocol.md); each setting's first option is the authors', the second ours
+PROTOCOLS = {
+    # the likelihood forward attends a completion up to its first EOS (the prompt mask joined with the
+    # completion mask), or every completion column, as sampling does
+    "likelihood_attention": ("until_eos", "all"),
+    # a completion ends at the tokenizer's EOS token, or at any of model.eos_tokens
+    "completion_eos": ("tokenizer", "model"),
+    # the SFT loss: minus the micro-batch's sequence scores summed over K, or their mean
+    "loss_scale": ("per_prompt", "per_sequence"),
+}
+
 
 def mask_prompt(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, mask_id: int, rate: float,
                 generator: torch.Generator) -> torch.Tensor:

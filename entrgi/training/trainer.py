@@ -33,7 +33,8 @@ from entrgi.evaluation.benchmarks import Prompt
 from entrgi.methods.base import Generation, Method, SamplingSetup
 from entrgi.sampling.rng import row_key
 from entrgi.training.evaluation import MODES, HeldOut, sample_held_out, summarize_held_out
-from entrgi.training.likelihood import completion_log_probs, completion_mask, elbo_terms, mask_prompt, sequence_mean
+from entrgi.training.likelihood import (ESTIMATORS, completion_log_probs, completion_mask, elbo_terms, mask_prompt,
+                                       sequence_mean)
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,6 @@ class Recipe:
 
 
 CHECKPOINT_COMPLETE = "checkpoint-complete"  # written into checkpoint-<step>/ once every process has saved its part
-ESTIMATORS = ("one_step", "elbo")  # the likelihood the SFT recipes maximize (d1's one-step estimate by default)
 RECIPES = {"rgrl": Recipe(guided=True, objective="sft"),
            "diffu_grpo": Recipe(guided=False, objective="grpo"),
            "rft": Recipe(guided=False, objective="sft", keep="best")}
@@ -93,11 +93,17 @@ class DiffusionPolicyTrainer(GRPOTrainer):
     """
 
     def __init__(self, *, setup: SamplingSetup, method: Method, recipe: str, prompt_mask_rate: float, out_dir: Path,
-                 held_out: HeldOut, estimator: str = "one_step", **kwargs):
+                 held_out: HeldOut, estimator: str = "one_step", likelihood_attention: str = "all",
+                 completion_eos: str = "model", loss_scale: str = "per_sequence", **kwargs):
         self.setup, self.dllm, self.recipe = setup, setup.dllm, recipe_of(recipe)
         if estimator not in ESTIMATORS or (estimator != "one_step" and self.recipe.objective != "sft"):
             raise ConfigError(f"train.estimator={estimator!r}: use one_step, or elbo with an SFT recipe (rgrl, rft)")
         self.estimator = estimator
+        self.attend_after_eos, self.loss_per_prompt = likelihood_attention == "all", loss_scale == "per_prompt"
+        self.eos_ids = self.dllm.eos_ids if completion_eos == "model" else [self.dllm.tokenizer.eos_token_id]
+        if None in self.eos_ids:
+            raise ConfigError("train.completion_eos=tokenizer: the tokenizer names no EOS token; "
+                              "set train.completion_eos=model (model.eos_tokens)")
         self.methods = {"unguided": Method(), "guided": method}  # Method(): no step hook
         self.prompt_mask_rate, self.held_out = prompt_mask_rate, held_out
         self.samples_log, self.eval_log = Path(out_dir) / "samples.jsonl", Path(out_dir) / "eval.jsonl"
@@ -152,7 +158,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         rewards = torch.tensor(out.rewards, dtype=torch.float32, device=device).view(-1, K)
         batch = {
             "prompt_ids": masked_prompt, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
-            "completion_mask": completion_mask(completion_ids, self.dllm.eos_ids),
+            "completion_mask": completion_mask(completion_ids, self.eos_ids),
             "advantages": group_advantages(rewards).flatten(),
             "sequence_weight": sequence_weights(self.recipe, rewards).flatten(),
         }
@@ -241,13 +247,19 @@ class DiffusionPolicyTrainer(GRPOTrainer):
 
     # -- the estimator ----------------------------------------------------------------------------
 
+    def _likelihood_attention(self, attention_mask: torch.Tensor, completion_length: int) -> torch.Tensor:
+        """The columns the likelihood forward attends: the prompt's and the completion's up to its first
+        EOS (``attention_mask`` as given), or with ``likelihood_attention=all`` every completion column."""
+        if not self.attend_after_eos:
+            return attention_mask
+        return torch.cat([attention_mask[:, :-completion_length],
+                          torch.ones_like(attention_mask[:, -completion_length:])], dim=1)
+
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
                                            compute_entropy=False, **_):
         """The d1 one-step estimate of each completion token's log-probability: the last
         ``logits_to_keep`` columns all masked, the prompt as given (already masked), one forward."""
-        # every completion column is attended, as in sampling, whatever follows its EOS
-        attention = torch.cat([attention_mask[:, :-logits_to_keep], torch.ones_like(attention_mask[:, -logits_to_keep:])],
-                              dim=1)
+        attention = self._likelihood_attention(attention_mask, logits_to_keep)
         size = batch_size or input_ids.shape[0]
         chunks = [completion_log_probs(self.dllm, input_ids[i:i + size], attention[i:i + size], logits_to_keep,
                                        network=model, entropy=compute_entropy)
@@ -273,10 +285,12 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         if self.estimator == "elbo":  # the same batch's ELBO terms take the one-step values' place in the loss
             generator = torch.Generator().manual_seed(row_key(self.args.seed, f"elbo/{self.accelerator.process_index}",
                                                               self._step))
-            full = torch.cat([attention[:, :-length], torch.ones_like(attention[:, -length:])], dim=1)
-            per_token = elbo_terms(self.dllm, input_ids, full, length, generator, network=model)
+            per_token = elbo_terms(self.dllm, input_ids, self._likelihood_attention(attention, length), length,
+                                   generator, network=model)
         log_likelihood = sequence_mean(per_token, mask)
-        loss = -(weight[rows] * log_likelihood).sum() / weight.shape[0]
+        # the weights sum to the micro-batch's sequences: over them a mean; over K, a sum of per-prompt means
+        scale = self.num_generations if self.loss_per_prompt else weight.shape[0]
+        loss = -(weight[rows] * log_likelihood).sum() / scale
         metrics = self._metrics["train"]
         metrics["log_likelihood"].append(self.accelerator.gather(log_likelihood.detach()).mean().item())
         metrics["entropy"].append(self.accelerator.gather(sequence_mean(entropies, mask)).mean().item())
