@@ -28,10 +28,9 @@ from entrgi.bookkeeping.settings import (
     claim_directory,
     finished_summary,
     job_settings,
-    register_defaults,
-    register_resolvers,
 )
 from entrgi.bookkeeping.storage import ResultsLog, locked, write_atomic, write_json, write_jsonl
+from entrgi.config_store import register
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import truncate_prompts
 from entrgi.evaluation.comparison import compare_with_baseline, print_summary, summarize
@@ -44,8 +43,7 @@ from entrgi.sampling.sampler import SamplerConfig
 
 log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-register_resolvers()
-register_defaults()
+register()  # for a launcher's workers, which unpickle a job without composing
 MOVED_KEYS = {"guidance.": "method."}  # old override prefix -> new: the guided methods' own settings
 
 

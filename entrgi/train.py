@@ -22,8 +22,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from entrgi.bookkeeping.settings import digest, job_settings, open_job, register_defaults, register_resolvers
+from entrgi.bookkeeping.settings import open_job
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
+from entrgi.config_store import register
 from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
 from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
@@ -40,14 +41,7 @@ def is_main_process() -> bool:
     return PartialState().is_main_process
 
 
-def train_name(cfg: DictConfig) -> str:
-    """A training job's directory name: recipe, training prompts, seed and a digest of its settings."""
-    return f"{cfg.train.recipe}_{cfg.train_prompts.name}_s{cfg.seed}_{digest(job_settings(cfg))[:8]}"
-
-
-register_resolvers()
-register_defaults()
-OmegaConf.register_new_resolver("entrgi_train_name", lambda *, _root_: train_name(_root_), replace=True)
+register()  # for a launcher's workers, which unpickle a job without composing
 
 
 def check_settings(cfg: DictConfig, device: torch.device) -> None:
