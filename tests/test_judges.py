@@ -14,9 +14,9 @@ from entrgi.bookkeeping.records import PromptResult
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.generation import Reply, backend_of
-from entrgi.evaluation.judges import KeywordJudge, Verdict, judge_against_baseline, make_judge, summarize_judged
-from entrgi.evaluation.lmunit import LMUnitJudge, lmunit_score
-from entrgi.evaluation.pairwise import PairwiseModelJudge, parse_verdict
+from entrgi.evaluation.judges.base import KeywordJudge, Verdict, judge_against_baseline, make_judge, summarize_judged
+from entrgi.evaluation.judges.lmunit import LMUnitJudge, lmunit_score
+from entrgi.evaluation.judges.pairwise import PairwiseModelJudge, parse_verdict
 
 # LMUnit's reply {"score": 4}, with the score token 4, 5 or 3 at probabilities 0.6, 0.3, 0.1: a score of 4.2
 LMUNIT_SCRIPT = {"\n": '{"', '{"': "score", "score": '":', '":': " ", " ": {"4": 0.6, "5": 0.3, "3": 0.1}, "4": "}",

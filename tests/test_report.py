@@ -10,7 +10,7 @@ import pytest
 from conftest import entrgi_cli
 
 from entrgi.bookkeeping.sweep_record import job_entry, read_jobs, record_jobs
-from entrgi.evaluation.judges import keyword_coverage, rouge_l
+from entrgi.evaluation.judges.base import keyword_coverage, rouge_l
 from entrgi.reporting.sweep import build
 
 
@@ -222,7 +222,7 @@ def test_rejudging_reads_verdicts_so_a_declined_answer_is_unscored_and_a_pairwis
 
     from entrgi.bookkeeping.records import PromptResult
     from entrgi.errors import ConfigError
-    from entrgi.evaluation.judges import Verdict
+    from entrgi.evaluation.judges.base import Verdict
     from entrgi.reporting.loading import load_judge, rejudge
 
     class Declines:  # a pointwise judge without `score`, as ifeval and lmunit are: it declines answers with "?"

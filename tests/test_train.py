@@ -409,7 +409,7 @@ def test_bad_settings_fail_with_one_line_naming_the_fix(tmp_path):
 
 
 def test_the_held_out_evaluation_reads_verdicts_and_leaves_a_declined_answer_out():
-    from entrgi.evaluation.judges import Verdict
+    from entrgi.evaluation.judges.base import Verdict
     from entrgi.training.evaluation import HeldOut, sample_held_out, summarize_held_out
 
     class Declines:  # pointwise without `score`, as ifeval and lmunit: it declines answers containing "?"

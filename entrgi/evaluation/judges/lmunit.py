@@ -15,7 +15,7 @@ import math
 
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.generation import ChatGenerator, Reply
-from entrgi.evaluation.judges import ModelJudge, Verdict
+from entrgi.evaluation.judges.base import ModelJudge, Verdict
 
 UNIT_TEST_PROMPT = "Query: {query}\n\nResponse: {response}\n\nUnit Test: {unit_test}"
 SCORE_DIGITS = [str(d) for d in range(7)]  # the tokens the package weighs, valued 0..6

@@ -18,7 +18,7 @@ import random
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.judges import Verdict
+from entrgi.evaluation.judges.base import Verdict
 
 METRICS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
 PUNKT_FIX = ("needs nltk's punkt_tab sentence model, which is not installed: python -m nltk.downloader punkt_tab "

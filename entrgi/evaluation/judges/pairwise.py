@@ -9,7 +9,7 @@ import re
 
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.generation import ChatGenerator
-from entrgi.evaluation.judges import ModelJudge, Verdict
+from entrgi.evaluation.judges.base import ModelJudge, Verdict
 
 SYSTEM_PROMPT = ("You are a careful and impartial judge of answers written by AI assistants. You compare two answers "
                  "to the same instruction and name the one a thoughtful person would prefer.")

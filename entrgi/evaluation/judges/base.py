@@ -272,7 +272,7 @@ def make_judge(cfg, device: str = "auto", dtype: str = "auto") -> Judge | Pairwi
     if kind == "keywords":
         return KeywordJudge(cfg.get("name", "keywords"), cfg.get("pattern", KeywordJudge().pattern.pattern))
     if kind == "ifeval":
-        from entrgi.evaluation.ifeval import IFEvalJudge
+        from entrgi.evaluation.judges.ifeval import IFEvalJudge
 
         return IFEvalJudge(cfg.get("name", "ifeval"), cfg.get("score", "instruction_strict"))
     if kind in ("lmunit", "pairwise"):
@@ -280,10 +280,10 @@ def make_judge(cfg, device: str = "auto", dtype: str = "auto") -> Judge | Pairwi
 
         generator = make_generator(cfg, device, dtype)
         if kind == "lmunit":
-            from entrgi.evaluation.lmunit import LMUnitJudge
+            from entrgi.evaluation.judges.lmunit import LMUnitJudge
 
             return LMUnitJudge(generator, cfg.unit_tests, cfg.get("name", "lmunit"), cfg.get("system_prompt"))
-        from entrgi.evaluation.pairwise import PairwiseModelJudge
+        from entrgi.evaluation.judges.pairwise import PairwiseModelJudge
 
         return PairwiseModelJudge(generator, cfg.get("name", "pairwise"))
     raise ConfigError(f"unknown eval_reward.type={kind!r}; use none, reward_model, lexical, keywords, ifeval, lmunit "
