@@ -26,7 +26,7 @@ from entrgi.bookkeeping.settings import open_job
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
 from entrgi.config_store import register
 from entrgi.errors import ConfigError
-from entrgi.evaluation.judges.base import make_judge
+from entrgi.evaluation.judges import make_judge
 from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
 from entrgi.methods.base import SamplingSetup
 from entrgi.sampling.sampler import SamplerConfig

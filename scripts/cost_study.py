@@ -36,7 +36,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic  # noqa: E402
 from entrgi.costs import match_compute, matched_samples, read_summary  # noqa: E402
 from entrgi.evaluation.benchmarks import Prompt  # noqa: E402
-from entrgi.evaluation.judges.base import make_judge  # noqa: E402
+from entrgi.evaluation.judges import make_judge  # noqa: E402
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate  # noqa: E402
 from entrgi.reporting.sweep import build  # noqa: E402
 from entrgi.run import CONF_DIR, run  # noqa: E402

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic
-from entrgi.evaluation.judges.base import KeywordJudge
+from entrgi.evaluation.judges.keywords import KeywordJudge
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 from entrgi.reporting.tables import markdown_table
 from entrgi.reporting.training import stat_cell

@@ -10,7 +10,8 @@ import pytest
 from conftest import entrgi_cli
 
 from entrgi.bookkeeping.sweep_record import job_entry, read_jobs, record_jobs
-from entrgi.evaluation.judges.base import keyword_coverage, rouge_l
+from entrgi.evaluation.judges.keywords import keyword_coverage
+from entrgi.evaluation.judges.lexical import rouge_l
 from entrgi.reporting.sweep import build
 
 

@@ -69,9 +69,3 @@ def make_method(settings: dict, schedule: dict | None = None, **context):
     settings.update({k: v for k, v in context.items() if k in accepted})
     return cls(**settings)
 
-
-def best_of_k():
-    """The baseline every method is compared with: the best of the K shared unguided samples."""
-    from entrgi.methods.unguided import Unguided
-
-    return Unguided(name="bon", answer="best")

@@ -243,7 +243,7 @@ def check_baselines(settings: list[Setting]) -> list[str]:
 
 def load_judge(name: str):
     """The judge of ``conf/eval_reward/<name>.yaml``."""
-    from entrgi.evaluation.judges.base import make_judge
+    from entrgi.evaluation.judges import make_judge
 
     choices = sorted(p.stem for p in (CONF_DIR / "eval_reward").glob("*.yaml") if p.stem != "none")
     path = CONF_DIR / "eval_reward" / f"{name}.yaml"

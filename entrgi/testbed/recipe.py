@@ -44,7 +44,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
-from entrgi.evaluation.judges.base import keyword_coverage, ngram_f1, rouge_l
+from entrgi.evaluation.judges.keywords import keyword_coverage
+from entrgi.evaluation.judges.lexical import ngram_f1, rouge_l
 from entrgi.models.batching import left_pad
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.sampling.rng import row_key
