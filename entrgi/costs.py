@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from entrgi.bookkeeping.costs import SequenceFlops
+from entrgi.evaluation.flop_model import SequenceFlops
 from entrgi.bookkeeping.storage import read_jsonl
 from entrgi.errors import ConfigError
 

@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.baseline import BaselineCache
 from entrgi.bookkeeping.progress import progress_bars
-from entrgi.bookkeeping.costs import summary_flops
 from entrgi.bookkeeping.records import PromptResult, environment
 from entrgi.bookkeeping.settings import (
     baseline_settings,
@@ -34,6 +33,7 @@ from entrgi.config_store import register
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import truncate_prompts
 from entrgi.evaluation.comparison import compare_with_baseline, print_summary, summarize
+from entrgi.evaluation.flop_model import summary_flops
 from entrgi.evaluation.judges import make_judge
 from entrgi.evaluation.metrics import peak_memory_bytes
 from entrgi.from_config import build_method, check_job, fast_paths, load_models, load_prompts, open_logger, shard_of

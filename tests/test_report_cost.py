@@ -8,7 +8,7 @@ import pytest
 import yaml
 from test_report import row, section
 
-from entrgi.bookkeeping.costs import SequenceFlops
+from entrgi.evaluation.flop_model import SequenceFlops
 from entrgi.bookkeeping.records import PromptResult
 from entrgi.reporting.sweep import build
 

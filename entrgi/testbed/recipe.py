@@ -64,7 +64,7 @@ from entrgi.testbed.corpus import (
     question,
     training_sentences,
 )
-from entrgi.training.diffusion import (
+from entrgi.training.losses import (
     bradley_terry_loss,
     last_column_scores,
     mask_responses,
