@@ -37,8 +37,8 @@ from entrgi.evaluation.flop_model import summary_flops
 from entrgi.evaluation.judges import make_judge
 from entrgi.evaluation.metrics import peak_memory_bytes
 from entrgi.from_config import build_method, check_job, fast_paths, load_models, load_prompts, open_logger, shard_of
-from entrgi.methods.unguided import best_of_k
 from entrgi.methods.base import Method, SamplingSetup
+from entrgi.methods.unguided import best_of_k
 from entrgi.sampling.sampler import SamplerConfig
 
 log = logging.getLogger("entrgi")

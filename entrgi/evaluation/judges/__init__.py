@@ -12,31 +12,16 @@ reward_model, lexical, keywords, ifeval, lmunit, pairwise: one judge each
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from entrgi.errors import ConfigError
+from entrgi.registry import Registry
 
-JUDGES: dict[str, type] = {}
-_discovered = False
-
-
-def register(kind: str):
-    """Make a judge class available to ``make_judge`` as ``eval_reward.type=<kind>``."""
-    def add(cls):
-        JUDGES[kind] = cls
-        return cls
-    return add
+JUDGES = Registry(__name__)
+register = JUDGES.register  # @register("keywords"): a judge class, available to make_judge by eval_reward.type
 
 
 def judge_kinds() -> dict[str, type]:
     """Every registered judge class, by ``type``."""
-    global _discovered
-    if not _discovered:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-        _discovered = True
-    return dict(JUDGES)
+    return dict(JUDGES.discover())
 
 
 def make_judge(cfg, device: str = "auto", dtype: str = "auto"):
