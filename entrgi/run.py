@@ -89,9 +89,9 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
     prompts = shard_of(prompts, cfg.shard.index, cfg.shard.count)
     dtype = str(next(dllm.model.parameters()).dtype).removeprefix("torch.")
     cache = BaselineCache(Path(cfg.baseline.cache_dir), baseline_settings(cfg, dllm.device.type, dtype))
-    extra["baseline"] = {"method": "bon", "digest": cache.digest, "cache": str(cache.dir.resolve()),
-                         "settings": cache.settings}
     bon = best_of_k()
+    extra["baseline"] = {"method": bon.name, "digest": cache.digest, "cache": str(cache.dir.resolve()),
+                         "settings": cache.settings}
 
     def baseline_records() -> list[PromptResult]:
         with progress_bars("bon (shared baseline)", len(prompts)) as (batch_done, setup.on_step):

@@ -236,7 +236,7 @@ def test_rejudging_reads_verdicts_so_a_declined_answer_is_unscored_and_a_pairwis
         return PromptResult(id=id_, prompt="p", reference=None, responses=responses, rewards=[0.0, 1.0],
                             best_index=1, top1_reward=1.0, mean_reward=0.5, trace={}, cost={},
                             baseline={"method": "bon", "response": "bon!", "top1_reward": 1.0})
-    setting = SimpleNamespace(method="entrgi", judged={},
+    setting = SimpleNamespace(method="entrgi", config={"method": {"name": "entrgi"}}, judged={},
                               records=[result("a", ["x", "yyy"]), result("b", ["z?", "zz"])])
     rejudge([setting], Declines())
     scored, declined = setting.judged["picky"]["a"], setting.judged["picky"]["b"]

@@ -39,7 +39,7 @@ def write_job(sweep, method, num_samples, counts, seconds, top1, win=None, trace
                "prompt_ids": ["a", "b"], "cost_per_prompt": counts,
                "cost_total": {**{k: 2 * v for k, v in counts.items()}, "sampling_seconds": 2 * seconds,
                               "peak_memory_bytes": 2**20},
-               "baseline": {"digest": f"bon{num_samples}"},
+               "baseline": {"method": "bon", "digest": f"bon{num_samples}"},  # as every run records it
                "flops": {"per_prompt": HAND.per_prompt(counts, num_samples), "per_sequence": asdict(HAND)}}
     (job / "summary.json").write_text(json.dumps(summary))
 

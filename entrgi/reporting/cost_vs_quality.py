@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from entrgi.costs import unguided_sample_flops
-from entrgi.reporting.loading import GUIDE, Setting
+from entrgi.reporting.loading import GUIDE, Setting, baseline_rows
 from entrgi.reporting.statistics import over_prompts, over_seeds
 from entrgi.reporting.tables import markdown_table, row_name
 
@@ -61,11 +61,12 @@ def cost_points(cells: dict, rows: list, benchmark: str, held_out: list[str],
     (row, benchmark, judge) -> ``judge_stats``."""
     flops = {row: [setting_flops(s) for s in cells[(row, benchmark)]] for row in rows if (row, benchmark) in cells}
     present = [row for row in flops if all(flops[row])]
+    baseline = baseline_rows(cells)
     for judge in [*held_out, GUIDE]:
-        wins = {row: judged[(row, benchmark, judge)]["win_rate"] if row[0] != "bon" else None for row in present}
+        wins = {row: judged[(row, benchmark, judge)]["win_rate"] if row not in baseline else None for row in present}
         if any(wins.values()):
             break
-    bons = {s.baseline.get("digest"): s for row in present if row[0] == "bon" for s in cells[(row, benchmark)]}
+    bons = {s.baseline.get("digest"): s for row in present if row in baseline for s in cells[(row, benchmark)]}
     points = []
     for row in present:
         cell = cells[(row, benchmark)]

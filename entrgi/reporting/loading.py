@@ -28,12 +28,13 @@ GUIDE = "guide"  # the judge name of the guiding reward model in tables and resu
 
 # ---- Results records (entrgi.bookkeeping.records.PromptResult): what the report derives from one
 
-def answer_index(method: str, record: PromptResult) -> int:
-    """The response a method answered with (as the run compared it with best-of-K's); records written
-    before runs recorded it: the top-1, except ``base``, which answers with its first sample."""
+def answer_index(method: dict, record: PromptResult) -> int:
+    """The response a method (its ``method`` settings) answered with, as the run compared it with
+    best-of-K's; records written before runs recorded it: the top-1, unless the method answers with its
+    first sample (``answer: first``, as ``base`` does)."""
     if record.answer_index is not None:
         return record.answer_index
-    return 0 if method == "base" else record.best_index
+    return 0 if method.get("answer") == "first" else record.best_index
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Scores:
     outcome: float | None = None
 
 
-def guide_scores(method: str, record: PromptResult) -> Scores:
+def guide_scores(method: dict, record: PromptResult) -> Scores:
     base = (record.baseline or {}).get("top1_reward")
     return Scores(record.rewards[answer_index(method, record)], record.mean_reward, base,
                   (record.outcome or {}).get("guide"))
@@ -103,12 +104,22 @@ class Setting:
     def label(self) -> str:
         return cell_label(self.method, self.benchmark, self.seed)
 
+    @property
+    def is_baseline(self) -> bool:
+        """Whether this is the method every other is compared with, as the job's summary records it."""
+        return self.method == self.baseline.get("method")
+
     def scores(self, judge: str, record: PromptResult) -> Scores | None:
         if judge == GUIDE:
-            return guide_scores(self.method, record)
+            return guide_scores(self.config["method"], record)
         if judge in self.judged:
             return self.judged[judge].get(record.id)
         return recorded_judge_scores(record, judge)
+
+
+def baseline_rows(cells: dict) -> set[tuple[str, str]]:
+    """The rows of ``cells`` ((row, benchmark) -> settings) that hold the baseline's runs."""
+    return {row for (row, _), cell in cells.items() if cell[0].is_baseline}
 
 
 def cell_label(method: str, benchmark: str, seed: int) -> str:
@@ -226,10 +237,10 @@ def label_variants(settings: list[Setting]) -> None:
 def check_baselines(settings: list[Setting]) -> list[str]:
     """A method's comparisons count only if its baseline is the sweep's own bon run of that setting."""
     problems = []
-    bons = {(s.benchmark, s.seed, s.variant): s for s in settings if s.method == "bon"}
+    bons = {(s.benchmark, s.seed, s.variant): s for s in settings if s.is_baseline}
     for setting in settings:
         bon = bons.get((setting.benchmark, setting.seed, setting.variant))
-        if setting.method == "bon" or bon is None:
+        if setting.is_baseline or bon is None:
             continue
         if setting.baseline.get("digest") != bon.baseline.get("digest"):
             keys = differences(setting.baseline.get("settings", {}), bon.baseline.get("settings", {}))
@@ -274,7 +285,7 @@ def rejudge(settings: list[Setting], judge) -> None:
         judged = {}
         for record, (start, k, paired) in zip(setting.records, spans):
             mine = scores[start:start + k]
-            top1 = mine[answer_index(setting.method, record)]
+            top1 = mine[answer_index(setting.config["method"], record)]
             base = scores[start + k] if paired else None
             mean = None if None in mine else sum(mine) / k
             outcome = outcomes([top1], [base])[0] if paired and None not in (top1, base) else None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from entrgi.evaluation.metrics import mean_stderr
 from entrgi.reporting.cost_vs_quality import CostPoint
-from entrgi.reporting.loading import GUIDE, Setting, trace_of
+from entrgi.reporting.loading import GUIDE, Setting, baseline_rows, trace_of
 from entrgi.reporting.statistics import Z95, over_prompts, over_seeds
 from entrgi.reporting.tables import row_name
 
@@ -131,7 +131,7 @@ def plot_denoising(cells: dict, rows: list, benchmarks: list[str], out_dir: Path
         return None
     fig, axes = drawn
     for col, benchmark in enumerate(benchmarks):
-        bon = [cells[(row, benchmark)] for row in rows if row[0] == "bon" and (row, benchmark) in cells]
+        bon = [cells[(row, benchmark)] for row in rows if row in baseline_rows(cells) and (row, benchmark) in cells]
         for cell in bon:
             for part, style, text in [(lambda s: s.mean_at_k, "--", "bon: mean reward of its K final samples"),
                                       (lambda s: s.top1, ":", "bon: reward of its top-1 final sample")]:
@@ -209,7 +209,7 @@ def plot_cost(benchmark: str, judge: str, points: list[CostPoint], out_dir: Path
 def plot_win_rates(cells: dict, rows: list, benchmarks: list[str], judges: list[str], judged: dict[tuple, dict],
                    out_dir: Path) -> str | None:
     """``judged``: (row, benchmark, judge) -> ``judge_stats``."""
-    compared = [row for row in rows if row[0] != "bon"]
+    compared = [row for row in rows if row not in baseline_rows(cells)]
     rates = {(row, b, j): judged[(row, b, j)]["win_rate"]
              for row in compared for b in benchmarks for j in judges if (row, b) in cells}
     if not any(rates.values()):

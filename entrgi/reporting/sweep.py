@@ -22,6 +22,9 @@ from entrgi.reporting.statistics import JUDGE_COLUMNS, judge_stats, over_seeds, 
 from entrgi.reporting.tables import fmt, markdown_table, row_name, seeds_note
 
 
+INNER_STEPS = ("method.guidance.inner_steps", "method.inner_steps", "guidance.inner_steps")  # M, as configs wrote it
+
+
 def _first(flat: dict, *keys: str):
     """The value of the first of ``keys`` that a flattened config has (JSON-encoded by ``_flatten``)."""
     return next((json.loads(flat[k]) for k in keys if k in flat), None)
@@ -101,7 +104,8 @@ def tabulate(sweep_dir: Path, settings: list[Setting], grid: list[dict] | None, 
 def header_text(sweep: SweepTables) -> str:
     settings, launched = sweep.settings, len(sweep.grid) if sweep.grid is not None else None
     flat = _flatten(settings[0].config)
-    guided = next((_flatten(s.config) for s in settings if s.method not in ("base", "bon")), flat)
+    guided = next((f for f in map(_flatten, (s.config for s in settings))  # the first with guidance settings
+                   if _first(f, *INNER_STEPS) is not None), flat)
     prompts = {s.benchmark: len(s.records) for s in settings}
     jobs = sum(len(s.dirs) for s in settings)
     of_grid = f" (the sweep's grid has {launched})" if launched is not None else ""
@@ -109,7 +113,7 @@ def header_text(sweep: SweepTables) -> str:
             f"Model `{_first(flat, 'model.name')}`, guiding reward `{_first(flat, 'reward.name')}`, "
             f"K={_first(flat, 'num_samples')}, L={_first(flat, 'sampler.gen_length')}, "
             f"T={_first(flat, 'sampler.steps')}, "
-            f"M={_first(guided, 'method.guidance.inner_steps', 'method.inner_steps', 'guidance.inner_steps')}, "
+            f"M={_first(guided, *INNER_STEPS)}, "
             f"eta={_first(guided, 'method.guidance.lr', 'method.lr', 'guidance.lr')}; "
             f"prompts per seed {', '.join(f'{n} ({b})' for b, n in sorted(prompts.items()))}; seeds "
             f"{', '.join(map(str, sorted({s.seed for s in settings})))}.\n\n"
