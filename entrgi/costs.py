@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from entrgi.bookkeeping.costs import SequenceFlops
 from entrgi.bookkeeping.storage import read_json, read_jsonl
+from entrgi.evaluation.flop_model import SequenceFlops
 from entrgi.errors import ConfigError
 
 

@@ -29,10 +29,9 @@ from entrgi.bookkeeping.settings import (
     claim_directory,
     finished_summary,
     job_settings,
-    register_defaults,
-    register_resolvers,
 )
 from entrgi.bookkeeping.storage import locked, write_atomic, write_json, write_jsonl
+from entrgi.config_store import register
 from entrgi.errors import ConfigError
 from entrgi.evaluation.harness_report import lm_eval_metrics
 from entrgi.from_config import build_method, fast_paths, load_models
@@ -40,8 +39,7 @@ from entrgi.sampling.sampler import SamplerConfig
 
 log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-register_resolvers()
-register_defaults()
+register()  # for a launcher's workers, which unpickle a job without composing
 SUPPORTED_REQUESTS = ("generate_until", "loglikelihood", "multiple_choice")
 INSTALL = "pip install 'entrgi[harness]'"
 

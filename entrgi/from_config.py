@@ -10,11 +10,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.errors import ConfigError
-from entrgi.evaluation.benchmarks import Prompt, check_truncation, load_benchmark
+from entrgi.evaluation.benchmarks import Prompt, check_truncation, load_benchmark, register_source
 from entrgi.methods import make_method
 from entrgi.methods.base import Method
 from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
 from entrgi.models.reward import RewardModel
+from entrgi.testbed.corpus import training_prompts
+
+register_source("testbed")(training_prompts)  # benchmark.source=testbed: the tiny testbed's training prompts
 
 
 def load_models(cfg: DictConfig, device: str | None = None,

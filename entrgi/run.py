@@ -21,32 +21,30 @@ from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.baseline import BaselineCache
 from entrgi.bookkeeping.progress import progress_bars
-from entrgi.bookkeeping.costs import summary_flops
 from entrgi.bookkeeping.records import PromptResult, environment
 from entrgi.bookkeeping.settings import (
     baseline_settings,
     claim_directory,
     finished_summary,
     job_settings,
-    register_defaults,
-    register_resolvers,
 )
 from entrgi.bookkeeping.storage import ResultsLog, locked, write_atomic, write_json, write_jsonl
+from entrgi.config_store import register
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import truncate_prompts
 from entrgi.evaluation.comparison import compare_with_baseline, print_summary, summarize
+from entrgi.evaluation.flop_model import summary_flops
 from entrgi.evaluation.judges import make_judge
 from entrgi.evaluation.metrics import peak_memory_bytes
 from entrgi.from_config import build_method, check_job, fast_paths, load_models, load_prompts, open_logger, shard_of
-from entrgi.methods import best_of_k
 from entrgi.methods.base import Method, SamplingSetup
+from entrgi.methods.unguided import best_of_k
 from entrgi.sampling.sampler import SamplerConfig
 from entrgi.validation import preflight, validate
 
 log = logging.getLogger("entrgi")
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-register_resolvers()
-register_defaults()
+register()  # for a launcher's workers, which unpickle a job without composing
 MOVED_KEYS = {"guidance.": "method."}  # old override prefix -> new: the guided methods' own settings
 
 
@@ -93,9 +91,9 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
     prompts = shard_of(prompts, cfg.shard.index, cfg.shard.count)
     dtype = str(next(dllm.model.parameters()).dtype).removeprefix("torch.")
     cache = BaselineCache(Path(cfg.baseline.cache_dir), baseline_settings(cfg, dllm.device.type, dtype))
-    extra["baseline"] = {"method": "bon", "digest": cache.digest, "cache": str(cache.dir.resolve()),
-                         "settings": cache.settings}
     bon = best_of_k()
+    extra["baseline"] = {"method": bon.name, "digest": cache.digest, "cache": str(cache.dir.resolve()),
+                         "settings": cache.settings}
 
     def baseline_records() -> list[PromptResult]:
         with progress_bars("bon (shared baseline)", len(prompts)) as (batch_done, setup.on_step):

@@ -22,8 +22,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from entrgi.bookkeeping.settings import digest, job_settings, open_job, register_defaults, register_resolvers
+from entrgi.bookkeeping.settings import open_job
 from entrgi.bookkeeping.storage import read_jsonl, run_lock, write_atomic, write_json
+from entrgi.config_store import register
 from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
 from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
@@ -41,14 +42,7 @@ def is_main_process() -> bool:
     return PartialState().is_main_process
 
 
-def train_name(cfg: DictConfig) -> str:
-    """A training job's directory name: recipe, training prompts, seed and a digest of its settings."""
-    return f"{cfg.train.recipe}_{cfg.train_prompts.name}_s{cfg.seed}_{digest(job_settings(cfg))[:8]}"
-
-
-register_resolvers()
-register_defaults()
-OmegaConf.register_new_resolver("entrgi_train_name", lambda *, _root_: train_name(_root_), replace=True)
+register()  # for a launcher's workers, which unpickle a job without composing
 
 
 def check_settings(cfg: DictConfig, device: torch.device) -> None:
@@ -76,20 +70,26 @@ def lora_config(lora: DictConfig, model: torch.nn.Module):
                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
 
 
+# TRL's GRPOConfig argument <- the train setting it is read from (conf/train.yaml's ``train`` node)
+TRL_ARGS = {"max_steps": "steps", "learning_rate": "lr", "lr_scheduler_type": "lr_scheduler",
+            "warmup_steps": "warmup_steps", "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm",
+            "per_device_train_batch_size": "batch_size", "num_generations": "num_samples",
+            "gradient_accumulation_steps": "gradient_accumulation", "gradient_checkpointing": "gradient_checkpointing",
+            "beta": "beta", "epsilon": "epsilon", "num_iterations": "num_iterations", "save_steps": "save_every",
+            "save_total_limit": "keep_checkpoints"}
+# and those no setting changes: TRL's GRPO loss for diffu_grpo, one log line and a checkpoint schedule per step
+FIXED_TRL_ARGS = {"loss_type": "grpo", "scale_rewards": "group", "disable_dropout": False,
+                  "remove_unused_columns": False, "logging_steps": 1, "save_strategy": "steps",
+                  "dataloader_num_workers": 0, "log_completions": False}
+
+
 def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_to: list[str]):
     from trl import GRPOConfig
 
-    t = cfg.train
     return GRPOConfig(
-        output_dir=str(out_dir), seed=cfg.seed, max_steps=t.steps, learning_rate=t.lr,
-        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm, per_device_train_batch_size=t.batch_size, num_generations=t.num_samples,
-        gradient_accumulation_steps=t.gradient_accumulation, gradient_checkpointing=t.gradient_checkpointing,
-        beta=t.beta, epsilon=t.epsilon, num_iterations=t.num_iterations, loss_type="grpo", scale_rewards="group",
-        max_completion_length=cfg.sampler.gen_length, disable_dropout=False, remove_unused_columns=False,
-        logging_steps=1, save_strategy="steps", save_steps=t.save_every, save_total_limit=t.keep_checkpoints,
-        report_to=report_to, use_cpu=device.type == "cpu", bf16=device.type == "cuda" and cfg.dtype != "float32",
-        dataloader_num_workers=0, log_completions=False)
+        output_dir=str(out_dir), seed=cfg.seed, max_completion_length=cfg.sampler.gen_length, report_to=report_to,
+        use_cpu=device.type == "cpu", bf16=device.type == "cuda" and cfg.dtype != "float32",
+        **{arg: cfg.train[key] for arg, key in TRL_ARGS.items()}, **FIXED_TRL_ARGS)
 
 
 def last_checkpoint(out_dir: Path) -> str | None:

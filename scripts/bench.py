@@ -36,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from entrgi.bookkeeping.costs import SequenceFlops, mean_masked  # noqa: E402
+from entrgi.evaluation.flop_model import SequenceFlops, mean_masked  # noqa: E402
 from entrgi.bookkeeping.timing import SectionTimer  # noqa: E402
 from entrgi.models.diffusion import DiffusionLM  # noqa: E402
 from entrgi.models.loading import resolve_device, resolve_dtype  # noqa: E402
@@ -142,7 +142,7 @@ def sampler_config(setting: Setting) -> SamplerConfig:
 
 def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, prompt_width: int,
                      prefix_width: int, suffix_width: int) -> dict:
-    """FLOPs of one ``generate`` call, counted from the shapes by ``entrgi.bookkeeping.costs``.
+    """FLOPs of one ``generate`` call, counted from the shapes by ``entrgi.evaluation.flop_model``.
 
     dLLM forward over all P + L columns with bidirectional attention and the LM head at the masked
     columns (as computed); per inner step the relaxation matmul forward and input-gradient

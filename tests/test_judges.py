@@ -14,9 +14,12 @@ from entrgi.bookkeeping.records import PromptResult
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.generation import Reply, backend_of
-from entrgi.evaluation.judges import KeywordJudge, Verdict, judge_against_baseline, make_judge, summarize_judged
-from entrgi.evaluation.lmunit import LMUnitJudge, lmunit_score
-from entrgi.evaluation.pairwise import PairwiseModelJudge, parse_verdict
+from entrgi.evaluation.judges import make_judge
+from entrgi.evaluation.judges.against_baseline import judge_against_baseline, summarize_judged
+from entrgi.evaluation.judges.base import Verdict
+from entrgi.evaluation.judges.keywords import KeywordJudge
+from entrgi.evaluation.judges.lmunit import LMUnitJudge, lmunit_score
+from entrgi.evaluation.judges.pairwise import PairwiseModelJudge, parse_verdict
 
 # LMUnit's reply {"score": 4}, with the score token 4, 5 or 3 at probabilities 0.6, 0.3, 0.1: a score of 4.2
 LMUNIT_SCRIPT = {"\n": '{"', '{"': "score", "score": '":', '":': " ", " ": {"4": 0.6, "5": 0.3, "3": 0.1}, "4": "}",
@@ -258,3 +261,33 @@ def test_a_job_with_the_pairwise_judge_records_outcomes_costs_and_the_win_rate(a
     assert summary["win_rate"]["judge"] == judged["win_rate"] and judged["win_rate"]["rate"] == 0.5
     assert judged["unscorable"]["count"] == 0 and "top1" not in judged
     assert judged["cost"]["forwards"] == 4 and judged["cost"]["seconds"] > 0  # two orders per prompt
+
+
+def test_a_judge_registered_by_name_is_built_from_its_config():
+    from omegaconf import OmegaConf
+
+    from entrgi.errors import ConfigError
+    from entrgi.evaluation.judges import JUDGES, judge_kinds, register
+    from entrgi.evaluation.judges.base import ScoringJudge
+
+    assert {"reward_model", "lexical", "keywords", "ifeval", "lmunit", "pairwise"} <= set(judge_kinds())
+
+    @register("length")
+    class LengthJudge(ScoringJudge):
+        def __init__(self, name, unit):
+            self.name, self.unit = name, unit
+
+        @classmethod
+        def from_config(cls, cfg, device, dtype):
+            return cls(cfg.name, cfg.unit)
+
+        def score(self, prompts, responses):
+            return [len(r) / self.unit for r in responses]
+
+    try:
+        judge = make_judge(OmegaConf.create({"type": "length", "name": "chars", "unit": 2}))
+        assert judge.name == "chars" and [v.score for v in judge.verdicts([None], ["abcd"])] == [2.0]
+    finally:
+        del JUDGES["length"]
+    with pytest.raises(ConfigError, match="unknown eval_reward.type='length'; use none or one of .*keywords"):
+        make_judge(OmegaConf.create({"type": "length"}))

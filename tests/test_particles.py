@@ -6,7 +6,8 @@ from conftest import sampled_together_and_apart
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.methods import best_of_k, make_method
+from entrgi.methods import make_method
+from entrgi.methods.unguided import best_of_k
 from entrgi.methods.base import SamplingSetup
 from entrgi.methods.particles import ParticleResampling, effective_particles, log_potential, particle_keys, resample
 from entrgi.sampling.sampler import SamplerConfig, generate

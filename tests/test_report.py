@@ -10,8 +10,9 @@ import pytest
 from conftest import entrgi_cli
 
 from entrgi.bookkeeping.sweep_record import job_entry, read_jobs, record_jobs
-from entrgi.evaluation.judges import keyword_coverage, rouge_l
-from entrgi.report import build
+from entrgi.evaluation.judges.keywords import keyword_coverage
+from entrgi.evaluation.judges.lexical import rouge_l
+from entrgi.reporting.sweep import build
 
 
 @pytest.fixture
@@ -222,8 +223,8 @@ def test_rejudging_reads_verdicts_so_a_declined_answer_is_unscored_and_a_pairwis
 
     from entrgi.bookkeeping.records import PromptResult
     from entrgi.errors import ConfigError
-    from entrgi.evaluation.judges import Verdict
-    from entrgi.report import load_judge, rejudge
+    from entrgi.evaluation.judges.base import Verdict
+    from entrgi.reporting.loading import load_judge, rejudge
 
     class Declines:  # a pointwise judge without `score`, as ifeval and lmunit are: it declines answers with "?"
         name, forwards = "picky", 0
@@ -235,7 +236,7 @@ def test_rejudging_reads_verdicts_so_a_declined_answer_is_unscored_and_a_pairwis
         return PromptResult(id=id_, prompt="p", reference=None, responses=responses, rewards=[0.0, 1.0],
                             best_index=1, top1_reward=1.0, mean_reward=0.5, trace={}, cost={},
                             baseline={"method": "bon", "response": "bon!", "top1_reward": 1.0})
-    setting = SimpleNamespace(method="entrgi", judged={},
+    setting = SimpleNamespace(method="entrgi", config={"method": {"name": "entrgi"}}, judged={},
                               records=[result("a", ["x", "yyy"]), result("b", ["z?", "zz"])])
     rejudge([setting], Declines())
     scored, declined = setting.judged["picky"]["a"], setting.judged["picky"]["b"]

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from test_report import row, section
 
-from entrgi.bookkeeping.costs import SequenceFlops
+from entrgi.evaluation.flop_model import SequenceFlops
 from entrgi.bookkeeping.records import PromptResult
-from entrgi.report import build
+from entrgi.reporting.sweep import build
 
 HAND = SequenceFlops(dllm_forward=10, reward_text_forward=3, reward_embedding_forward=2, reward_backward=4,
                      relaxation=1, reward_prefix=5)
@@ -39,7 +39,7 @@ def write_job(sweep, method, num_samples, counts, seconds, top1, win=None, trace
                "prompt_ids": ["a", "b"], "cost_per_prompt": counts,
                "cost_total": {**{k: 2 * v for k, v in counts.items()}, "sampling_seconds": 2 * seconds,
                               "peak_memory_bytes": 2**20},
-               "baseline": {"digest": f"bon{num_samples}"},
+               "baseline": {"method": "bon", "digest": f"bon{num_samples}"},  # as every run records it
                "flops": {"per_prompt": HAND.per_prompt(counts, num_samples), "per_sequence": asdict(HAND)}}
     (job / "summary.json").write_text(json.dumps(summary))
 

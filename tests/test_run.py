@@ -9,7 +9,7 @@ from conftest import compose_config
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.judges import KeywordJudge
+from entrgi.evaluation.judges.keywords import KeywordJudge
 from entrgi.evaluation.metrics import mean_stderr
 from entrgi.run import CONF_DIR, run
 

@@ -208,3 +208,29 @@ def test_a_held_out_judge_scores_both_top1_responses(tmp_path):
             assert record["outcome"]["judge"] == record["outcome"]["guide"]
     assert summary["win_rate"]["judge"]["judge"] == "tiny_judge"
     assert summary["win_rate"]["judge"]["n"] == 4
+
+
+def test_a_setting_only_some_swept_methods_have_goes_to_those_methods(tmp_path):
+    args = ["-m", "method=bon,entrgi", "method.inner_steps=3,2", "sweep=mixed", *TINY, "benchmark.num_prompts=1",
+            "logger=none"]
+    done = entrgi_cli(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "method.inner_steps left out of the bon jobs" in done.stderr + done.stdout
+    sweep = tmp_path / "outputs/sweeps/mixed"
+    jobs = jobs_of(sweep)
+    assert sorted(n.split("_")[0] for n in jobs) == ["bon", "entrgi", "entrgi"]  # bon once, not once per value
+    settings = {name: json.loads((d / "settings.json").read_text())["settings"] for name, d in jobs.items()}
+    assert sorted(s["method"]["inner_steps"] for n, s in settings.items() if n.startswith("entrgi")) == [2, 3]
+    (bon,) = [s for n, s in settings.items() if n.startswith("bon")]
+    assert "inner_steps" not in bon["method"]
+    plain = compose_config("method=bon", "sweep=mixed", *TINY, "benchmark.num_prompts=1", "logger=none")
+    from entrgi.bookkeeping.settings import job_name
+    assert job_name(plain) in jobs  # the same job as bon swept alone
+    recorded = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    assert all("method.inner_steps" not in " ".join(j["overrides"]) for j in recorded if j["dir"].startswith("bon"))
+
+
+def test_a_setting_no_swept_method_has_is_still_refused(tmp_path):
+    done = entrgi_cli("-m", "method=bon,entrgi", "method.inner_stepz=3", "sweep=typo", "logger=none", cwd=tmp_path)
+    assert done.returncode != 0 and "inner_stepz" in done.stderr
+    assert not (tmp_path / "outputs/sweeps/typo").exists() or not jobs_of(tmp_path / "outputs/sweeps/typo")

@@ -11,11 +11,13 @@ from omegaconf import OmegaConf
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import ASSETS, Prompt
-from entrgi.evaluation.judges import KeywordJudge, LexicalJudge, make_judge, ngram_f1, rouge_l
+from entrgi.evaluation.judges import make_judge
+from entrgi.evaluation.judges.keywords import KeywordJudge
+from entrgi.evaluation.judges.lexical import LexicalJudge, ngram_f1, rouge_l
 from entrgi.models.batching import left_pad
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.testbed.corpus import held_out_prompts, keyword_vocabulary, question, training_sentences
-from entrgi.training.diffusion import bradley_terry_loss, last_column_scores, mask_responses, masked_diffusion_loss
+from entrgi.training.losses import bradley_terry_loss, last_column_scores, mask_responses, masked_diffusion_loss
 
 # -- the corpus ------------------------------------------------------------------------------------
 

@@ -479,7 +479,7 @@ def test_bad_settings_fail_with_one_line_naming_the_fix(tmp_path):
 
 
 def test_the_held_out_evaluation_reads_verdicts_and_leaves_a_declined_answer_out():
-    from entrgi.evaluation.judges import Verdict
+    from entrgi.evaluation.judges.base import Verdict
     from entrgi.training.evaluation import HeldOut, sample_held_out, summarize_held_out
 
     class Declines:  # pointwise without `score`, as ifeval and lmunit: it declines answers containing "?"
@@ -515,3 +515,15 @@ def test_a_scoring_model_with_more_than_one_label_is_refused(tmp_path):
     config.num_labels = 2
     config.save_pretrained(two)
     one_line_error(compose_train(f"reward.path={two}", "logger=none"), tmp_path / "g", "2 labels", "reward.path")
+
+
+def test_trls_arguments_come_from_the_train_settings_by_one_mapping(tmp_path):
+    from entrgi.train import TRL_ARGS, training_args
+    from entrgi.training.trainer import OBJECTIVES, RECIPES
+
+    cfg = compose_train("train=diffu_grpo", "train.steps=7", "train.lr=0.25", "train.num_samples=2",
+                        "train.batch_size=6", "train.keep_checkpoints=5")
+    args = training_args(cfg, tmp_path, torch.device("cpu"), [])
+    assert all(getattr(args, arg) == cfg.train[key] for arg, key in TRL_ARGS.items())
+    assert (args.max_steps, args.learning_rate, args.num_generations, args.save_total_limit) == (7, 0.25, 2, 5)
+    assert {recipe.objective for recipe in RECIPES.values()} <= set(OBJECTIVES)  # each recipe's loss is mapped

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from entrgi.bookkeeping.settings import differences, digest
 from entrgi.bookkeeping.storage import ResultsLog, locked, read_jsonl, write_json
 from entrgi.errors import ConfigError
-from entrgi.evaluation.benchmarks import Prompt
+
+if TYPE_CHECKING:
+    from entrgi.evaluation.benchmarks import Prompt
 
 log = logging.getLogger("entrgi")
 

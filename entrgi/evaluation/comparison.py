@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from entrgi.bookkeeping.records import PromptResult
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.judges import Judge, judge_against_baseline, summarize_judged
+from entrgi.evaluation.judges.against_baseline import judge_against_baseline, summarize_judged
+from entrgi.evaluation.judges.base import Judge
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 
 

@@ -11,35 +11,16 @@ Every module in this package is imported once, so a new family needs no other ed
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from entrgi.errors import ConfigError
+from entrgi.registry import Registry
 
-FAMILIES: dict[str, type] = {}
-_discovered = False
-
-
-def register(family: str):
-    """Make a method class available to ``make_method`` under ``family``."""
-    def add(cls):
-        FAMILIES[family] = cls
-        return cls
-    return add
-
-
-def _discover() -> None:
-    global _discovered
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    _discovered = True
+FAMILIES = Registry(__name__)
+register = FAMILIES.register  # @register("gradient"): a method class, available to make_method by its family
 
 
 def families() -> dict[str, type]:
     """Every registered method family, by name."""
-    if not _discovered:
-        _discover()
-    return dict(FAMILIES)
+    return dict(FAMILIES.discover())
 
 
 def make_method(settings: dict, schedule: dict | None = None, **context):
@@ -52,7 +33,7 @@ def make_method(settings: dict, schedule: dict | None = None, **context):
 
     from entrgi.sampling.schedules import make_schedule
 
-    families()
+    FAMILIES.discover()
     settings = dict(settings)
     family = settings.pop("family", None)
     if family not in FAMILIES:
@@ -69,9 +50,3 @@ def make_method(settings: dict, schedule: dict | None = None, **context):
     settings.update({k: v for k, v in context.items() if k in accepted})
     return cls(**settings)
 
-
-def best_of_k():
-    """The baseline every method is compared with: the best of the K shared unguided samples."""
-    from entrgi.methods.unguided import Unguided
-
-    return Unguided(name="bon", answer="best")

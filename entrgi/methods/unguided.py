@@ -32,3 +32,8 @@ class Unguided(Method):
 
     def answer_index(self, result: PromptResult) -> int:
         return result.best_index if self.answer == "best" else 0
+
+
+def best_of_k() -> Unguided:
+    """The baseline every method is compared with: the best of the K shared unguided samples."""
+    return Unguided(name="bon", answer="best")

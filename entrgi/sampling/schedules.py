@@ -17,6 +17,7 @@ from typing import Protocol
 import torch
 
 from entrgi.errors import ConfigError
+from entrgi.registry import Registry
 from entrgi.sampling.sampler import entropy, top_p_top_k_filter
 
 
@@ -26,15 +27,8 @@ class Schedule(Protocol):
     # a schedule may also define ``is_zero`` (True: w = 0 at every position and time, no hard sample needed)
 
 
-SCHEDULES: dict[str, type] = {}
-
-
-def register(name: str):
-    """Make a schedule class available to ``make_schedule`` (and ``schedule=<name>``) under ``name``."""
-    def add(cls):
-        SCHEDULES[name] = cls
-        return cls
-    return add
+SCHEDULES = Registry()  # all in this module
+register = SCHEDULES.register  # @register("power"): a schedule class, available to make_schedule and schedule=<name>
 
 
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ process, say what `os.WCOREDUMP` does." A good answer is a documentation sentenc
 words; the reference is the docstring sentence they were taken from. The words come from a small
 vocabulary of frequent documentation words (``keyword_vocabulary``), so a tiny reward model can
 learn to check them and a tiny dLLM to use them on functions they never saw. Two held-out judges
-score answers: whether they use the words (``entrgi.judges.KeywordJudge``) and ROUGE-L against
+score answers: whether they use the words (``entrgi.evaluation.judges.keywords.KeywordJudge``) and ROUGE-L against
 the reference.
 
 The sentences of every fifth documented module-level function are held out: the first usable

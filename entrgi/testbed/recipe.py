@@ -44,7 +44,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
-from entrgi.evaluation.judges import keyword_coverage, ngram_f1, rouge_l
+from entrgi.evaluation.judges.keywords import keyword_coverage
+from entrgi.evaluation.judges.lexical import ngram_f1, rouge_l
 from entrgi.models.batching import left_pad
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.sampling.rng import row_key
@@ -63,7 +64,7 @@ from entrgi.testbed.corpus import (
     question,
     training_sentences,
 )
-from entrgi.training.diffusion import (
+from entrgi.training.losses import (
     bradley_terry_loss,
     last_column_scores,
     mask_responses,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.judges import Judge
+from entrgi.evaluation.judges.base import Judge
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
 from entrgi.methods.base import Method, SamplingSetup
 

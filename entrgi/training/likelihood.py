@@ -92,10 +92,10 @@ def elbo_terms(dllm, input_ids: torch.Tensor, attention_mask: torch.Tensor, comp
 
     Each row draws ``t ~ U(eps, 1)`` and masks each completion token with probability ``t``; a masked
     token's term is its log-probability over ``t``, an unmasked one's 0 (the objective the tiny dLLM was
-    pretrained with, ``entrgi.training.diffusion``). Their mean over a completion's real tokens bounds
+    pretrained with, ``entrgi.training.losses``). Their mean over a completion's real tokens bounds
     its per-token log-likelihood from below, at every masking rate rather than only the fully masked one.
     """
-    from entrgi.training.diffusion import mask_responses, sample_masking_ratio
+    from entrgi.training.losses import mask_responses, sample_masking_ratio
 
     start = input_ids.shape[1] - completion_length
     targets = input_ids[:, start:]

@@ -18,6 +18,7 @@ The recipe (``RECIPES``) picks what is sampled and what is optimized:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
                  held_out: HeldOut, estimator: str = "one_step", likelihood_attention: str = "all",
                  completion_eos: str = "model", loss_scale: str = "per_sequence", **kwargs):
         self.setup, self.dllm, self.recipe = setup, setup.dllm, recipe_of(recipe)
-        if estimator not in ESTIMATORS or (estimator != "one_step" and self.recipe.objective != "sft"):
+        if estimator not in OBJECTIVES[self.recipe.objective].estimators:
             raise ConfigError(f"train.estimator={estimator!r}: use one_step, or elbo with an SFT recipe (rgrl, rft)")
         self.estimator = estimator
         self.attend_after_eos, self.loss_per_prompt = likelihood_attention == "all", loss_scale == "per_prompt"
@@ -162,7 +163,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
             "advantages": group_advantages(rewards).flatten(),
             "sequence_weight": sequence_weights(self.recipe, rewards).flatten(),
         }
-        if self.recipe.objective == "grpo":
+        if OBJECTIVES[self.recipe.objective].reference:
             batch.update(self._reference_log_probs(batch))
         self._record_samples(step, [x["id"] for x in inputs[::K]], out, rewards)
         return batch
@@ -268,33 +269,53 @@ class DiffusionPolicyTrainer(GRPOTrainer):
         return torch.cat([lp for lp, _ in chunks]), entropies, None
 
     def _compute_loss(self, model, inputs):
-        if self.recipe.objective == "grpo":
-            return super()._compute_loss(model, inputs)
-        weight = inputs["sequence_weight"]
-        rows = weight > 0
-        if not rows.any():  # a micro-batch without a trained completion still runs the model (DDP)
-            rows = ~rows
-        length = inputs["completion_ids"].shape[1]
-        input_ids = torch.cat([inputs["prompt_ids"][rows], inputs["completion_ids"][rows]], 1)
-        attention = torch.cat([inputs["prompt_mask"][rows], inputs["completion_mask"][rows]], 1)
-        mask = inputs["completion_mask"][rows]
-        # with the ELBO the one-step forward gives only the entropy metric: no graph to keep through the ELBO's
-        with torch.no_grad() if self.estimator == "elbo" else contextlib.nullcontext():
-            per_token, entropies = self._get_per_token_logps_and_entropies(model, input_ids, attention, length,
-                                                                           compute_entropy=True)[:2]
-        if self.estimator == "elbo":  # the same batch's ELBO terms take the one-step values' place in the loss
-            generator = torch.Generator().manual_seed(row_key(self.args.seed, f"elbo/{self.accelerator.process_index}",
-                                                              self._step))
-            per_token = elbo_terms(self.dllm, input_ids, self._likelihood_attention(attention, length), length,
-                                   generator, network=model)
-        log_likelihood = sequence_mean(per_token, mask)
-        # the weights sum to the micro-batch's sequences: over them a mean; over K, a sum of per-prompt means
-        scale = self.num_generations if self.loss_per_prompt else weight.shape[0]
-        loss = -(weight[rows] * log_likelihood).sum() / scale
-        metrics = self._metrics["train"]
-        metrics["log_likelihood"].append(self.accelerator.gather(log_likelihood.detach()).mean().item())
-        metrics["entropy"].append(self.accelerator.gather(sequence_mean(entropies, mask)).mean().item())
-        return loss / self.current_gradient_accumulation_steps
+        return OBJECTIVES[self.recipe.objective].loss(self, model, inputs)
+
+
+def grpo_loss(trainer: DiffusionPolicyTrainer, model, inputs) -> torch.Tensor:
+    """TRL's GRPO loss (clipped ratio, KL to the reference) on the estimator's log-probabilities."""
+    return GRPOTrainer._compute_loss(trainer, model, inputs)
+
+
+def sft_loss(trainer: DiffusionPolicyTrainer, model, inputs) -> torch.Tensor:
+    """Minus the weighted log-likelihood of the kept completions (``sequence_weight``), by the trainer's
+    estimator; logs the mean log-likelihood and entropy."""
+    weight = inputs["sequence_weight"]
+    rows = weight > 0
+    if not rows.any():  # a micro-batch without a trained completion still runs the model (DDP)
+        rows = ~rows
+    length = inputs["completion_ids"].shape[1]
+    input_ids = torch.cat([inputs["prompt_ids"][rows], inputs["completion_ids"][rows]], 1)
+    attention = torch.cat([inputs["prompt_mask"][rows], inputs["completion_mask"][rows]], 1)
+    mask = inputs["completion_mask"][rows]
+    # with the ELBO the one-step forward gives only the entropy metric: no graph to keep through the ELBO's
+    with torch.no_grad() if trainer.estimator == "elbo" else contextlib.nullcontext():
+        per_token, entropies = trainer._get_per_token_logps_and_entropies(model, input_ids, attention, length,
+                                                                          compute_entropy=True)[:2]
+    if trainer.estimator == "elbo":  # the same batch's ELBO terms take the one-step values' place in the loss
+        stream = f"elbo/{trainer.accelerator.process_index}"
+        generator = torch.Generator().manual_seed(row_key(trainer.args.seed, stream, trainer._step))
+        per_token = elbo_terms(trainer.dllm, input_ids, trainer._likelihood_attention(attention, length), length,
+                               generator, network=model)
+    log_likelihood = sequence_mean(per_token, mask)
+    # the weights sum to the micro-batch's sequences: over them a mean; over K, a sum of per-prompt means
+    scale = trainer.num_generations if trainer.loss_per_prompt else weight.shape[0]
+    loss = -(weight[rows] * log_likelihood).sum() / scale
+    metrics = trainer._metrics["train"]
+    metrics["log_likelihood"].append(trainer.accelerator.gather(log_likelihood.detach()).mean().item())
+    metrics["entropy"].append(trainer.accelerator.gather(sequence_mean(entropies, mask)).mean().item())
+    return loss / trainer.current_gradient_accumulation_steps
+
+
+@dataclass(frozen=True)
+class Objective:
+    loss: Callable  # (trainer, model, inputs) -> the micro-batch's loss
+    reference: bool  # needs the old policy's and the frozen reference's log-probabilities in the batch
+    estimators: tuple[str, ...]  # the likelihood estimators it can train with
+
+
+OBJECTIVES = {"sft": Objective(sft_loss, reference=False, estimators=ESTIMATORS),  # a recipe's objective -> its loss
+              "grpo": Objective(grpo_loss, reference=True, estimators=("one_step",))}
 
 
 def truncate_log(path: Path, step: int) -> None:

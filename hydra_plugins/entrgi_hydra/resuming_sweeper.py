@@ -5,6 +5,11 @@ the job's settings; a finished job leaves ``summary.json`` with the digest of th
 Re-launching a named sweep therefore launches only what is missing (a partial job resumes at
 prompt granularity inside ``entrgi.run.run``), on any launcher, Slurm included.
 
+A setting that only some of the swept methods (or schedules) have, as ``method.inner_steps=3`` in
+``-m method=bon,entrgi method.inner_steps=3``, is given to the jobs whose config has it and left out of
+the others (bon's jobs run, and are recorded, as plain bon). A setting no job of the grid has is
+still refused, by Hydra, as a typo.
+
 Before launching, the sweeper adds every job of the grid (overrides, directory, settings) to
 ``<sweep>/sweep.json`` (``entrgi.bookkeeping.sweep_record``), so ``python -m entrgi.report`` can name
 the jobs that left nothing behind.
@@ -22,6 +27,14 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+_ABSENT = object()
+
+
+GROUP_SETTINGS = ("method.", "schedule.")  # settings of a group's choice: one method's, not another's
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0]
 
 
 class ResumingSweeper(BasicSweeper):
@@ -31,7 +44,9 @@ class ResumingSweeper(BasicSweeper):
 
     def get_job_batch(self) -> Sequence[Sequence[str]]:
         if self.batch_index == 0:  # the whole grid is known now, before the first launch
-            self.launcher.record_grid([job for batch in self.overrides for job in batch])
+            jobs = self.launcher.applicable([job for batch in self.overrides for job in batch])
+            self.overrides = list(self.split_overrides_to_chunks(jobs, self.max_batch_size or len(jobs)))
+            self.launcher.record_grid(jobs)
         return super().get_job_batch()
 
 
@@ -47,13 +62,36 @@ class SkipFinished(Launcher):
 
     def job_config(self, overrides: Sequence[str]) -> DictConfig:
         """A job's composed config (with ``hydra``), composed once per job."""
-        from entrgi.bookkeeping.settings import register_resolvers
-
         key = tuple(overrides)
         if key not in self.configs:
-            register_resolvers()
             self.configs[key] = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         return self.configs[key]
+
+    def applicable(self, job_overrides: list[list[str]]) -> list[list[str]]:
+        """Each job's overrides without the group settings (``method.*``, ``schedule.*``) its own config
+        lacks but another job's has; jobs that become the same job are launched once."""
+        group_settings = {override_key(o) for job in job_overrides for o in job if o.startswith(GROUP_SETTINGS)}
+        if not group_settings:
+            return job_overrides
+        has: dict[tuple[str, ...], set[str]] = {}
+        for overrides in job_overrides:
+            rest = tuple(o for o in overrides if override_key(o) not in group_settings)
+            if rest not in has:
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(rest))
+                has[rest] = {k for k in group_settings if OmegaConf.select(cfg, k, default=_ABSENT) is not _ABSENT}
+        used = set().union(*has.values())  # a setting no job has stays in, for Hydra to refuse as a typo
+        jobs, dropped = {}, set()
+        for overrides in job_overrides:
+            own = has[tuple(o for o in overrides if override_key(o) not in group_settings)]
+            kept = [o for o in overrides if override_key(o) not in used - own]
+            dropped |= {(override_key(o), self._method(kept)) for o in overrides if o not in kept}
+            jobs.setdefault(tuple(kept), kept)
+        for key, method in sorted(dropped):
+            log.info("%s left out of the %s jobs: its config has no such setting", key, method)
+        return list(jobs.values())
+
+    def _method(self, overrides: list[str]) -> str:
+        return str(self.job_config(overrides).method.name)
 
     def record_grid(self, job_overrides: Sequence[Sequence[str]]) -> None:
         from entrgi.bookkeeping.settings import job_settings

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.generation import ChatGenerator, Reply
-from entrgi.evaluation.judges import ModelJudge, Verdict
+from entrgi.evaluation.generation import ChatGenerator, Reply, make_generator
+from entrgi.evaluation.judges import register
+from entrgi.evaluation.judges.base import ModelJudge, Verdict
 
 UNIT_TEST_PROMPT = "Query: {query}\n\nResponse: {response}\n\nUnit Test: {unit_test}"
 SCORE_DIGITS = [str(d) for d in range(7)]  # the tokens the package weighs, valued 0..6
@@ -36,6 +37,7 @@ def lmunit_score(reply: Reply) -> float:
     return sum(value * p for value, p in weights) / sum(p for _, p in weights)
 
 
+@register("lmunit")
 class LMUnitJudge(ModelJudge):
     """Scores every answer against every unit test in one batched generation (answers x unit tests)."""
 
@@ -43,6 +45,11 @@ class LMUnitJudge(ModelJudge):
                  system_prompt: str | None = "rationale=No"):
         super().__init__(generator, name, system_prompt)
         self.unit_tests = list(unit_tests)
+
+    @classmethod
+    def from_config(cls, cfg, device: str, dtype: str) -> LMUnitJudge:
+        return cls(make_generator(cfg, device, dtype), cfg.unit_tests, cfg.get("name", "lmunit"),
+                   cfg.get("system_prompt"))
 
     def conversations(self, prompts: list[Prompt], responses: list[str]) -> list[list[dict]]:
         """One conversation per (answer, unit test), answer-major."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.generation import ChatGenerator
-from entrgi.evaluation.judges import ModelJudge, Verdict
+from entrgi.evaluation.generation import ChatGenerator, make_generator
+from entrgi.evaluation.judges import register
+from entrgi.evaluation.judges.base import ModelJudge, Verdict
 
 SYSTEM_PROMPT = ("You are a careful and impartial judge of answers written by AI assistants. You compare two answers "
                  "to the same instruction and name the one a thoughtful person would prefer.")
@@ -43,6 +44,7 @@ def parse_verdict(text: str) -> str:
     return found.group(1)
 
 
+@register("pairwise")
 class PairwiseModelJudge(ModelJudge):
     pairwise = True
 
@@ -50,6 +52,10 @@ class PairwiseModelJudge(ModelJudge):
                  template: str = TEMPLATE):
         super().__init__(generator, name, system_prompt)
         self.template = template
+
+    @classmethod
+    def from_config(cls, cfg, device: str, dtype: str) -> PairwiseModelJudge:
+        return cls(make_generator(cfg, device, dtype), cfg.get("name", "pairwise"))
 
     def conversations(self, prompts: list[Prompt], answers: list[str], baseline_answers: list[str]) -> list[list[dict]]:
         """Two conversations per prompt: the answer as A, then the baseline's answer as A."""

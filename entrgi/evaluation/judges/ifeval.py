@@ -18,7 +18,8 @@ import random
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.evaluation.judges import Verdict
+from entrgi.evaluation.judges import register
+from entrgi.evaluation.judges.base import Verdict
 
 METRICS = ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")
 PUNKT_FIX = ("needs nltk's punkt_tab sentence model, which is not installed: python -m nltk.downloader punkt_tab "
@@ -49,12 +50,17 @@ def _seeded(check, *args):
         random.setstate(state)
 
 
+@register("ifeval")
 class IFEvalJudge:
     def __init__(self, name: str = "ifeval", score: str = "instruction_strict"):
         if score not in METRICS:
             raise ConfigError(f"unknown eval_reward.score={score!r}; use one of {', '.join(METRICS)}")
         self.name, self.metric, self.ifeval = name, score, _checkers()
         self.forwards = 0  # model-free
+
+    @classmethod
+    def from_config(cls, cfg, device: str, dtype: str) -> IFEvalJudge:
+        return cls(cfg.get("name", "ifeval"), cfg.get("score", "instruction_strict"))
 
     def follows(self, prompt: Prompt, instruction: str, kwargs: dict, response: str) -> tuple[bool, bool]:
         """(strict, loose): whether ``response`` follows one instruction; ValueError if it cannot be checked."""
