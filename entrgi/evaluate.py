@@ -141,6 +141,27 @@ def backend_from_overrides(overrides: list[str]):
     return build_backend(cfg)
 
 
+def register_with_lm_eval() -> None:
+    """``model="entrgi"`` in lm-eval's own API once this module is imported, ``model_args`` as Hydra
+    overrides of conf/evaluate.yaml (``method=bon,num_samples=8``). Without lm-eval: nothing to register
+    (running an evaluation then says how to install it)."""
+    try:
+        from lm_eval.api.registry import register_model
+    except ImportError:
+        return
+    from entrgi.evaluation.harness import EntrgiLM
+
+    @register_model("entrgi")
+    class RegisteredEntrgiLM(EntrgiLM):
+        @classmethod
+        def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> EntrgiLM:
+            return backend_from_overrides([item.strip() for item in arg_string.split(",") if item.strip()])
+
+        @classmethod
+        def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> EntrgiLM:
+            return backend_from_overrides([f"{key}={value}" for key, value in arg_dict.items()])
+
+
 def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> dict | None:
     """Run one evaluation job into ``out_dir`` (resuming what is already there) and return its summary.
 
@@ -261,6 +282,8 @@ def main(cfg: DictConfig) -> dict | None:
         print_results(summary, out_dir)
     return summary
 
+
+register_with_lm_eval()
 
 if __name__ == "__main__":
     main()

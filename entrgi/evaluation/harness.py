@@ -26,7 +26,6 @@ from typing import Callable
 
 import torch
 from lm_eval.api.model import LM
-from lm_eval.api.registry import register_model
 
 from entrgi.bookkeeping.baseline import BaselineCache
 from entrgi.bookkeeping.progress import progress_bars
@@ -35,7 +34,7 @@ from entrgi.bookkeeping.settings import digest
 from entrgi.bookkeeping.storage import ResultsLog
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, _stable_id
-from entrgi.methods import best_of_k
+from entrgi.methods.unguided import best_of_k
 from entrgi.methods.base import Method, SamplingSetup
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.models.reward import RewardModel
@@ -86,7 +85,6 @@ def cut_at_stops(text: str, until: list[str]) -> str:
     return text[:cut]
 
 
-@register_model("entrgi")
 class EntrgiLM(LM):
     """lm-eval's model interface over a method of this runner; see the module docstring."""
 
@@ -106,20 +104,6 @@ class EntrgiLM(LM):
         self.baseline_cache, self.salt = baseline_cache, salt
         self.prepared: dict[str, dict] = {}  # what the method prepared, per task
         self.ignored: set[str] = set()
-
-    @classmethod
-    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> "EntrgiLM":
-        """``model_args`` as Hydra overrides of conf/evaluate.yaml, e.g. ``method=bon,num_samples=8``."""
-        from entrgi.evaluate import backend_from_overrides
-
-        overrides = [item.strip() for item in arg_string.split(",") if item.strip()]
-        return backend_from_overrides(overrides)
-
-    @classmethod
-    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> "EntrgiLM":
-        from entrgi.evaluate import backend_from_overrides
-
-        return backend_from_overrides([f"{key}={value}" for key, value in arg_dict.items()])
 
     def _store(self, rows: list[dict]) -> None:
         if self.answers is not None:
