@@ -93,10 +93,18 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
     cache = BaselineCache(Path(cfg.baseline.cache_dir), baseline_settings(cfg, dllm.device.type, dtype))
     extra["baseline"] = {"method": "bon", "digest": cache.digest, "cache": str(cache.dir.resolve()),
                          "settings": cache.settings}
+    extra["baseline"]["prompts_sampled_here"] = 0  # the rest were read from the cache
+    if method.shares_baseline_samples:
+        extra["baseline"]["shared_samples"] = True  # this job's samples are the cache's
+    extra.update(answer=method.answer_description, answer_is_top1=method.answers_with_top1)
     bon = best_of_k()
 
     def baseline_records() -> list[PromptResult]:
-        with progress_bars("bon (shared baseline)", len(prompts)) as (batch_done, setup.on_step):
+        def batch_done(size: int) -> None:
+            extra["baseline"]["prompts_sampled_here"] += size
+            prompts_done(size)
+
+        with progress_bars("bon (shared baseline)", len(prompts)) as (prompts_done, setup.on_step):
             rows = cache.records(prompts, lambda batch: [r.to_json() for r in bon.sample(setup, batch)],
                                  cfg.batch_size, on_batch=batch_done)
         return [PromptResult.from_json(r) for r in rows]

@@ -83,9 +83,20 @@ def safe_name(text: str) -> str:
     return re.sub(r"^\.", "-", name) or "-"
 
 
+def adapter_name(adapter: str | None) -> str:
+    """A LoRA adapter in a directory name: ``adapter=<its training run's directory>`` (the directory
+    above ``adapter/``, which names the run), or ``""`` without one. The path itself is too long for a
+    name; the settings digest beside it tells two adapters of one name apart."""
+    if not adapter:
+        return ""
+    path = Path(str(adapter).rstrip("/"))
+    return safe_name(f"adapter={path.parent.name if path.name == 'adapter' and path.parent.name else path.name}")
+
+
 def job_name(cfg: DictConfig) -> str:
-    """A readable, deterministic directory name: method, benchmark, seed, shard and a settings digest."""
-    name = f"{cfg.method.name}_{cfg.benchmark.name}_s{cfg.seed}"
+    """A readable, deterministic directory name: method, benchmark, the model's adapter (if any), seed,
+    shard and a settings digest."""
+    name = join_name(cfg.method.name, cfg.benchmark.name, adapter_name(cfg.model.get("adapter")), f"s{cfg.seed}")
     shard = cfg.get("shard")
     if shard is not None and shard.count > 1:
         name += f"_shard{shard.index}of{shard.count}"
@@ -106,8 +117,8 @@ def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def register_resolvers() -> None:
     """The config's resolvers: ``${asset:name}`` (a packaged model), ``${entrgi_job_name:}`` (a job's
-    sweep subdirectory), ``${entrgi_safe_name:text}`` (:func:`safe_name`) and ``${entrgi_or:a,b}``
-    (a unless it is null)."""
+    sweep subdirectory), ``${entrgi_safe_name:text}`` (:func:`safe_name`), ``${entrgi_adapter_name:path}``
+    (:func:`adapter_name`) and ``${entrgi_or:a,b}`` (a unless it is null)."""
     from entrgi.evaluation.benchmarks import ASSETS
 
     OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name), replace=True)
@@ -118,6 +129,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("entrgi_job_name", job_name_of_root, replace=True)
     OmegaConf.register_new_resolver("entrgi_safe_name", safe_name, replace=True)
     OmegaConf.register_new_resolver("entrgi_join", join_name, replace=True)
+    OmegaConf.register_new_resolver("entrgi_adapter_name", adapter_name, replace=True)
     OmegaConf.register_new_resolver("entrgi_or", lambda value, default: default if value is None else value,
                                     replace=True)
 
