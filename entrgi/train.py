@@ -8,7 +8,7 @@
 The run directory (``outputs/train/<recipe>_<prompts>_s<seed>_<digest>/``, a function of the settings)
 holds the resolved config, ``checkpoint-<step>/`` (adapter, optimizer, scheduler, RNG, trainer state),
 ``samples.jsonl`` (the training samples and rewards), ``eval.jsonl`` (held-out evaluations), the final
-``adapter/`` and ``summary.json``. The same command after a kill resumes from the last checkpoint.
+``adapter/``, ``summary.json``, ``README.md`` (the model card, also in ``adapter/``) and ``train.log``. The same command after a kill resumes from the last checkpoint.
 Everything here is glue; the training is :mod:`entrgi.training.trainer`.
 """
 
@@ -81,14 +81,19 @@ def lora_config(lora: DictConfig, model: torch.nn.Module):
 
 
 def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_to: list[str]):
+    import dataclasses
+
     from trl import GRPOConfig
 
     t = cfg.train
+    # transformers 5.25 renamed gradient_checkpointing (a deprecated alias since); older ones know only it
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in {f.name for f in dataclasses.fields(GRPOConfig)}
+                     else "gradient_checkpointing")
     return GRPOConfig(
         output_dir=str(out_dir), seed=cfg.seed, max_steps=t.steps, learning_rate=t.lr,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm, per_device_train_batch_size=t.batch_size, num_generations=t.num_samples,
-        gradient_accumulation_steps=t.gradient_accumulation, gradient_checkpointing=t.gradient_checkpointing,
+        gradient_accumulation_steps=t.gradient_accumulation, **{checkpointing: t.gradient_checkpointing},
         beta=t.beta, epsilon=t.epsilon, num_iterations=t.num_iterations, loss_type="grpo", scale_rewards="group",
         max_completion_length=cfg.sampler.gen_length, disable_dropout=False, remove_unused_columns=False,
         logging_steps=1, save_strategy="steps", save_steps=t.save_every, save_total_limit=t.keep_checkpoints,
@@ -115,13 +120,16 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     from accelerate import PartialState
     from datasets import Dataset
 
+    from entrgi.training.console import TrainingConsole, silence_library_deprecations
     from entrgi.training.evaluation import HeldOut
+    from entrgi.training.model_card import model_card
     from entrgi.training.trainer import DiffusionPolicyTrainer, EvaluateEvery, recipe_of, truncate_log
 
     # the processes' distributed state, as the trainer will set it up (on a CPU only with cpu=True)
     state = PartialState(cpu=cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()))
     device = state.device if cfg.device == "auto" else torch.device(cfg.device)
     recipe_of(cfg.train.recipe)
+    silence_library_deprecations()
     check_settings(cfg, device)
     out_dir = Path(out_dir)
     job_digest, finished = open_job(out_dir, cfg)
@@ -168,6 +176,8 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
         args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),
         train_dataset=Dataset.from_list([{"prompt": p.text, "id": p.id} for p in train_prompts]),
         peft_config=peft_config, callbacks=[EvaluateEvery(cfg.train.eval.every)])
+    judge_name = held_out.judge.name if held_out.judge is not None else None
+    TrainingConsole.install(trainer, out_dir / "eval.jsonl", judge_name)
     log.info("%s on %d prompts, %d steps, %d process(es); %s", cfg.train.recipe, len(train_prompts), cfg.train.steps,
              state.num_processes, f"resuming from {resume}" if resume else "from the start")
     with fast_paths(cfg):
@@ -183,8 +193,13 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     summary = {"recipe": cfg.train.recipe, "steps": trainer.state.global_step, "adapter": str(out_dir / "adapter"),
                "processes": state.num_processes, "train_prompts": len(train_prompts),
                **prepared, "settings_digest": job_digest,
-               "final_eval": {r["mode"]: r["summary"] for r in evaluations if r["step"] == trainer.state.global_step}}
+               "final_eval": {r["mode"]: r["summary"] for r in evaluations if r["step"] == trainer.state.global_step},
+               "untrained_eval": {r["mode"]: r["summary"] for r in evaluations if r["step"] == 0},
+               "judge": judge_name}
     if state.is_main_process:
+        card = model_card(cfg, summary, judge_name)
+        write_atomic(out_dir / "README.md", card)  # in place of TRL's and PEFT's templates
+        write_atomic(out_dir / "adapter" / "README.md", card)
         write_json(out_dir / "summary.json", summary)  # last: its presence marks the job finished
     if run is not None:
         run.finish()
@@ -205,10 +220,9 @@ def main(cfg: DictConfig) -> dict:
         sys.exit(f"entrgi: error: {error}")
     if not is_main_process():
         return summary
-    for mode, result in summary["final_eval"].items():
-        print(f"{summary['recipe']} step {summary['steps']} {mode}: top-1 reward {result['top1_reward']['mean']:+.4f}, "
-              f"win-rate vs untrained {result['win_rate_reward']['rate']:.3f}")
-    print(f"  adapter in {summary['adapter']}")
+    from entrgi.training.console import print_summary
+
+    print_summary(summary, summary.get("judge"))
     return summary
 
 

@@ -104,13 +104,18 @@ class WandbLogger:
         options = dict(project=settings.project, entity=settings.entity, group=settings.group, name=out_dir.name,
                        id=self.run_id, resume="allow", dir=str(out_dir), job_type=job_type,
                        tags=[t[:64] for t in tags], config=OmegaConf.to_container(cfg, resolve=True),
-                       settings=wandb.Settings(quiet=True))
+                       settings=wandb.Settings(silent=True))  # its banner: one line of ours below
         self.directories_set = keep_files_in(Path(out_dir) / "wandb")
         try:
             self.run = self.start(options)
         except BaseException:
             self.close()
             raise
+        if self.mode == "offline":
+            folder = Path(self.run.dir).parent  # run.dir is its files/ folder
+            log.info("W&B: logging offline to %s (upload later: wandb sync %s)", folder, folder)
+        elif self.mode == "online":
+            log.info("W&B: logging to %s", self.run.url)
         self.run.define_metric("progress/prompts_done")
         self.run.define_metric("progress/*", step_metric="progress/prompts_done")
         self.run.define_metric("denoising/step")

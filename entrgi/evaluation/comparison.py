@@ -5,6 +5,7 @@ Plain functions on ``PromptResult`` records: the runner, the scripts and a noteb
 
 from __future__ import annotations
 
+from entrgi.bookkeeping.progress import add_to_log_files
 from entrgi.bookkeeping.records import PromptResult
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.evaluation.judges import Judge, judge_against_baseline, summarize_judged
@@ -113,12 +114,6 @@ def summary_lines(summary: dict, out_dir) -> list[str]:
 
 def print_summary(summary: dict, out_dir) -> None:
     """Print a job's summary lines, and add them to the job's log file (Hydra's ``run.log``)."""
-    import logging
-
     lines = summary_lines(summary, out_dir)
     print("\n" + "\n".join(lines))
-    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    record = logging.makeLogRecord({"name": "entrgi", "levelno": logging.INFO, "levelname": "INFO",
-                                    "msg": "summary\n%s", "args": ("\n".join(lines),)})
-    for handler in files:
-        handler.handle(record)
+    add_to_log_files("summary\n" + "\n".join(lines))

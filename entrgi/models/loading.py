@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,8 @@ from urllib.parse import urlparse
 import torch
 
 from entrgi.errors import ConfigError
+
+log = logging.getLogger("entrgi")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -106,6 +109,12 @@ def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwarg
     offline = None if local.exists() else hub_unreachable()
     if offline:
         kwargs["local_files_only"] = True
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    if weights:  # one log line per model instead of transformers' "Loading weights" bar
+        log.info("loading %s weights from %s", what, path)
+        hf_logging.disable_progress_bar()
     try:
         return loader.from_pretrained(str(local) if local.exists() else path, **kwargs)
     except (OSError, ValueError) as error:
@@ -117,3 +126,6 @@ def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwarg
             f"cannot load {what} {path!r}{reason}: {first} -- download it where there is network "
             f"({download_command(path)}) and set {what}.path=<dir>"
         ) from error
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()

@@ -214,6 +214,10 @@ class DiffusionPolicyTrainer(GRPOTrainer):
             write_atomic(folder / CHECKPOINT_COMPLETE, f"{self.state.global_step}\n")
         self.accelerator.wait_for_everyone()
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """TRL writes its template card at every checkpoint; a run's card is entrgi's (``entrgi.train``
+        writes it at the end, from the run's settings and evaluations)."""
+
     # -- held-out evaluation ----------------------------------------------------------------------
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
