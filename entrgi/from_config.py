@@ -5,6 +5,8 @@ Shared by the entrypoints (``entrgi.run``, ``entrgi.train``); each takes the res
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,6 +17,8 @@ from entrgi.methods import make_method
 from entrgi.methods.base import Method
 from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
 from entrgi.models.reward import RewardModel
+
+log = logging.getLogger("entrgi")
 
 
 def load_models(cfg: DictConfig, device: str | None = None,
@@ -32,6 +36,30 @@ def load_models(cfg: DictConfig, device: str | None = None,
     if cfg.get("fast_paths", {}).get("compile"):
         reward.compile()
     return dllm, reward
+
+
+def free_cores() -> int:
+    """The cores this process may run on less the load already on them (the 1-minute load average),
+    at least 1: on a machine others share, more threads than free cores make every step wait."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - round(os.getloadavg()[0]))
+
+
+def set_threads(setting) -> None:
+    """torch's CPU threads from ``threads``: ``auto`` takes the free cores, unless the environment
+    already chose (``OMP_NUM_THREADS``, as ``accelerate launch`` sets per process); an integer sets it."""
+    import torch
+
+    if setting == "auto":
+        if os.environ.get("OMP_NUM_THREADS"):
+            return
+        count = free_cores()
+        log.info("torch threads: %d (the free cores now; threads=N to choose)", count)
+    elif isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        count = setting
+    else:
+        raise ConfigError(f"threads={setting!r}; use auto (the cores free now) or an integer >= 1")
+    torch.set_num_threads(count)
 
 
 def fast_paths(cfg: DictConfig):

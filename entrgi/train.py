@@ -26,7 +26,7 @@ from entrgi.bookkeeping.settings import digest, job_settings, open_job, register
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic, write_json
 from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
-from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
+from entrgi.from_config import build_method, fast_paths, load_models, load_prompts, set_threads
 from entrgi.methods.base import SamplingSetup
 from entrgi.sampling.sampler import SamplerConfig
 
@@ -129,6 +129,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     state = PartialState(cpu=cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()))
     device = state.device if cfg.device == "auto" else torch.device(cfg.device)
     recipe_of(cfg.train.recipe)
+    set_threads(cfg.get("threads", "auto"))
     silence_library_deprecations()
     check_settings(cfg, device)
     out_dir = Path(out_dir)

@@ -21,8 +21,9 @@ from entrgi.errors import ConfigError
 
 log = logging.getLogger("entrgi")
 
-# keys that never change a job's numbers: where and how it logs, how it batches, where caches live
-NOT_RESULTS = ("hydra", "logger", "batch_size", "sweep", "baseline")
+# keys that never change a job's numbers: where and how it logs, how it batches, where caches live,
+# how many CPU threads it uses
+NOT_RESULTS = ("hydra", "logger", "batch_size", "sweep", "baseline", "threads")
 # nodes of switches that add to the records without changing the samples: part of a job's settings
 # only when one is on, so that jobs from before the switch existed keep their identity
 SWITCHES = ("diagnostics", "fast_paths")
