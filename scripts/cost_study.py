@@ -38,7 +38,7 @@ from entrgi.costs import match_compute, matched_samples, read_summary  # noqa: E
 from entrgi.evaluation.benchmarks import Prompt  # noqa: E402
 from entrgi.evaluation.judges import make_judge  # noqa: E402
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate  # noqa: E402
-from entrgi.report import build  # noqa: E402
+from entrgi.reporting.sweep import build  # noqa: E402
 from entrgi.run import CONF_DIR, run  # noqa: E402
 
 START, END = "<!-- cost:start -->", "<!-- cost:end -->"

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic
 from entrgi.evaluation.judges import KeywordJudge
 from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate
-from entrgi.report import markdown_table
-from entrgi.training.report import stat_cell
+from entrgi.reporting.tables import markdown_table
+from entrgi.reporting.training import stat_cell
 
 RECIPES = ("rgrl", "diffu_grpo", "rft")
 # what else was tried, to find out why rgrl does not beat the untrained policy (docs/results-rgrl-tiny.md)

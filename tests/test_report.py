@@ -11,7 +11,7 @@ from conftest import entrgi_cli
 
 from entrgi.bookkeeping.sweep_record import job_entry, read_jobs, record_jobs
 from entrgi.evaluation.judges import keyword_coverage, rouge_l
-from entrgi.report import build
+from entrgi.reporting.sweep import build
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ def test_rejudging_reads_verdicts_so_a_declined_answer_is_unscored_and_a_pairwis
     from entrgi.bookkeeping.records import PromptResult
     from entrgi.errors import ConfigError
     from entrgi.evaluation.judges import Verdict
-    from entrgi.report import load_judge, rejudge
+    from entrgi.reporting.loading import load_judge, rejudge
 
     class Declines:  # a pointwise judge without `score`, as ifeval and lmunit are: it declines answers with "?"
         name, forwards = "picky", 0

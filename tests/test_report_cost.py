@@ -10,7 +10,7 @@ from test_report import row, section
 
 from entrgi.bookkeeping.costs import SequenceFlops
 from entrgi.bookkeeping.records import PromptResult
-from entrgi.report import build
+from entrgi.reporting.sweep import build
 
 HAND = SequenceFlops(dllm_forward=10, reward_text_forward=3, reward_embedding_forward=2, reward_backward=4,
                      relaxation=1, reward_prefix=5)

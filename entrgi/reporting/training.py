@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic
-from entrgi.report import markdown_table
+from entrgi.reporting.tables import markdown_table
 from entrgi.training.evaluation import MODES
 
 
