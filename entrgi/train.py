@@ -98,7 +98,8 @@ def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_t
         max_completion_length=cfg.sampler.gen_length, disable_dropout=False, remove_unused_columns=False,
         logging_steps=1, save_strategy="steps", save_steps=t.save_every, save_total_limit=t.keep_checkpoints,
         report_to=report_to, use_cpu=device.type == "cpu", bf16=device.type == "cuda" and cfg.dtype != "float32",
-        dataloader_num_workers=0, log_completions=False)
+        # every LoRA weight takes part in each forward: DDP need not search for unused ones (and warn)
+        ddp_find_unused_parameters=False, dataloader_num_workers=0, log_completions=False)
 
 
 def last_checkpoint(out_dir: Path) -> str | None:
