@@ -95,7 +95,8 @@ def bon_command(job_dir: Path, num_samples: int) -> str:
     """The job's own overrides (``.hydra/overrides.yaml``) with method=bon and the matched num_samples.
     A sweep's job gets a sweep command (``-m`` and its sweep), so the bon job lands beside it."""
     hydra_dir = Path(job_dir) / ".hydra"
-    overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) if (hydra_dir / "overrides.yaml").exists() else []
+    path = hydra_dir / "overrides.yaml"
+    overrides = yaml.safe_load(path.read_text()) if path.exists() else []
     kept = [o for o in overrides if o.split("=")[0].lstrip("+~") not in ("method", "num_samples")]
     hydra = yaml.safe_load((hydra_dir / "hydra.yaml").read_text()) if (hydra_dir / "hydra.yaml").exists() else {}
     if (hydra or {}).get("hydra", {}).get("mode") != "MULTIRUN":

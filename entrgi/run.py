@@ -37,8 +37,8 @@ from entrgi.evaluation.benchmarks import truncate_prompts
 from entrgi.evaluation.comparison import compare_with_baseline, print_summary, summarize
 from entrgi.evaluation.judges import make_judge
 from entrgi.evaluation.metrics import peak_memory_bytes
-from entrgi.from_config import (build_method, check_job, fast_paths, load_models, load_prompts, open_logger, set_threads,
-                                shard_of)
+from entrgi.from_config import (build_method, check_job, fast_paths, load_models, load_prompts, open_logger,
+                                set_threads, shard_of)
 from entrgi.methods import best_of_k
 from entrgi.methods.base import Method, SamplingSetup
 from entrgi.sampling.sampler import SamplerConfig

@@ -8,7 +8,8 @@
 The run directory (``outputs/train/<recipe>_<prompts>_s<seed>_<digest>/``, a function of the settings)
 holds the resolved config, ``checkpoint-<step>/`` (adapter, optimizer, scheduler, RNG, trainer state),
 ``samples.jsonl`` (the training samples and rewards), ``eval.jsonl`` (held-out evaluations), the final
-``adapter/``, ``summary.json``, ``README.md`` (the model card, also in ``adapter/``) and ``train.log``. The same command after a kill resumes from the last checkpoint.
+``adapter/``, ``summary.json``, ``README.md`` (the model card, also in ``adapter/``) and ``train.log``.
+The same command after a kill resumes from the last checkpoint.
 Everything here is glue; the training is :mod:`entrgi.training.trainer`.
 """
 
@@ -87,8 +88,8 @@ def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_t
 
     t = cfg.train
     # transformers 5.25 renamed gradient_checkpointing (a deprecated alias since); older ones know only it
-    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in {f.name for f in dataclasses.fields(GRPOConfig)}
-                     else "gradient_checkpointing")
+    names = {f.name for f in dataclasses.fields(GRPOConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     return GRPOConfig(
         output_dir=str(out_dir), seed=cfg.seed, max_steps=t.steps, learning_rate=t.lr,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,

@@ -147,7 +147,8 @@ class WandbLogger:
                          step=first + offset)
         table = wandb.Table(columns=TABLE_COLUMNS, data=[table_row(r) for r in records])
         self.run.log({"prompts": table}, step=first + len(curves))
-        keys = ("answer_reward", "top1_reward", "mean_reward", "win_rate", "cost_per_prompt", "cost_total", "num_prompts")
+        keys = ("answer_reward", "top1_reward", "mean_reward", "win_rate", "cost_per_prompt", "cost_total",
+                "num_prompts")
         metrics = {k: summary[k] for k in keys if k in summary}
         if "top1_reward" in summary["baseline"]:
             metrics["baseline"] = {"top1_reward": summary["baseline"]["top1_reward"]}

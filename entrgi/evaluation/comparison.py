@@ -77,7 +77,8 @@ def summary_lines(summary: dict, out_dir) -> list[str]:
              f"({summary['num_prompts']} prompts x {summary['num_samples']} samples, seed {summary['seed']}); "
              f"its answer: {answer}"]
     if "answer_reward" in summary:  # summaries written before it was recorded lack it
-        lines.append(f"  answer reward         {_figure(summary['answer_reward'])}  (guiding reward of {method}'s answer)")
+        lines.append(f"  answer reward         {_figure(summary['answer_reward'])}  "
+                     f"(guiding reward of {method}'s answer)")
     shared = summary.get("baseline", {}).get("shared_samples")  # then its top-1 is bon's answer, below
     if summary.get("answer_is_top1") is False and not shared:
         lines.append(f"  top-1 of its K        {_figure(summary['top1_reward'])}  (not its answer)")
@@ -87,7 +88,8 @@ def summary_lines(summary: dict, out_dir) -> list[str]:
         lines.append(f"  bon answer reward     {_figure(base)}  (best-of-K's top-1, same prompts: the baseline)")
         for kind, rate in summary["win_rate"].items():
             by = f"judge {rate['judge']}" if "judge" in rate else "guiding reward"
-            lines.append(f"  win-rate vs bon, {by}: {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}] (95% CI)")
+            lines.append(f"  win-rate vs bon, {by}: {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}] "
+                         f"(95% CI)")
         judge = summary.get("judge", {})
         if "top1" in judge:
             lines.append(f"  judge {judge['judge']}, answer      {_figure(judge['top1'])}")
@@ -99,8 +101,8 @@ def summary_lines(summary: dict, out_dir) -> list[str]:
     sampled = baseline.get("prompts_sampled_here")
     drew = (f", drawing best-of-K's samples of {sampled} prompts" if sampled and not baseline.get("shared_samples")
             else "")
-    lines.append(f"  wall-clock            {cost['job_wall_clock_seconds']:.1f} s for this job (loading, sampling{drew}, "
-                 f"judging)")
+    lines.append(f"  wall-clock            {cost['job_wall_clock_seconds']:.1f} s for this job "
+                 f"(loading, sampling{drew}, judging)")
     if baseline.get("shared_samples") and sampled is not None and sampled < summary["num_prompts"]:
         lines.append(f"  sampling              {cost['sampling_seconds']:.1f} s (the shared best-of-K samples: "
                      f"{summary['num_prompts'] - sampled} of {summary['num_prompts']} prompts read from the cache, "

@@ -111,7 +111,7 @@ def plot_curves(series_of: dict[Path, dict], path: Path) -> None:
     bottom = (0.35 + 0.22 * rows) / 4.6
     figure.legend(handles=runs, loc="lower left", bbox_to_anchor=(0.02, 0), ncol=columns, fontsize=8, frameon=False,
                   title="run", title_fontsize=8)
-    figure.legend(handles=modes, loc="lower right", bbox_to_anchor=(0.98, 0), fontsize=8, frameon=False)
+    figure.legend(handles=modes, loc="lower right", bbox_to_anchor=(0.98, 0), fontsize=8, frameon=False, handlelength=4)
     figure.tight_layout(rect=(0, bottom, 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -41,7 +41,8 @@ def evaluation_line(step: int, mode: str, result: dict, untrained: dict | None, 
     the win-rates against the untrained policy's unguided answers (what every evaluation is compared with)."""
     if step == 0 and mode == "unguided":  # the reference itself
         return f"eval step 0 (untrained) {mode}: top-1 reward {_figure(result['top1_reward'])}"
-    line = f"eval step {step}{' (untrained)' if step == 0 else ''} {mode}: top-1 reward {_figure(result['top1_reward'])}"
+    line = (f"eval step {step}{' (untrained)' if step == 0 else ''} {mode}: "
+            f"top-1 reward {_figure(result['top1_reward'])}")
     if untrained is not None:
         line += f" (untrained {untrained['top1_reward']['mean']:+.4f})"
     line += f"; win-rate vs untrained unguided: reward {_rate(result['win_rate_reward'])}"
