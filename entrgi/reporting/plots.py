@@ -137,13 +137,17 @@ def plot_denoising(cells: dict, rows: list, benchmarks: list[str], out_dir: Path
         return None
     fig, axes = drawn
     for col, benchmark in enumerate(benchmarks):
-        bon = [cells[(row, benchmark)] for row in rows if row[0] == "bon" and (row, benchmark) in cells]
-        for cell in bon:
+        bon = [row for row in rows if row[0] == "bon" and (row, benchmark) in cells]
+        for row in bon:
             for part, style, text in [(lambda s: s.mean_at_k, "--", "bon: mean reward of its K final samples"),
                                       (lambda s: s.top1, ":", "bon: reward of its top-1 final sample")]:
-                stat = over_prompts(cell, lambda s, r, part=part: part(s.scores(GUIDE, r)))
+                stat = over_prompts(cells[(row, benchmark)], lambda s, r, part=part: part(s.scores(GUIDE, r)))
                 axes[0][col].axhline(stat["mean"], color="black", linestyle=style, linewidth=1,
                                      label=text)
+                if len(bon) > 1 and style == ":":  # which bon setting each top-1 line is (mean@K lines: alike)
+                    axes[0][col].annotate(row[1], (1, stat["mean"]), xycoords=("axes fraction", "data"),
+                                          xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom",
+                                          fontsize=6)
         axes[0][col].set_ylabel("reward of the relaxed input\n(guiding reward model, mean over the K samples)",
                                 fontsize=8)
         axes[1][col].set_ylabel("entropy weight w\n(mean over masked positions)", fontsize=8)
@@ -165,7 +169,9 @@ def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Pat
         axes[0][col].set_ylabel("relaxed - hard reward\n(mean over the inner steps and the K samples)", fontsize=8)
         axes[1][col].set_ylabel("correlation, relaxed vs hard reward\n(over a prompt's samples and inner steps)",
                                 fontsize=8)
-        axes[1][col].set_ylim(-1.05, 1.05)
+        axes[1][col].axhline(1, color="black", linewidth=0.6)  # relaxed and hard rank samples alike
+        low, high = axes[1][col].get_ylim()  # zoomed on the data (correlations near 1 stay readable), within [-1, 1]
+        axes[1][col].set_ylim(max(low, -1.02), min(high, 1.02))
     return _save(fig, "Fidelity of the relaxation, per method run with diagnostics.relaxation=true: mean over "
                  "prompts (each averaged over its seeds); band: 95% interval over prompts (cut at a correlation's "
                  "range, -1 to 1)", out_dir, "relaxation_fidelity.png")
