@@ -271,7 +271,7 @@ def recipes(tmp_path_factory):
     assert done.returncode == 0, done.stderr[-3000:]
     runs = {path.name.split("_tiny_train")[0]: path for path in (root / "outputs/train_sweeps/recipes").iterdir()
             if path.is_dir() and not path.name.startswith(".")}
-    return {**runs, "root": root}
+    return {**runs, "root": root, "console": done}
 
 
 def test_each_recipe_draws_and_trains_as_it_did_before_its_sampling_moved_onto_the_methods(recipes):
@@ -285,6 +285,30 @@ def test_each_recipe_draws_and_trains_as_it_did_before_its_sampling_moved_onto_t
             assert (record["prompt_ids"], record["texts"]) == (line["prompt_ids"], line["texts"]), recipe
             assert sum(record["rewards"], []) == pytest.approx(sum(line["rewards"], []), rel=1e-6, abs=1e-6), recipe
             assert record["weights_checksum"] == pytest.approx(line["weights_checksum"], rel=1e-7), recipe
+
+
+def test_the_console_shows_steps_evaluations_and_a_summary_against_the_untrained_policy(recipes):
+    console = recipes["console"]
+    for noise in ("{'loss'", "Warning", "warn(", "Loading weights", "wandb:"):  # raw dicts, libraries' warnings
+        assert noise not in console.stdout + console.stderr, (noise, console.stderr[-3000:])
+    assert "training: 100%" in console.stderr  # the progress bar over steps
+    for recipe in ("rgrl", "diffu_grpo", "rft"):
+        run = recipes[recipe]
+        summary = json.loads((run / "summary.json").read_text())
+        block = console.stdout.split(f"\n{recipe}: 3 steps on ")[1].split("adapter in")[0]
+        for mode in ("unguided", "guided"):
+            final, untrained = summary["final_eval"][mode], summary["untrained_eval"][mode]
+            assert f"{mode:9} top-1 reward          {final['top1_reward']['mean']:+.4f}" in block
+            assert f"{mode:9} untrained top-1 reward {untrained['top1_reward']['mean']:+.4f}" in block
+            assert f"{mode:9} win-rate, judge keywords  {final['win_rate_judge']['rate']:.3f}" in block
+        assert block in (run / "train.log").read_text()  # the log holds the summary the console showed
+        card = (run / "README.md").read_text()  # entrgi's model card, not TRL's template
+        assert card.startswith(f"# {recipe}: a LoRA adapter for `tiny`") and "[None]" not in card
+        assert card == (run / "adapter" / "README.md").read_text()
+    # one line per held-out evaluation and mode: the untrained policy, then steps 1 to 3 of each recipe
+    evaluations = [line for line in console.stdout.splitlines() if line.startswith("eval step ")]
+    assert len(evaluations) == 3 * 4 * 2
+    assert sum(line.startswith("eval step 3 guided: top-1 reward") for line in evaluations) == 3
 
 
 def test_relaunching_a_finished_sweep_launches_nothing(recipes):
