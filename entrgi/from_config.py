@@ -25,6 +25,9 @@ def load_models(cfg: DictConfig, device: str | None = None,
                 load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel]:
     """The dLLM and the reward model, on ``device`` (default ``cfg.device``); ``load_in_4bit``: the
     dLLM's base weights in NF4, for training LoRA on them (``entrgi.train``)."""
+    from entrgi.models.loading import silence_library_deprecations
+
+    silence_library_deprecations()  # the adapter's merge (PEFT) and the trainer (TRL) call deprecated names
     device = device or cfg.device
     dllm = load_diffusion_lm(
         cfg.model.path, loader=cfg.model.loader, shift_logits=cfg.model.shift_logits, mask_token=cfg.model.mask_token,

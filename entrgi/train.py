@@ -122,7 +122,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     from accelerate import PartialState
     from datasets import Dataset
 
-    from entrgi.training.console import TrainingConsole, silence_library_deprecations
+    from entrgi.training.console import TrainingConsole
     from entrgi.training.evaluation import HeldOut
     from entrgi.training.model_card import model_card
     from entrgi.training.trainer import DiffusionPolicyTrainer, EvaluateEvery, recipe_of, truncate_log
@@ -132,7 +132,6 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
     device = state.device if cfg.device == "auto" else torch.device(cfg.device)
     recipe_of(cfg.train.recipe)
     set_threads(cfg.get("threads", "auto"))
-    silence_library_deprecations()
     check_settings(cfg, device)
     out_dir = Path(out_dir)
     job_digest, finished = open_job(out_dir, cfg)

@@ -398,6 +398,7 @@ def test_a_checkpoint_without_the_complete_marker_is_not_resumed_from(tmp_path):
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # PEFT's merge calls names transformers deprecated: not shown
 def test_the_adapter_loads_in_the_runner_and_changes_its_samples(recipes, tmp_path):
     from entrgi.run import run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -13,6 +14,15 @@ import torch
 from entrgi.errors import ConfigError
 
 log = logging.getLogger("entrgi")
+# deprecations that TRL's and PEFT's own calls into transformers raise (they read
+# `is_gradient_checkpointing`, which transformers 5.25 renamed): nothing a user of entrgi can act on.
+# Only these messages, from transformers' modeling code, are filtered; every other warning still shows.
+LIBRARY_DEPRECATIONS = r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated and will be removed in v6"
+
+
+def silence_library_deprecations() -> None:
+    warnings.filterwarnings("ignore", message=LIBRARY_DEPRECATIONS, category=FutureWarning,
+                            module=r"transformers\.modeling_utils")
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -8,7 +8,6 @@ console is shaped here.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -16,17 +15,6 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from entrgi.bookkeeping.progress import add_to_log_files
 from entrgi.bookkeeping.storage import read_jsonl
-
-# deprecations that TRL's own calls into transformers raise (TRL 1.16 reads `is_gradient_checkpointing`,
-# which transformers 5.25 renamed): nothing a user of entrgi can act on. Only these messages, from
-# transformers' modeling code, are filtered; every other warning still shows.
-LIBRARY_DEPRECATIONS = r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated and will be removed in v6"
-
-
-def silence_library_deprecations() -> None:
-    warnings.filterwarnings("ignore", message=LIBRARY_DEPRECATIONS, category=FutureWarning,
-                            module=r"transformers\.modeling_utils")
-
 
 def _figure(stat: dict) -> str:
     return f"{stat['mean']:+.4f} +- {stat['stderr']:.4f}"
