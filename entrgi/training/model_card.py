@@ -50,8 +50,9 @@ def model_card(cfg: DictConfig, summary: dict, judge: str | None) -> str:
         f"## Held-out evaluation: step {steps} against the untrained policy (step 0)",
         "",
         f"{t.eval.num_prompts} prompts of `{cfg.benchmark.name}` never trained on, {t.eval.num_samples} samples "
-        f"each; top-1 reward by the guiding reward model (mean ± standard error), win-rates prompt by prompt "
-        f"with bootstrap 95% intervals{f', the judge: `{judge}`' if judge else ''}.",
+        f"each; top-1 reward by the guiding reward model (mean ± standard error); win-rates of the top-1 against "
+        f"the untrained policy's unguided top-1, prompt by prompt, with bootstrap 95% intervals"
+        f"{f', by the guiding reward and by the judge `{judge}`' if judge else ''}.",
         "",
         f"| sampling | untrained top-1 reward | step {steps} top-1 reward | win-rate, reward | win-rate, judge |",
         "| --- | --- | --- | --- | --- |",
