@@ -196,7 +196,8 @@ def test_guidance_raises_the_guiding_reward_over_unguided_sampling(tmp_path, met
 
 
 def test_base_answers_with_one_unselected_sample_and_so_never_beats_best_of_k(tmp_path):
-    summary = run(compose_config(*FAST, "method=base"), tmp_path / "base")
+    cache = f"baseline.cache_dir={tmp_path / 'cache'}"  # this test's own: base draws the samples
+    summary = run(compose_config(*FAST, "method=base", cache), tmp_path / "base")
     records = records_of(tmp_path / "base")
     for record in records.values():
         assert record["outcome"]["guide"] == (0.5 if record["rewards"][0] == record["top1_reward"] else 0.0)
@@ -212,7 +213,7 @@ def test_base_answers_with_one_unselected_sample_and_so_never_beats_best_of_k(tm
     top1 = f"{summary['top1_reward']['mean']:+.4f}"
     assert [line.split()[:3] for line in lines if top1 in line] == [["bon", "answer", "reward"]]
     assert "(base's samples)" in "\n".join(lines)  # it drew them: the shared cache was empty
-    bon = run(compose_config(*FAST, "method=bon"), tmp_path / "bon")  # the same samples, read from the cache
+    bon = run(compose_config(*FAST, "method=bon", cache), tmp_path / "bon")  # the same samples, from the cache
     assert "4 of 4 prompts read from the cache" in "\n".join(summary_lines(bon, tmp_path / "bon"))
 
 
