@@ -311,6 +311,32 @@ def test_the_console_shows_steps_evaluations_and_a_summary_against_the_untrained
     assert sum(line.startswith("eval step 3 guided: top-1 reward") for line in evaluations) == 3
 
 
+def test_the_training_report_labels_its_axes_and_tells_runs_and_modes_apart(recipes, tmp_path, monkeypatch,
+                                                                             capsys):
+    from matplotlib.figure import Figure
+
+    from entrgi.report import main as report
+
+    drawn = []
+    save = Figure.savefig
+
+    def record(figure, path, **options):  # what a reader sees: axis labels and legend entries with their styles
+        legends = [[(text.get_text(), line.get_linestyle(), line.get_marker())
+                    for text, line in zip(legend.get_texts(), legend.get_lines())] for legend in figure.legends]
+        drawn.append(([(ax.get_xlabel(), ax.get_ylabel()) for ax in figure.axes], legends))
+        return save(figure, path, **options)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    assert report([str(recipes["root"] / "outputs/train_sweeps/recipes"), "--out", str(tmp_path)]) == 0
+    assert "report written to" in capsys.readouterr().out and (tmp_path / "learning_curves.png").exists()
+    ((labels, (runs, modes)),) = drawn
+    assert [x for x, _ in labels] == ["training step"] * 2
+    assert "guiding reward" in labels[0][1] and "keywords score" in labels[1][1]
+    assert sorted(text for text, _, _ in runs) == sorted(recipes[r].name for r in ("rgrl", "diffu_grpo", "rft"))
+    assert len({(line, marker) for _, line, marker in modes}) == 2 and [text for text, _, _ in modes] == [
+        "sampled unguided", "sampled guided"]
+
+
 def test_relaunching_a_finished_sweep_launches_nothing(recipes):
     again = entrgi_cli("-m", "train=rgrl,diffu_grpo,rft", "sweep=recipes", *TINY, cwd=recipes["root"],
                        module="entrgi.train")
