@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from entrgi.bookkeeping.settings import digest, job_name, job_settings, join_name, safe_name
+from entrgi.bookkeeping.settings import adapter_name, digest, job_name, job_settings, join_name, safe_name
 
 
 def train_name(cfg: DictConfig) -> str:
@@ -21,8 +21,8 @@ def train_name(cfg: DictConfig) -> str:
 def register_resolvers() -> None:
     """The config's resolvers: ``${asset:name}`` (a packaged model), ``${entrgi_job_name:}`` (a job's
     sweep subdirectory), ``${entrgi_train_name:}`` (a training run's directory), ``${entrgi_safe_name:text}``
-    (:func:`safe_name`), ``${entrgi_join:a,b}`` (:func:`join_name`) and ``${entrgi_or:a,b}`` (a unless it
-    is null)."""
+    (:func:`safe_name`), ``${entrgi_join:a,b}`` (:func:`join_name`), ``${entrgi_adapter_name:path}``
+    (:func:`adapter_name`) and ``${entrgi_or:a,b}`` (a unless it is null)."""
     from entrgi.evaluation.benchmarks import ASSETS
 
     OmegaConf.register_new_resolver("asset", lambda name: str(ASSETS / name), replace=True)
@@ -34,6 +34,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("entrgi_train_name", lambda *, _root_: train_name(_root_), replace=True)
     OmegaConf.register_new_resolver("entrgi_safe_name", safe_name, replace=True)
     OmegaConf.register_new_resolver("entrgi_join", join_name, replace=True)
+    OmegaConf.register_new_resolver("entrgi_adapter_name", adapter_name, replace=True)
     OmegaConf.register_new_resolver("entrgi_or", lambda value, default: default if value is None else value,
                                     replace=True)
 

@@ -103,11 +103,19 @@ def match_compute(summary: dict, bon_dir: Path | None = None) -> Match:
 
 
 def bon_command(job_dir: Path, num_samples: int) -> str:
-    """The job's own overrides (``.hydra/overrides.yaml``) with method=bon and the matched num_samples."""
-    path = Path(job_dir) / ".hydra" / "overrides.yaml"
+    """The job's own overrides (``.hydra/overrides.yaml``) with method=bon and the matched num_samples.
+    A sweep's job gets a sweep command (``-m`` and its sweep), so the bon job lands beside it."""
+    hydra_dir = Path(job_dir) / ".hydra"
+    path = hydra_dir / "overrides.yaml"
     overrides = yaml.safe_load(path.read_text()) if path.exists() else []
     kept = [o for o in overrides if o.split("=")[0].lstrip("+~") not in ("method", "num_samples")]
-    return " ".join(["python -m entrgi.run method=bon", f"num_samples={num_samples}", *kept])
+    hydra = yaml.safe_load((hydra_dir / "hydra.yaml").read_text()) if (hydra_dir / "hydra.yaml").exists() else {}
+    if (hydra or {}).get("hydra", {}).get("mode") != "MULTIRUN":
+        return " ".join(["python -m entrgi.run method=bon", f"num_samples={num_samples}", *kept])
+    sweep_dir = Path(job_dir).resolve().parent
+    if not any(o.split("=")[0] == "sweep" for o in kept):  # an unnamed sweep: its directory's name is its name
+        kept.append(f"sweep={sweep_dir.name}" if sweep_dir.parent.name == "sweeps" else f"hydra.sweep.dir={sweep_dir}")
+    return " ".join(["python -m entrgi.run -m method=bon", f"num_samples={num_samples}", *kept])
 
 
 def main(argv: list[str] | None = None) -> int:

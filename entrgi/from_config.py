@@ -5,6 +5,8 @@ Shared by the entrypoints (``entrgi.run``, ``entrgi.train``); each takes the res
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,11 +21,16 @@ from entrgi.testbed.corpus import training_prompts
 
 register_source("testbed")(training_prompts)  # benchmark.source=testbed: the tiny testbed's training prompts
 
+log = logging.getLogger("entrgi")
+
 
 def load_models(cfg: DictConfig, device: str | None = None,
                 load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel]:
     """The dLLM and the reward model, on ``device`` (default ``cfg.device``); ``load_in_4bit``: the
     dLLM's base weights in NF4, for training LoRA on them (``entrgi.train``)."""
+    from entrgi.models.loading import silence_library_deprecations
+
+    silence_library_deprecations()  # the adapter's merge (PEFT) and the trainer (TRL) call deprecated names
     device = device or cfg.device
     dllm = load_diffusion_lm(
         cfg.model.path, loader=cfg.model.loader, shift_logits=cfg.model.shift_logits, mask_token=cfg.model.mask_token,
@@ -35,6 +42,30 @@ def load_models(cfg: DictConfig, device: str | None = None,
     if cfg.get("fast_paths", {}).get("compile"):
         reward.compile()
     return dllm, reward
+
+
+def free_cores() -> int:
+    """The cores this process may run on less the load already on them (the 1-minute load average),
+    at least 1: on a machine others share, more threads than free cores make every step wait."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - round(os.getloadavg()[0]))
+
+
+def set_threads(setting) -> None:
+    """torch's CPU threads from ``threads``: ``auto`` takes the free cores, unless the environment
+    already chose (``OMP_NUM_THREADS``, as ``accelerate launch`` sets per process); an integer sets it."""
+    import torch
+
+    if setting == "auto":
+        if os.environ.get("OMP_NUM_THREADS"):
+            return
+        count = free_cores()
+        log.info("torch threads: %d (the free cores now; threads=N to choose)", count)
+    elif isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        count = setting
+    else:
+        raise ConfigError(f"threads={setting!r}; use auto (the cores free now) or an integer >= 1")
+    torch.set_num_threads(count)
 
 
 def fast_paths(cfg: DictConfig):

@@ -36,7 +36,8 @@ from entrgi.evaluation.comparison import compare_with_baseline, print_summary, s
 from entrgi.evaluation.flop_model import summary_flops
 from entrgi.evaluation.judges import make_judge
 from entrgi.evaluation.metrics import peak_memory_bytes
-from entrgi.from_config import build_method, check_job, fast_paths, load_models, load_prompts, open_logger, shard_of
+from entrgi.from_config import (build_method, check_job, fast_paths, load_models, load_prompts, open_logger,
+                                set_threads, shard_of)
 from entrgi.methods.base import Method, SamplingSetup
 from entrgi.methods.unguided import best_of_k
 from entrgi.sampling.sampler import SamplerConfig
@@ -58,6 +59,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
     started = time.time()
     validate(cfg, "run")
     check_job(cfg)
+    set_threads(cfg.get("threads", "auto"))
     sampler = SamplerConfig(**cfg.sampler)
     method = build_method(cfg)
     out_dir = Path(out_dir)
@@ -94,9 +96,17 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
     bon = best_of_k()
     extra["baseline"] = {"method": bon.name, "digest": cache.digest, "cache": str(cache.dir.resolve()),
                          "settings": cache.settings}
+    extra["baseline"]["prompts_sampled_here"] = 0  # the rest were read from the cache
+    if method.shares_baseline_samples:
+        extra["baseline"]["shared_samples"] = True  # this job's samples are the cache's
+    extra.update(answer=method.answer_description, answer_is_top1=method.answers_with_top1)
 
     def baseline_records() -> list[PromptResult]:
-        with progress_bars("bon (shared baseline)", len(prompts)) as (batch_done, setup.on_step):
+        def batch_done(size: int) -> None:
+            extra["baseline"]["prompts_sampled_here"] += size
+            prompts_done(size)
+
+        with progress_bars("bon (shared baseline)", len(prompts)) as (prompts_done, setup.on_step):
             rows = cache.records(prompts, lambda batch: [r.to_json() for r in bon.sample(setup, batch)],
                                  cfg.batch_size, on_batch=batch_done)
         return [PromptResult.from_json(r) for r in rows]

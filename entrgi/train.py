@@ -8,7 +8,8 @@
 The run directory (``outputs/train/<recipe>_<prompts>_s<seed>_<digest>/``, a function of the settings)
 holds the resolved config, ``checkpoint-<step>/`` (adapter, optimizer, scheduler, RNG, trainer state),
 ``samples.jsonl`` (the training samples and rewards), ``eval.jsonl`` (held-out evaluations), the final
-``adapter/`` and ``summary.json``. The same command after a kill resumes from the last checkpoint.
+``adapter/``, ``summary.json``, ``README.md`` (the model card, also in ``adapter/``) and ``train.log``.
+The same command after a kill resumes from the last checkpoint.
 Everything here is glue; the training is :mod:`entrgi.training.trainer`.
 """
 
@@ -27,7 +28,7 @@ from entrgi.bookkeeping.storage import read_jsonl, run_lock, write_atomic, write
 from entrgi.config_store import register
 from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
-from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
+from entrgi.from_config import build_method, fast_paths, load_models, load_prompts, set_threads
 from entrgi.methods.base import SamplingSetup
 from entrgi.sampling.sampler import SamplerConfig
 from entrgi.validation import check_train_extra, preflight, validate
@@ -80,16 +81,24 @@ TRL_ARGS = {"max_steps": "steps", "learning_rate": "lr", "lr_scheduler_type": "l
 # and those no setting changes: TRL's GRPO loss for diffu_grpo, one log line and a checkpoint schedule per step
 FIXED_TRL_ARGS = {"loss_type": "grpo", "scale_rewards": "group", "disable_dropout": False,
                   "remove_unused_columns": False, "logging_steps": 1, "save_strategy": "steps",
-                  "dataloader_num_workers": 0, "log_completions": False}
+                  "dataloader_num_workers": 0, "log_completions": False,
+                  # every LoRA weight takes part in each forward: DDP need not search for unused ones (and warn)
+                  "ddp_find_unused_parameters": False}
 
 
 def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_to: list[str]):
+    import dataclasses
+
     from trl import GRPOConfig
 
+    args = {arg: cfg.train[key] for arg, key in TRL_ARGS.items()}
+    # transformers 5.25 renamed gradient_checkpointing (a deprecated alias since); older ones know only it
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(GRPOConfig)}:
+        args["activation_checkpointing"] = args.pop("gradient_checkpointing")
     return GRPOConfig(
         output_dir=str(out_dir), seed=cfg.seed, max_completion_length=cfg.sampler.gen_length, report_to=report_to,
         use_cpu=device.type == "cpu", bf16=device.type == "cuda" and cfg.dtype != "float32",
-        **{arg: cfg.train[key] for arg, key in TRL_ARGS.items()}, **FIXED_TRL_ARGS)
+        **args, **FIXED_TRL_ARGS)
 
 
 def last_checkpoint(out_dir: Path) -> str | None:
@@ -122,11 +131,14 @@ def train_locked(cfg: DictConfig, out_dir: Path, state) -> dict:
     """:func:`train` in a directory whose lock this process holds."""
     from datasets import Dataset
 
+    from entrgi.training.console import TrainingConsole
     from entrgi.training.evaluation import HeldOut
+    from entrgi.training.model_card import model_card
     from entrgi.training.trainer import DiffusionPolicyTrainer, EvaluateEvery, recipe_of, truncate_log
 
     device = state.device if cfg.device == "auto" else torch.device(cfg.device)
     recipe_of(cfg.train.recipe)
+    set_threads(cfg.get("threads", "auto"))
     check_settings(cfg, device)
     job_digest, finished = open_job(out_dir, cfg)
     if finished is not None:
@@ -171,6 +183,8 @@ def train_locked(cfg: DictConfig, out_dir: Path, state) -> dict:
         args=training_args(cfg, out_dir, device, ["wandb"] if run is not None else []),
         train_dataset=Dataset.from_list([{"prompt": p.text, "id": p.id} for p in train_prompts]),
         peft_config=peft_config, callbacks=[EvaluateEvery(cfg.train.eval.every)])
+    judge_name = held_out.judge.name if held_out.judge is not None else None
+    TrainingConsole.install(trainer, out_dir / "eval.jsonl", judge_name)
     log.info("%s on %d prompts, %d steps, %d process(es); %s", cfg.train.recipe, len(train_prompts), cfg.train.steps,
              state.num_processes, f"resuming from {resume}" if resume else "from the start")
     with fast_paths(cfg):
@@ -186,8 +200,13 @@ def train_locked(cfg: DictConfig, out_dir: Path, state) -> dict:
     summary = {"recipe": cfg.train.recipe, "steps": trainer.state.global_step, "adapter": str(out_dir / "adapter"),
                "processes": state.num_processes, "train_prompts": len(train_prompts),
                **prepared, "settings_digest": job_digest,
-               "final_eval": {r["mode"]: r["summary"] for r in evaluations if r["step"] == trainer.state.global_step}}
+               "final_eval": {r["mode"]: r["summary"] for r in evaluations if r["step"] == trainer.state.global_step},
+               "untrained_eval": {r["mode"]: r["summary"] for r in evaluations if r["step"] == 0},
+               "judge": judge_name}
     if state.is_main_process:
+        card = model_card(cfg, summary, judge_name)
+        write_atomic(out_dir / "README.md", card)  # in place of TRL's and PEFT's templates
+        write_atomic(out_dir / "adapter" / "README.md", card)
         write_json(out_dir / "summary.json", summary)  # last: its presence marks the job finished
     if run is not None:
         run.finish()
@@ -208,10 +227,9 @@ def main(cfg: DictConfig) -> dict:
         sys.exit(f"entrgi: error: {error}")
     if not is_main_process():
         return summary
-    for mode, result in summary["final_eval"].items():
-        print(f"{summary['recipe']} step {summary['steps']} {mode}: top-1 reward {result['top1_reward']['mean']:+.4f}, "
-              f"win-rate vs untrained {result['win_rate_reward']['rate']:.3f}")
-    print(f"  adapter in {summary['adapter']}")
+    from entrgi.training.console import print_summary
+
+    print_summary(summary, summary.get("judge"))
     return summary
 
 

@@ -17,6 +17,13 @@ from entrgi.sampling.guidance import RewardGuidance  # noqa: E402
 from entrgi.sampling.schedules import make_schedule  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def subprocess_temp_dir(tmp_path_factory):
+    """The tests' subprocesses make their temporary files under pytest's own (rotated) directory: a process a
+    test kills on purpose cannot leave W&B's module-level temporary folders in the system's."""
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
+
+
 def compose_config(*overrides: str):
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         return compose("config", overrides=list(overrides))

@@ -108,6 +108,23 @@ def test_job_directory_names_stay_one_component_of_the_sweep_directory(tmp_path,
     assert safe_name(name) == safe_name(safe_name(name))  # already safe names are kept as they are
 
 
+def test_a_run_with_an_adapter_is_named_by_it_in_a_single_run_and_in_a_sweep():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from entrgi.run import CONF_DIR
+
+    adapter = "outputs/train/rgrl_tiny_train_s0_1a2b3c4d/adapter"
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"model.adapter={adapter}", "method=base"], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        run_dir = Path(cfg.hydra.run.dir).name
+    assert run_dir.endswith("_base_tiny_adapter=rgrl_tiny_train_s0_1a2b3c4d")
+    assert job_name(cfg).startswith("base_tiny_adapter=rgrl_tiny_train_s0_1a2b3c4d_s0_")
+    untrained = job_name(compose_config("method=base"))
+    assert untrained.startswith("base_tiny_s0_") and untrained != job_name(cfg)
+
+
 def test_a_safe_job_name_is_kept_as_it_is():
     assert safe_name("entrgi_tiny_s0_1a2b3c4d") == "entrgi_tiny_s0_1a2b3c4d"
 

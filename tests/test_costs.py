@@ -14,7 +14,7 @@ from entrgi.evaluation.flop_model import (
     reward_backward_flops,
     reward_forward_flops,
 )
-from entrgi.costs import main, match_compute, matched_samples, read_summary
+from entrgi.costs import bon_command, main, match_compute, matched_samples, read_summary
 from entrgi.errors import ConfigError
 from entrgi.run import run
 
@@ -78,6 +78,18 @@ def test_the_matched_number_of_samples_on_a_hand_made_cost(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "num_samples=7" in out and "num_samples=12" in out
     assert "run: python -m entrgi.run method=bon num_samples=7 seed=2" in out
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_sweep_jobs_matched_bon_is_a_command_for_the_same_sweep(tmp_path, named):
+    sweep = tmp_path / "outputs" / "sweeps" / ("try1" if named else "2026-01-02_03-04-05")
+    cost = {"dllm_forwards": 32, "reward_forwards": 32, "reward_backwards": 24, "seconds": 18.0}
+    write_job(sweep / "entrgi_tiny_s2_1a2b3c4d", cost, 4,
+              overrides=["method=entrgi", "seed=2", *(["sweep=try1"] if named else [])])
+    (sweep / "entrgi_tiny_s2_1a2b3c4d" / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    command = bon_command(sweep / "entrgi_tiny_s2_1a2b3c4d", 7)
+    assert command.startswith("python -m entrgi.run -m method=bon num_samples=7 seed=2")
+    assert command.split()[-1] == f"sweep={sweep.name}"  # launched from the sweeps' root, it lands beside the job
 
 
 def test_seconds_from_a_bon_job_and_a_summary_without_flops(tmp_path):

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from conftest import compose_config
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
+from entrgi.evaluation.comparison import summary_lines
 from entrgi.evaluation.judges.keywords import KeywordJudge
 from entrgi.evaluation.metrics import mean_stderr
 from entrgi.run import CONF_DIR, run
@@ -73,11 +75,35 @@ def test_default_run_completes_offline_and_writes_results(tmp_path):
     assert summary["cost_total"]["dllm_forwards"] > 0 and summary["cost_per_prompt"]["reward_backwards"] > 0
     assert summary["environment"]["torch"]
     assert (run_dir / "config.yaml").exists()
-    assert "top-1 reward" in done.stdout and "bon top-1" in done.stdout  # against best-of-K
+    # the answer's reward, labelled as such, against best-of-K's on the same prompts
+    printed = summary_block(done.stdout)
+    assert f"answer reward         {summary['answer_reward']['mean']:+.4f}" in printed
+    assert f"bon answer reward     {summary['baseline']['top1_reward']['mean']:+.4f}" in printed
     # the tiny benchmark brings its held-out judge: win-rate and mean scores by a judge guidance never saw
-    assert "judge (keywords)" in done.stdout and "judge keywords: top-1" in done.stdout
+    assert "win-rate vs bon, judge keywords:" in printed and "judge keywords, answer" in printed
     assert summary["judge"]["judge"] == "keywords" and 0 <= summary["judge"]["top1"]["mean"] <= 1
     assert "denoising" in done.stderr and "bon (shared baseline)" in done.stderr  # progress within a batch
+    assert_quiet_console(done.stderr)
+    assert printed in (run_dir / "run.log").read_text()  # the log holds the summary the console showed
+
+
+def summary_block(stdout: str) -> str:
+    """The summary lines at the end of a run's console, checked to give one figure a line (a mean and its
+    standard error, a win-rate and its interval, or a cost), no figure twice."""
+    lines = stdout.strip().split("\n\n")[-1].splitlines()
+    firsts = []
+    for line in lines[1:-1]:  # not the header, not the results path
+        found = re.findall(r"[-+]?\d+\.\d+|\d+ MiB", line)
+        assert 1 <= len(found) <= (3 if "[" in line else 2), line
+        firsts.append(found[0])
+    assert len(firsts) == len(set(firsts)), lines
+    return "\n".join(lines)
+
+
+def assert_quiet_console(stderr: str) -> None:
+    """No library warning, no weight-loading bar, no W&B banner: the runner's own lines and progress only."""
+    for noise in ("Warning", "warn(", "Loading weights", "wandb:"):
+        assert noise not in stderr, stderr[-3000:]
 
 
 def test_a_single_run_judges_itself_against_bon_with_the_lexical_judge(tmp_path):
@@ -171,11 +197,35 @@ def test_guidance_raises_the_guiding_reward_over_unguided_sampling(tmp_path, met
 
 
 def test_base_answers_with_one_unselected_sample_and_so_never_beats_best_of_k(tmp_path):
-    summary = run(compose_config(*FAST, "method=base"), tmp_path / "base")
+    cache = f"baseline.cache_dir={tmp_path / 'cache'}"  # this test's own: base draws the samples
+    summary = run(compose_config(*FAST, "method=base", cache), tmp_path / "base")
     records = records_of(tmp_path / "base")
     for record in records.values():
         assert record["outcome"]["guide"] == (0.5 if record["rewards"][0] == record["top1_reward"] else 0.0)
     assert summary["win_rate"]["guide"]["rate"] <= 0.5
+    # its summary is about the answer it gives, its first sample, not about the best of its K
+    assert summary["answer_reward"] == mean_stderr([r["rewards"][0] for r in records.values()])
+    lines = summary_lines(summary, tmp_path / "base")
+    assert "its answer: its first unguided sample, unselected" in lines[0]
+    assert [line for line in lines if line.split()[:2] == ["answer", "reward"]] == [
+        f"  answer reward         {summary['answer_reward']['mean']:+.4f} +- {summary['answer_reward']['stderr']:.4f}"
+        f"  (guiding reward of base's answer)"]
+    # its top-1 is best-of-K's answer (the same samples): shown once, as bon's
+    top1 = f"{summary['top1_reward']['mean']:+.4f}"
+    assert [line.split()[:3] for line in lines if top1 in line] == [["bon", "answer", "reward"]]
+    assert "(base's samples)" in "\n".join(lines)  # it drew them: the shared cache was empty
+    bon = run(compose_config(*FAST, "method=bon", cache), tmp_path / "bon")  # the same samples, from the cache
+    assert "4 of 4 prompts read from the cache" in "\n".join(summary_lines(bon, tmp_path / "bon"))
+
+
+def test_a_guided_summary_says_its_answer_is_its_top1_and_which_samples_this_job_drew(tmp_path):
+    summary = run(compose_config(*FAST, "method=aps", "logger=none", f"baseline.cache_dir={tmp_path / 'cache'}"),
+                  tmp_path / "aps")
+    assert summary["answer_reward"] == summary["top1_reward"] and summary["answer_is_top1"]
+    assert summary["baseline"]["prompts_sampled_here"] == 4  # this job drew best-of-K's samples too
+    lines = "\n".join(summary_lines(summary, tmp_path / "aps"))
+    assert "top-1 of its K" not in lines and "drawing best-of-K's samples of 4 prompts" in lines
+    assert "(aps's samples)" in lines
 
 
 def test_a_run_directory_and_summary_name_the_choices_made(tmp_path):

@@ -271,7 +271,7 @@ def recipes(tmp_path_factory):
     assert done.returncode == 0, done.stderr[-3000:]
     runs = {path.name.split("_tiny_train")[0]: path for path in (root / "outputs/train_sweeps/recipes").iterdir()
             if path.is_dir() and not path.name.startswith(".")}
-    return {**runs, "root": root}
+    return {**runs, "root": root, "console": done}
 
 
 def test_each_recipe_draws_and_trains_as_it_did_before_its_sampling_moved_onto_the_methods(recipes):
@@ -313,6 +313,56 @@ def test_rgrl_takes_the_authors_protocol_and_ours_is_one_setting_away(tmp_path):
     assert authors == 2 * per_sequence
     assert ours != per_sequence
     assert {"authors": authors, "per_sequence": per_sequence, "ours": ours} == pytest.approx(pinned, rel=1e-6)
+
+
+def test_the_console_shows_steps_evaluations_and_a_summary_against_the_untrained_policy(recipes):
+    console = recipes["console"]
+    for noise in ("{'loss'", "Warning", "warn(", "Loading weights", "wandb:"):  # raw dicts, libraries' warnings
+        assert noise not in console.stdout + console.stderr, (noise, console.stderr[-3000:])
+    assert "training: 100%" in console.stderr  # the progress bar over steps
+    for recipe in ("rgrl", "diffu_grpo", "rft"):
+        run = recipes[recipe]
+        summary = json.loads((run / "summary.json").read_text())
+        block = console.stdout.split(f"\n{recipe}: 3 steps on ")[1].split("adapter in")[0]
+        for mode in ("unguided", "guided"):
+            final, untrained = summary["final_eval"][mode], summary["untrained_eval"][mode]
+            assert f"{mode:9} top-1 reward          {final['top1_reward']['mean']:+.4f}" in block
+            assert f"{mode:9} untrained top-1 reward {untrained['top1_reward']['mean']:+.4f}" in block
+            assert f"{mode:9} win-rate, judge keywords  {final['win_rate_judge']['rate']:.3f}" in block
+        assert block in (run / "train.log").read_text()  # the log holds the summary the console showed
+        card = (run / "README.md").read_text()  # entrgi's model card, not TRL's template
+        assert card.startswith(f"# {recipe}: a LoRA adapter for `tiny`") and "[None]" not in card
+        assert card == (run / "adapter" / "README.md").read_text()
+    # one line per held-out evaluation and mode: the untrained policy, then steps 1 to 3 of each recipe
+    evaluations = [line for line in console.stdout.splitlines() if line.startswith("eval step ")]
+    assert len(evaluations) == 3 * 4 * 2
+    assert sum(line.startswith("eval step 3 guided: top-1 reward") for line in evaluations) == 3
+
+
+def test_the_training_report_labels_its_axes_and_tells_runs_and_modes_apart(recipes, tmp_path, monkeypatch,
+                                                                             capsys):
+    from matplotlib.figure import Figure
+
+    from entrgi.report import main as report
+
+    drawn = []
+    save = Figure.savefig
+
+    def record(figure, path, **options):  # what a reader sees: axis labels and legend entries with their styles
+        legends = [[(text.get_text(), line.get_linestyle(), line.get_marker())
+                    for text, line in zip(legend.get_texts(), legend.get_lines())] for legend in figure.legends]
+        drawn.append(([(ax.get_xlabel(), ax.get_ylabel()) for ax in figure.axes], legends))
+        return save(figure, path, **options)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    assert report([str(recipes["root"] / "outputs/train_sweeps/recipes"), "--out", str(tmp_path)]) == 0
+    assert "report written to" in capsys.readouterr().out and (tmp_path / "learning_curves.png").exists()
+    ((labels, (runs, modes)),) = drawn
+    assert [x for x, _ in labels] == ["training step"] * 2
+    assert "guiding reward" in labels[0][1] and "keywords score" in labels[1][1]
+    assert sorted(text for text, _, _ in runs) == sorted(recipes[r].name for r in ("rgrl", "diffu_grpo", "rft"))
+    assert len({(line, marker) for _, line, marker in modes}) == 2 and [text for text, _, _ in modes] == [
+        "sampled unguided", "sampled guided"]
 
 
 def test_relaunching_a_finished_sweep_launches_nothing(recipes):
@@ -443,6 +493,7 @@ def test_a_checkpoint_without_the_complete_marker_is_not_resumed_from(tmp_path):
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")
 
 
+@pytest.mark.filterwarnings("error::FutureWarning")  # PEFT's merge calls names transformers deprecated: not shown
 def test_the_adapter_loads_in_the_runner_and_changes_its_samples(recipes, tmp_path):
     from entrgi.run import run
 

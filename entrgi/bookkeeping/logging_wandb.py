@@ -76,13 +76,15 @@ def step_curves(records: list[PromptResult]) -> dict[int, dict[str, float]]:
     return {step: {name: sum(v) / len(v) for name, v in names.items()} for step, names in sorted(sums.items())}
 
 
-TABLE_COLUMNS = ["id", "prompt", "response", "top1_reward", "mean_reward", "baseline_response",
-                 "baseline_top1_reward", "outcome_guide", "judge_top1", "judge_baseline_top1", "outcome_judge"]
+TABLE_COLUMNS = ["id", "prompt", "answer", "answer_reward", "top1_reward", "mean_reward", "baseline_response",
+                 "baseline_top1_reward", "outcome_guide", "judge_answer", "judge_baseline_top1", "outcome_judge"]
 
 
 def table_row(record: PromptResult) -> list:
+    """One prompt's row: the answer the method gave (its top-1 unless it chose another), best-of-K's beside it."""
     base, judge, outcome = record.baseline or {}, record.judge or {}, record.outcome or {}
-    return [record.id, record.prompt, record.responses[record.best_index], record.top1_reward,
+    answer = record.best_index if record.answer_index is None else record.answer_index
+    return [record.id, record.prompt, record.responses[answer], record.rewards[answer], record.top1_reward,
             record.mean_reward, base.get("response"), base.get("top1_reward"), outcome.get("guide"),
             judge.get("top1"), judge.get("baseline_top1"), outcome.get("judge")]
 
@@ -102,13 +104,18 @@ class WandbLogger:
         options = dict(project=settings.project, entity=settings.entity, group=settings.group, name=out_dir.name,
                        id=self.run_id, resume="allow", dir=str(out_dir), job_type=job_type,
                        tags=[t[:64] for t in tags], config=OmegaConf.to_container(cfg, resolve=True),
-                       settings=wandb.Settings(quiet=True))
+                       settings=wandb.Settings(silent=True))  # its banner: one line of ours below
         self.directories_set = keep_files_in(Path(out_dir) / "wandb")
         try:
             self.run = self.start(options)
         except BaseException:
             self.close()
             raise
+        if self.mode == "offline":
+            folder = Path(self.run.dir).parent  # run.dir is its files/ folder
+            log.info("W&B: logging offline to %s (upload later: wandb sync %s)", folder, folder)
+        elif self.mode == "online":
+            log.info("W&B: logging to %s", self.run.url)
         self.run.define_metric("progress/prompts_done")
         self.run.define_metric("progress/*", step_metric="progress/prompts_done")
         self.run.define_metric("denoising/step")
@@ -140,7 +147,8 @@ class WandbLogger:
                          step=first + offset)
         table = wandb.Table(columns=TABLE_COLUMNS, data=[table_row(r) for r in records])
         self.run.log({"prompts": table}, step=first + len(curves))
-        keys = ("top1_reward", "mean_reward", "win_rate", "cost_per_prompt", "cost_total", "num_prompts")
+        keys = ("answer_reward", "top1_reward", "mean_reward", "win_rate", "cost_per_prompt", "cost_total",
+                "num_prompts")
         metrics = {k: summary[k] for k in keys if k in summary}
         if "top1_reward" in summary["baseline"]:
             metrics["baseline"] = {"top1_reward": summary["baseline"]["top1_reward"]}

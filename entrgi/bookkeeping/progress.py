@@ -1,7 +1,9 @@
-"""Console progress: prompts done, and the denoising steps of the batch in flight (with time left)."""
+"""Console progress: prompts done, and the denoising steps of the batch in flight (with time left); and
+what the console prints at the end, added to the job's log file."""
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 
@@ -19,3 +21,13 @@ def progress_bars(desc: str, total: int, initial: int = 0):
             steps.update(done - steps.n)
 
         yield prompts.update, step_done
+
+
+def add_to_log_files(text: str) -> None:
+    """Write ``text`` to the log files of this process's root logger (Hydra's ``run.log`` /
+    ``train.log``) but not to the console: for what the console already printed in its own form."""
+    record = logging.makeLogRecord({"name": "entrgi", "levelno": logging.INFO, "levelname": "INFO",
+                                    "msg": "%s", "args": (text,)})
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

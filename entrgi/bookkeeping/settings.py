@@ -21,8 +21,9 @@ from entrgi.errors import ConfigError
 
 log = logging.getLogger("entrgi")
 
-# keys that never change a job's numbers: where and how it logs, how it batches, where caches live
-NOT_RESULTS = ("hydra", "logger", "batch_size", "sweep", "baseline")
+# keys that never change a job's numbers: where and how it logs, how it batches, where caches live,
+# how many CPU threads it uses
+NOT_RESULTS = ("hydra", "logger", "batch_size", "sweep", "baseline", "threads")
 # nodes of switches that add to the records without changing the samples: part of a job's settings
 # only when one is on, so that jobs from before the switch existed keep their identity
 SWITCHES = ("diagnostics", "fast_paths")
@@ -83,11 +84,21 @@ def safe_name(text: str) -> str:
     return re.sub(r"^\.", "-", name) or "-"
 
 
+def adapter_name(adapter: str | None) -> str:
+    """A LoRA adapter in a directory name: ``adapter=<its training run's directory>`` (the directory
+    above ``adapter/``, which names the run), or ``""`` without one. The path itself is too long for a
+    name; the settings digest beside it tells two adapters of one name apart."""
+    if not adapter:
+        return ""
+    path = Path(str(adapter).rstrip("/"))
+    return safe_name(f"adapter={path.parent.name if path.name == 'adapter' and path.parent.name else path.name}")
+
+
 def job_name(cfg: DictConfig) -> str:
-    """A readable, deterministic directory name: method, benchmark (an evaluation's tasks), seed, shard and a
-    settings digest."""
+    """A readable, deterministic directory name: method, benchmark (an evaluation's tasks), the model's
+    adapter (if any), seed, shard and a settings digest."""
     what = cfg.benchmark.name if "benchmark" in cfg else "+".join(cfg.tasks)
-    name = f"{cfg.method.name}_{what}_s{cfg.seed}"
+    name = join_name(cfg.method.name, what, adapter_name(cfg.model.get("adapter")), f"s{cfg.seed}")
     shard = cfg.get("shard")
     if shard is not None and shard.count > 1:
         name += f"_shard{shard.index}of{shard.count}"

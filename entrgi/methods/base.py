@@ -77,6 +77,9 @@ class Method:
         """The sampler's step hook for a batch; ``rows`` holds each row's prompt text. None: unguided."""
         return None
 
+    answer_description = "its top-1 of K samples by the guiding reward"  # for the summary
+    answers_with_top1 = True
+
     def answer_index(self, result: PromptResult) -> int:
         """Which sample answers the prompt (compared with best-of-K's answer)."""
         return result.best_index

@@ -30,6 +30,15 @@ class Unguided(Method):
     def compares_with_baseline(self) -> bool:
         return self.answer != "best"  # best-of-K is the baseline
 
+    @property
+    def answers_with_top1(self) -> bool:
+        return self.answer == "best"
+
+    @property
+    def answer_description(self) -> str:
+        return ("the top-1 of its K unguided samples by the guiding reward" if self.answer == "best"
+                else "its first unguided sample, unselected")
+
     def answer_index(self, result: PromptResult) -> int:
         return result.best_index if self.answer == "best" else 0
 

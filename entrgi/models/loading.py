@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,6 +13,17 @@ from urllib.parse import urlparse
 import torch
 
 from entrgi.errors import ConfigError
+
+log = logging.getLogger("entrgi")
+# deprecations that TRL's and PEFT's own calls into transformers raise (they read
+# `is_gradient_checkpointing`, which transformers 5.25 renamed): nothing a user of entrgi can act on.
+# Only these messages, from transformers' modeling code, are filtered; every other warning still shows.
+LIBRARY_DEPRECATIONS = r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated and will be removed in v6"
+
+
+def silence_library_deprecations() -> None:
+    warnings.filterwarnings("ignore", message=LIBRARY_DEPRECATIONS, category=FutureWarning,
+                            module=r"transformers\.modeling_utils")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -132,6 +145,12 @@ def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwarg
     offline = None if local.exists() else hub_unreachable()
     if offline:
         kwargs["local_files_only"] = True
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    if weights:  # one log line per model instead of transformers' "Loading weights" bar
+        log.info("loading %s weights from %s", what, path)
+        hf_logging.disable_progress_bar()
     try:
         return loader.from_pretrained(str(local) if local.exists() else path, **kwargs)
     except (OSError, ValueError) as error:
@@ -143,3 +162,6 @@ def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwarg
             f"cannot load {what} {path!r}{reason}: {first} -- download it where there is network "
             f"({download_command(path)}) and set {what}.path=<dir>"
         ) from error
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()

@@ -46,10 +46,6 @@ class CostPoint:
     win_rate: dict | None  # over bon, by the plot's judge
 
     @property
-    def reward_flops(self) -> float:
-        return self.flops["reward_forward"] + self.flops["reward_backward"]
-
-    @property
     def relative_flops(self) -> float:
         return self.flops["total"] / self.flops["bon"]
 

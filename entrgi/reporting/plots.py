@@ -101,10 +101,14 @@ def _band(settings: list[Setting], name: str) -> tuple[list[int], list[float], l
     return steps, [s["mean"] for s in stats], [Z95 * s["stderr"] for s in stats]
 
 
+# traced quantities that cannot leave a range: their normal-approximation bands are cut at its ends
+RANGES = {"entropy_weight": (0.0, 1.0), "relaxation_correlation": (-1.0, 1.0)}
+
+
 def band_figure(cells: dict, rows: list, benchmarks: list[str], names: tuple[str, ...]):
     """One column per benchmark, one panel per trace ``names[i]``: per row that traces ``names[0]`` (one
-    colour each), the mean over denoising steps with its 95% band over prompts (see ``_band``). The
-    figure and its axes, or None when no row traces it."""
+    colour each), the mean over denoising steps with its 95% band over prompts (see ``_band``; cut to
+    the quantity's range, ``RANGES``). The figure and its axes, or None when no row traces it."""
     traced = [row for row in rows if any(_band(cells.get((row, b), []), names[0])[0] for b in benchmarks)]
     if not traced:
         return None
@@ -116,9 +120,11 @@ def band_figure(cells: dict, rows: list, benchmarks: list[str], names: tuple[str
             for ax, name in zip(axes[:, col], names):
                 steps, means, half = _band(cells.get((row, benchmark), []), name)
                 if steps:
+                    low, high = RANGES.get(name, (-math.inf, math.inf))
                     ax.plot(steps, means, color=f"C{i}", label=row_name(row))
-                    ax.fill_between(steps, [m - h for m, h in zip(means, half)], [m + h for m, h in zip(means, half)],
-                                    color=f"C{i}", alpha=0.2, linewidth=0)
+                    ax.fill_between(steps, [max(low, m - h) for m, h in zip(means, half)],
+                                    [min(high, m + h) for m, h in zip(means, half)], color=f"C{i}", alpha=0.2,
+                                    linewidth=0)
         axes[0][col].set_title(benchmark)
         axes[-1][col].set_xlabel("denoising step")
         axes[-1][col].xaxis.get_major_locator().set_params(integer=True)
@@ -131,19 +137,24 @@ def plot_denoising(cells: dict, rows: list, benchmarks: list[str], out_dir: Path
         return None
     fig, axes = drawn
     for col, benchmark in enumerate(benchmarks):
-        bon = [cells[(row, benchmark)] for row in rows if row in baseline_rows(cells) and (row, benchmark) in cells]
-        for cell in bon:
+        bon = [row for row in rows if row in baseline_rows(cells) and (row, benchmark) in cells]
+        for row in bon:
             for part, style, text in [(lambda s: s.mean_at_k, "--", "bon: mean reward of its K final samples"),
                                       (lambda s: s.top1, ":", "bon: reward of its top-1 final sample")]:
-                stat = over_prompts(cell, lambda s, r, part=part: part(s.scores(GUIDE, r)))
+                stat = over_prompts(cells[(row, benchmark)], lambda s, r, part=part: part(s.scores(GUIDE, r)))
                 axes[0][col].axhline(stat["mean"], color="black", linestyle=style, linewidth=1,
                                      label=text)
+                if len(bon) > 1 and style == ":":  # which bon setting each top-1 line is (mean@K lines: alike)
+                    axes[0][col].annotate(row[1], (1, stat["mean"]), xycoords=("axes fraction", "data"),
+                                          xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom",
+                                          fontsize=6)
         axes[0][col].set_ylabel("reward of the relaxed input\n(guiding reward model, mean over the K samples)",
                                 fontsize=8)
         axes[1][col].set_ylabel("entropy weight w\n(mean over masked positions)", fontsize=8)
         axes[1][col].set_ylim(-0.05, 1.05)
     return _save(fig, "During guidance, per method: mean over prompts (each averaged over its seeds); "
-                 "band: 95% interval over prompts", out_dir, "denoising_curves.png")
+                 "band: 95% interval over prompts (cut at the entropy weight's range, 0 to 1)", out_dir,
+                 "denoising_curves.png")
 
 
 def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Path) -> str | None:
@@ -158,24 +169,42 @@ def plot_relaxation(cells: dict, rows: list, benchmarks: list[str], out_dir: Pat
         axes[0][col].set_ylabel("relaxed - hard reward\n(mean over the inner steps and the K samples)", fontsize=8)
         axes[1][col].set_ylabel("correlation, relaxed vs hard reward\n(over a prompt's samples and inner steps)",
                                 fontsize=8)
-        axes[1][col].set_ylim(-1.05, 1.05)
+        axes[1][col].axhline(1, color="black", linewidth=0.6)  # relaxed and hard rank samples alike
+        low, high = axes[1][col].get_ylim()  # zoomed on the data (correlations near 1 stay readable), within [-1, 1]
+        axes[1][col].set_ylim(max(low, -1.02), min(high, 1.02))
     return _save(fig, "Fidelity of the relaxation, per method run with diagnostics.relaxation=true: mean over "
-                 "prompts (each averaged over its seeds); band: 95% interval over prompts", out_dir,
-                 "relaxation_fidelity.png")
+                 "prompts (each averaged over its seeds); band: 95% interval over prompts (cut at a correlation's "
+                 "range, -1 to 1)", out_dir, "relaxation_fidelity.png")
+
+
+def _log_axis_labels(axis, unit_format) -> None:
+    """A log axis labelled at 1, 2 and 5 times each power of ten (a span within one decade still gets
+    several labels), without minor labels."""
+    import matplotlib.ticker
+
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 5)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: unit_format(v)))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _flops_label(value: float) -> str:
+    exponent = math.floor(math.log10(value))
+    mantissa = value / 10 ** exponent
+    return f"{mantissa:.0f}e{exponent}" if abs(mantissa - round(mantissa)) < 1e-6 else f"{value:.1e}"
 
 
 def plot_cost(benchmark: str, judge: str, points: list[CostPoint], out_dir: Path) -> str | None:
-    """Top-1 reward and win-rate over bon against reward-model FLOPs and against seconds per prompt, one
-    point per method and setting; a method's settings (e.g. its K) joined by a line and named."""
-    import matplotlib.ticker
-
+    """Top-1 reward and win-rate over bon against total FLOPs per prompt (dLLM and reward model: what a
+    method spends, best-of-K's dLLM passes included) and against seconds per prompt, one point per method
+    and setting; a method's settings (e.g. its K) joined by a line and named."""
     if not points:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex="col", squeeze=False)
     methods = list(dict.fromkeys(p.row[0] for p in points))
-    for col, (x_of, xlabel) in enumerate([(lambda p: p.reward_flops, "reward-model FLOPs per prompt (forward + backward)"),
-                                          (lambda p: p.seconds and p.seconds["mean"], "sampling seconds per prompt")]):
+    for col, (x_of, xlabel, unit) in enumerate([
+            (lambda p: p.flops["total"], "FLOPs per prompt (dLLM + reward model forward and backward)", _flops_label),
+            (lambda p: p.seconds and p.seconds["mean"], "sampling seconds per prompt", lambda v: f"{v:g}")]):
         for r, (y_of, ylabel) in enumerate([(lambda p: p.top1, "top-1 guiding reward"),
                                             (lambda p: p.win_rate, "top-1 win-rate over bon (ties half)")]):
             ax = axes[r][col]
@@ -196,7 +225,7 @@ def plot_cost(benchmark: str, judge: str, points: list[CostPoint], out_dir: Path
             if r:
                 ax.axhline(0.5, color="black", linestyle="--", linewidth=0.8)
             ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded minor labels
+            _log_axis_labels(ax.xaxis, unit)
             ax.margins(x=0.15, y=0.1)  # room for the settings' names
             ax.set_ylabel(ylabel)
         axes[1][col].set_xlabel(xlabel)

@@ -142,6 +142,14 @@ def reward_tables(sweep: SweepTables) -> list[str]:
     return sections
 
 
+def _weighing_note(sweep: SweepTables) -> str:
+    """Why a paired table's means (bon's top-1 among them) differ from the first tables', where they do."""
+    if not any(len({frozenset(r.id for r in s.records) for s in cell}) > 1 for cell in sweep.cells.values()):
+        return ""
+    return (" The seeds draw different prompts, so these means, which weigh each prompt once, differ from the "
+            "first tables' means over seeds, which weigh each seed once (bon's top-1 as well).")
+
+
 def judge_tables(sweep: SweepTables) -> list[str]:
     """Per judge: every method paired with best-of-K prompt by prompt, one table per benchmark."""
     sections = []
@@ -150,7 +158,7 @@ def judge_tables(sweep: SweepTables) -> list[str]:
                  else f"Judged by `{judge}` (held out: guidance never sees it)")
         parts = [f"## {title}\n\nPaired with best-of-K prompt by prompt (same prompts and seeds): mean ± standard "
                  "error over prompts, each prompt averaged over its seeds first, [normal 95% interval]; win-rate: "
-                 "ties count half, [95% bootstrap interval over prompts]."
+                 "ties count half, [95% bootstrap interval over prompts]." + _weighing_note(sweep)
                  + ("" if judge == GUIDE or judge in sweep.rejudged else
                     f" Mean@K needs every answer scored: `--judge {judge}`.")]
         for benchmark in sweep.benchmarks:

@@ -59,34 +59,60 @@ def table(series_of: dict[Path, dict]) -> str:
     return markdown_table(header, rows)
 
 
+def judge_of(run: Path) -> str | None:
+    """The held-out judge a run evaluated with (its ``config.yaml``), None without one."""
+    import yaml
+
+    path = run / "config.yaml"
+    name = ((yaml.safe_load(path.read_text()) or {}).get("eval_reward") or {}).get("name") if path.exists() else None
+    return None if name in (None, "none") else name
+
+
+MODE_STYLES = {"unguided": ("-", "o"), "guided": ("--", "^")}  # line and marker: told apart in print and legend
+
+
 def plot_curves(series_of: dict[Path, dict], path: Path) -> None:
-    """Held-out top-1 reward (and the judge, when there is one) against training steps; ``series_of``:
-    run -> its :func:`curves`."""
+    """Held-out top-1 reward (and the judge's score of it, when there is one) against training steps, mean
+    ± standard error over the held-out prompts; ``series_of``: run -> its :func:`curves`. Colour: the run;
+    line and marker: sampled unguided or guided (two legends below the panels)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    metrics = [("top1_reward", "held-out top-1 reward")]
+    judges = sorted({j for j in map(judge_of, series_of) if j})
+    metrics = [("top1_reward", "held-out top-1 reward", "guiding reward of the top-1 answer")]
     if any("judge" in s for series in series_of.values() for _, s in series["unguided"]):
-        metrics.append(("judge", "held-out judge (top-1)"))
-    figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
-    for (metric, title), ax in zip(metrics, axes[0]):
+        metrics.append(("judge", "held-out judge score of the top-1",
+                        f"{' / '.join(judges) or 'judge'} score of the top-1 answer"))
+    figure, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.6), squeeze=False)
+    for (metric, title, ylabel), ax in zip(metrics, axes[0]):
         for i, (run, series) in enumerate(series_of.items()):
-            for mode, style in zip(MODES, ("-", "--")):
+            for mode, (line, marker) in MODE_STYLES.items():
                 points = [(step, s[metric]) for step, s in series[mode] if metric in s]
                 if not points:
                     continue
                 steps = [p for p, _ in points]
                 mean = [v["mean"] for _, v in points]
                 err = [v["stderr"] for _, v in points]
-                ax.plot(steps, mean, style, color=f"C{i}", marker="o", ms=3, label=f"{run_label(run)} {mode}")
+                ax.plot(steps, mean, line, color=f"C{i}", marker=marker, ms=4)
                 ax.fill_between(steps, [m - e for m, e in zip(mean, err)], [m + e for m, e in zip(mean, err)],
-                                color=f"C{i}", alpha=0.12)
+                                color=f"C{i}", alpha=0.1, linewidth=0)
         ax.set_xlabel("training step")
+        ax.set_ylabel(f"{ylabel}\n(mean ± s.e. over held-out prompts)", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_title(title)
-        ax.legend(fontsize=7)
-    figure.tight_layout()
+    runs = [Line2D([], [], color=f"C{i}", linewidth=2, label=run_label(run)) for i, run in enumerate(series_of)]
+    modes = [Line2D([], [], color="black", linestyle=line, marker=marker, label=f"sampled {mode}")
+             for mode, (line, marker) in MODE_STYLES.items()]
+    columns = max(1, min(len(runs), 3))
+    rows = -(-len(runs) // columns)
+    bottom = (0.35 + 0.22 * rows) / 4.6
+    figure.legend(handles=runs, loc="lower left", bbox_to_anchor=(0.02, 0), ncol=columns, fontsize=8, frameon=False,
+                  title="run", title_fontsize=8)
+    figure.legend(handles=modes, loc="lower right", bbox_to_anchor=(0.98, 0), fontsize=8, frameon=False, handlelength=4)
+    figure.tight_layout(rect=(0, bottom, 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
 

@@ -32,6 +32,7 @@ from entrgi.bookkeeping.storage import append_jsonl, read_jsonl, write_atomic, w
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.methods.base import Generation, Method, SamplingSetup
+from entrgi.models.loading import silence_library_deprecations
 from entrgi.sampling.rng import row_key
 from entrgi.training.evaluation import MODES, HeldOut, sample_held_out, summarize_held_out
 from entrgi.training.likelihood import (ESTIMATORS, completion_log_probs, completion_mask, elbo_terms, mask_prompt,
@@ -116,6 +117,7 @@ class DiffusionPolicyTrainer(GRPOTrainer):
             # TRL asks for a reward source; the samples are scored in the method's ``generate`` with this model
             return setup.reward_model.score_texts(prompts, completions)
 
+        silence_library_deprecations()  # TRL reads gradient-checkpointing names transformers deprecated
         super().__init__(model=self.dllm.model, reward_funcs=[reward_model_score],
                          processing_class=self.dllm.tokenizer, **kwargs)
 
@@ -220,6 +222,10 @@ class DiffusionPolicyTrainer(GRPOTrainer):
             folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
             write_atomic(folder / CHECKPOINT_COMPLETE, f"{self.state.global_step}\n")
         self.accelerator.wait_for_everyone()
+
+    def create_model_card(self, *args, **kwargs) -> None:
+        """TRL writes its template card at every checkpoint; a run's card is entrgi's (``entrgi.train``
+        writes it at the end, from the run's settings and evaluations)."""
 
     # -- held-out evaluation ----------------------------------------------------------------------
 
