@@ -33,7 +33,7 @@ from entrgi.bookkeeping.settings import (
 from entrgi.bookkeeping.storage import locked, write_atomic, write_json, write_jsonl
 from entrgi.config_store import register
 from entrgi.errors import ConfigError
-from entrgi.evaluation.harness_report import lm_eval_metrics
+from entrgi.reporting.harness import lm_eval_metrics
 from entrgi.from_config import build_method, fast_paths, load_models
 from entrgi.sampling.sampler import SamplerConfig
 

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if training_runs(args.sweep_dir):  # post-training runs (python -m entrgi.train): their own report
         print(f"report written to {write_training_report(args.sweep_dir, args.out or args.sweep_dir / 'report')}")
         return 0
-    from entrgi.evaluation.harness_report import harness_runs, write_harness_report
+    from entrgi.reporting.harness import harness_runs, write_harness_report
 
     if harness_runs(args.sweep_dir):  # lm-eval jobs (python -m entrgi.evaluate): tasks x methods
         print(f"report written to {write_harness_report(args.sweep_dir, args.out or args.sweep_dir / 'report')}")

@@ -358,18 +358,37 @@ def check_command_line(argv: list[str], config_name: str, entrypoint: str, conf_
             # the group options first: a misspelled option fails here in one line, not in Hydra's compose
             check_names(choices, groups, None)
             try:
-                base = compose(config_name, overrides=jobs_of(choices)[0])
+                bases = [compose(config_name, overrides=job) for job in jobs_of(choices)]
             except Exception:  # noqa: BLE001 -- what Hydra itself refuses, Hydra says
                 return
-            check_names([o for o in mine if o not in choices], groups, base)
+            rest = [o for o in mine if o not in choices]
+            # a method's or schedule's setting needs only one swept choice that has it (the sweeper gives it
+            # to those jobs alone); any other key every job's config must have
+            some = [o for o in rest if o.key_or_group.startswith(GROUP_SETTINGS)
+                    and any(OmegaConf.select(cfg, o.key_or_group, default=_ABSENT) is not _ABSENT for cfg in bases)]
+            check_names([o for o in rest if o not in some], groups, bases[0])
             for job in jobs_of(mine):
                 try:
-                    cfg = compose(config_name, overrides=job)
+                    cfg = compose(config_name, overrides=applicable(job, {str(o.key_or_group) for o in some},
+                                                                    config_name, compose))
                 except Exception:  # noqa: BLE001
                     return
                 check_job_config(cfg, entrypoint)
     finally:
         GlobalHydra.instance().clear()
+
+
+GROUP_SETTINGS = ("method.", "schedule.")  # settings of a group's choice, as the resuming sweeper treats them
+_ABSENT = object()
+
+
+def applicable(job: list[str], group_settings: set[str], config_name: str, compose) -> list[str]:
+    """``job`` without the group settings its own config lacks (the resuming sweeper leaves them out)."""
+    if not group_settings:
+        return job
+    rest = [o for o in job if o.split("=", 1)[0] not in group_settings]
+    cfg = compose(config_name, overrides=rest)
+    return [o for o in job if o in rest or OmegaConf.select(cfg, o.split("=", 1)[0], default=_ABSENT) is not _ABSENT]
 
 
 def check_job_config(cfg: DictConfig, entrypoint: str) -> None:

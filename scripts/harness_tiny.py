@@ -32,7 +32,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from entrgi.bookkeeping.storage import read_jsonl, write_atomic  # noqa: E402
 from entrgi.evaluate import CONF_DIR, evaluate  # noqa: E402
 from entrgi.evaluation.benchmarks import ASSETS  # noqa: E402
-from entrgi.evaluation.harness_report import harness_runs, harness_tables  # noqa: E402
+from entrgi.reporting.harness import harness_runs, harness_tables  # noqa: E402
 
 GENERATION_TASK = """task: tiny_keywords
 dataset_path: json

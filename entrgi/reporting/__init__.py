@@ -7,4 +7,5 @@ cost_vs_quality  FLOPs and seconds per prompt relative to best-of-K, beside what
 plots            the sweep report's figures
 sweep            the sweep report: its sections in order, report.md, table.csv, results.csv
 training         the post-training report: the last held-out evaluation and the learning curves
+harness          the lm-eval report (python -m entrgi.evaluate jobs): tasks x methods with standard errors
 """

@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from entrgi.bookkeeping.storage import write_atomic
+from entrgi.bookkeeping.storage import read_json, write_atomic
+from entrgi.reporting.tables import markdown_table
 
 
 def lm_eval_metrics(results: dict) -> dict[str, dict[str, dict]]:
@@ -34,7 +34,7 @@ def harness_runs(root: Path) -> list[dict]:
     runs = []
     for path in sorted({Path(root) / "summary.json", *Path(root).glob("*/summary.json")}):
         if path.exists():
-            summary = json.loads(path.read_text())
+            summary = read_json(path, "a job's summary")
             if summary.get("kind") == "lm-eval":
                 runs.append({**summary, "dir": str(path.parent)})
     return runs
@@ -44,11 +44,6 @@ def labels(runs: list[dict]) -> list[str]:
     """A column name per job: the method, plus what else differs between the jobs (model, reward, seed)."""
     varying = [key for key in ("model", "reward", "seed") if len({str(r[key]) for r in runs}) > 1]
     return [" ".join([r["method"], *(f"{key}={r[key]}" for key in varying)]) for r in runs]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def harness_tables(runs: list[dict]) -> str:
@@ -78,9 +73,9 @@ def harness_tables(runs: list[dict]) -> str:
             cells.append(f"{cost['dllm_forwards'] / n:.0f} / {reward_passes:.0f} / {cost['seconds'] / n:.2f}")
         cost_rows.append([task, *cells])
     return "\n\n".join([
-        "Metrics (lm-eval's value ± its standard error):", _table(["task", "metric", *names], rows),
+        "Metrics (lm-eval's value ± its standard error):", markdown_table(["task", "metric", *names], rows),
         "Cost per request (dLLM forwards / reward forward+backward passes / seconds):",
-        _table(["task", *names], cost_rows)])
+        markdown_table(["task", *names], cost_rows)])
 
 
 def write_harness_report(root: Path, out: Path) -> Path:
