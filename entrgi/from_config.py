@@ -13,7 +13,8 @@ from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, check_truncation, load_benchmark
 from entrgi.methods import make_method
 from entrgi.methods.base import Method
-from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
+from entrgi.models.diffusion import DiffusionLM
+from entrgi.models.loaders import load_diffusion_lm
 from entrgi.models.reward import RewardModel
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from entrgi.errors import ConfigError
-from entrgi.models.diffusion import load_diffusion_lm
+from entrgi.models.loaders import load_diffusion_lm
 
 
 def dream_names(i):
@@ -146,7 +146,7 @@ def test_dream_tokenizer_has_the_real_qwen_vocabulary_and_mask_id(dream_dir):
 
 
 def test_loader_choice_errors_name_the_fix(dream_dir, llada_dir):
-    with pytest.raises(ConfigError, match="model.loader=dream or model.loader=llada"):
+    with pytest.raises(ConfigError, match="model.loader=dream or model.loader=diffucoder to load it natively"):
         load_diffusion_lm(str(dream_dir), loader="auto", shift_logits=True, device="cpu")
     with pytest.raises(ConfigError, match="model.loader=auto"):
         load_diffusion_lm(str(llada_dir), loader="llada", shift_logits=False, trust_remote_code=True, device="cpu")

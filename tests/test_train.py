@@ -177,7 +177,7 @@ def test_the_elbo_alternative_is_unbiased_for_the_completion_log_likelihood():
 @pytest.mark.parametrize("family", ["dream", "llada"])
 @pytest.mark.parametrize("start", [0, 5])
 def test_the_wrapped_network_forward_gives_the_plain_logits(tiny_stack, llada_dir, family, start):
-    from entrgi.models.diffusion import load_diffusion_lm
+    from entrgi.models.loaders import load_diffusion_lm
 
     dllm = tiny_stack[0] if family == "dream" else load_diffusion_lm(
         str(llada_dir), loader="llada", shift_logits=False, mask_token="<|mdm_mask|>", device="cpu")

@@ -17,7 +17,7 @@ import torch
 
 from entrgi.errors import ConfigError
 from entrgi.models.batching import left_pad
-from entrgi.models.loading import from_pretrained, resolve_device, resolve_dtype
+from entrgi.models.loading import checkpoint_config, from_pretrained, resolve_device, resolve_dtype
 
 _SENTINEL = "\u2063ENTRGI_RESPONSE\u2063"
 UNMATCHED = ("unk", "zero", "retokenize")
@@ -97,8 +97,6 @@ class RewardModel:
     def load(cls, path: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
              chat_template: str | None = None) -> "RewardModel":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from entrgi.models.diffusion import checkpoint_config
 
         raw = checkpoint_config(path, "reward")
         # transformers writes the labels only when they are not its default of 2
