@@ -28,6 +28,7 @@ from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
 from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
 from entrgi.methods.base import SamplingSetup
+from entrgi.models.loaders import family
 from entrgi.sampling.sampler import SamplerConfig
 
 log = logging.getLogger("entrgi")
@@ -67,17 +68,19 @@ def check_settings(cfg: DictConfig, device: torch.device) -> None:
                           "on this device")
 
 
-def lora_config(lora: DictConfig, model: torch.nn.Module):
-    """peft's LoRA config, refusing target modules the model does not have."""
+def lora_config(lora: DictConfig, model: torch.nn.Module, family_targets: tuple[str, ...]):
+    """peft's LoRA config, refusing target modules the model does not have; ``lora.target_modules`` null:
+    ``family_targets``, the ones the model family's loader record names."""
     from peft import LoraConfig
 
+    targets = list(lora.target_modules or family_targets)
     linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    missing = [t for t in lora.target_modules if t not in linear]
+    missing = [t for t in targets if t not in linear]
     if missing:
         raise ConfigError(f"train.lora.target_modules names {missing}, which the model does not have; choose "
                           f"among its linear layers {sorted(linear)}")
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+                      target_modules=targets, task_type="CAUSAL_LM")
 
 
 def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_to: list[str]):
@@ -152,7 +155,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
 
         dllm.model = prepare_model_for_kbit_training(dllm.model, cfg.train.gradient_checkpointing)
 
-    peft_config = lora_config(cfg.train.lora, dllm.model)
+    peft_config = lora_config(cfg.train.lora, dllm.model, family(cfg.model.loader).lora_targets)
     run = None
     if cfg.logger.type == "wandb" and state.is_main_process:
         from entrgi.bookkeeping.logging_wandb import init_run

@@ -1,9 +1,12 @@
-"""Dream and LLaDA checkpoints in their published formats load natively and compute what their architecture defines.
+"""Every registered family's checkpoint, in its published format, loads natively and computes what its
+architecture defines.
 
 The reference below is the architecture written out in plain torch over each checkpoint's own
-tensor names (Qwen2-style for Dream, LLaDA's OLMo-style names for LLaDA): pre-norm decoder
-blocks with RMSNorm, rotary attention over every non-padding token (no causal mask), a SiLU-gated
-MLP; Dream adds q/k/v biases and shifts its logits right by one.
+tensor names (Qwen2-style for Dream and DiffuCoder, LLaDA's OLMo-style names for LLaDA, Qwen3-style
+for SDAR/TraDo): pre-norm decoder blocks with RMSNorm, rotary attention over the non-padding
+tokens, a SiLU-gated MLP. Dream adds q/k/v biases and shifts its logits right by one; SDAR
+normalizes q and k per head and attends block-causally (a position sees its own block of
+``block_size`` positions, counted from the sequence's first token, and every earlier one).
 """
 
 import json
@@ -14,7 +17,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from entrgi.errors import ConfigError
-from entrgi.models.loaders import load_diffusion_lm
+from entrgi.models.loaders import families, load_diffusion_lm
+from entrgi.testbed.standins import STANDINS
 
 
 def dream_names(i):
@@ -31,13 +35,17 @@ def llada_names(i):
             "down": p + "ff_out"}
 
 
+QWEN = dict(embed="model.embed_tokens.weight", norm="model.norm.weight", head="lm_head.weight", layer=dream_names,
+            layers="num_hidden_layers", heads="num_attention_heads", kv_heads="num_key_value_heads",
+            eps="rms_norm_eps", theta="rope_theta", shift=True, qk_norm=False, block=None)
 FAMILIES = {
-    "dream": dict(embed="model.embed_tokens.weight", norm="model.norm.weight", head="lm_head.weight",
-                  layer=dream_names, layers="num_hidden_layers", heads="num_attention_heads",
-                  kv_heads="num_key_value_heads", eps="rms_norm_eps", theta="rope_theta", shift=True),
+    "dream": QWEN,
+    "diffucoder": QWEN,
     "llada": dict(embed="model.transformer.wte.weight", norm="model.transformer.ln_f.weight",
                   head="model.transformer.ff_out.weight", layer=llada_names, layers="n_layers", heads="n_heads",
-                  kv_heads="n_kv_heads", eps="rms_norm_eps", theta="rope_theta", shift=False),
+                  kv_heads="n_kv_heads", eps="rms_norm_eps", theta="rope_theta", shift=False, qk_norm=False,
+                  block=None),
+    "sdar": {**QWEN, "shift": False, "qk_norm": True, "block": "block_size"},
 }
 
 
@@ -66,17 +74,25 @@ def reference_logits(checkpoint, family, ids, keep, dtype=torch.float32, rotary_
     linear = lambda x, name: F.linear(x, w[name + ".weight"], w.get(name + ".bias"))  # noqa: E731
     heads, kv_heads = cfg[f["heads"]], cfg[f["kv_heads"]]
     positions = (keep.cumsum(-1) - 1).clamp(min=0)
-    bias = torch.zeros(keep.shape, dtype=dtype).masked_fill(keep == 0, torch.finfo(dtype).min)[:, None, None, :]
+    seen = (keep == 1)[:, None, :].expand(-1, keep.shape[1], -1)  # [N, query, key]
+    if f["block"]:  # a key is seen from its own block and every later one
+        blocks = positions // cfg[f["block"]]
+        seen = seen & (blocks[:, None, :] <= blocks[:, :, None])
+    bias = torch.zeros(seen.shape, dtype=dtype).masked_fill(~seen, torch.finfo(dtype).min)[:, None]
     x = w[f["embed"]][ids]
     N, S, H = x.shape
+    head_dim = cfg.get("head_dim") or H // heads
     for i in range(cfg[f["layers"]]):
         n = f["layer"](i)
         h = rms_norm(x, w[n["attn_norm"] + ".weight"], cfg[f["eps"]])
-        q, k, v = (linear(h, n[r]).view(N, S, -1, H // heads).transpose(1, 2) for r in ("q", "k", "v"))
+        q, k, v = (linear(h, n[r]).view(N, S, -1, head_dim).transpose(1, 2) for r in ("q", "k", "v"))
+        if f["qk_norm"]:
+            q = rms_norm(q, w[n["q"].replace("q_proj", "q_norm") + ".weight"], cfg[f["eps"]])
+            k = rms_norm(k, w[n["k"].replace("k_proj", "k_norm") + ".weight"], cfg[f["eps"]])
         q, k = rotate(q, positions, cfg[f["theta"]], rotary_fp32), rotate(k, positions, cfg[f["theta"]], rotary_fp32)
         k, v = k.repeat_interleave(heads // kv_heads, 1), v.repeat_interleave(heads // kv_heads, 1)
         attention = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        x = x + linear(attention.transpose(1, 2).reshape(N, S, H), n["o"])
+        x = x + linear(attention.transpose(1, 2).reshape(N, S, -1), n["o"])
         h = rms_norm(x, w[n["mlp_norm"] + ".weight"], cfg[f["eps"]])
         x = x + linear(F.silu(linear(h, n["gate"])) * linear(h, n["up"]), n["down"])
     logits = linear(rms_norm(x, w[f["norm"]], cfg[f["eps"]]), f["head"].removesuffix(".weight"))
@@ -84,16 +100,20 @@ def reference_logits(checkpoint, family, ids, keep, dtype=torch.float32, rotary_
 
 
 def load(checkpoint, family, dtype="float32"):
-    if family == "dream":
-        return load_diffusion_lm(str(checkpoint), loader="dream", shift_logits=True, mask_token="<|mask|>",
-                                 eos_tokens=["<|im_end|>", "<|endoftext|>"], device="cpu", dtype=dtype)
-    return load_diffusion_lm(str(checkpoint), loader="llada", shift_logits=False, mask_token="<|mdm_mask|>",
-                             eos_tokens=["<|eot_id|>", "<|endoftext|>"], device="cpu", dtype=dtype)
+    """As a model config names it: the loader alone (shift, mask and EOS tokens are the family's)."""
+    return load_diffusion_lm(str(checkpoint), loader=family, device="cpu", dtype=dtype)
 
 
 @pytest.fixture(scope="module")
-def checkpoints(request):
-    return {"dream": request.getfixturevalue("dream_dir"), "llada": request.getfixturevalue("llada_dir")}
+def checkpoints(request, tmp_path_factory):
+    written = {"dream": request.getfixturevalue("dream_dir"), "llada": request.getfixturevalue("llada_dir")}
+    out = tmp_path_factory.mktemp("families")
+    return {**written, **{name: write(out / name) for name, write in STANDINS.items() if name not in written}}
+
+
+def test_every_registered_family_has_a_stand_in_and_a_reference():
+    native = {name for name, f in families().items() if f.load is None}  # all but auto
+    assert native == set(STANDINS) == set(FAMILIES)
 
 
 def padded_batch(dllm, mask_tail=4):
@@ -105,7 +125,13 @@ def padded_batch(dllm, mask_tail=4):
     return prompts, ids, keep
 
 
-@pytest.mark.parametrize("family", ["dream", "llada"])
+# DiffusionLM's block-causal forward is branch i23's work; strict: this fails loudly once it lands
+BLOCK_CAUSAL_FORWARD = pytest.mark.xfail(strict=True, reason="DiffusionLM runs block-causal models bidirectionally "
+                                         "until the block-causal forward (branch i23) is merged")
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=BLOCK_CAUSAL_FORWARD) if FAMILIES[f]["block"] else f
+                                    for f in sorted(FAMILIES)])
 def test_published_checkpoint_loads_natively_and_gives_the_architectures_logits(checkpoints, family):
     dllm = load(checkpoints[family], family)
     _, ids, keep = padded_batch(dllm)
@@ -116,7 +142,7 @@ def test_published_checkpoint_loads_natively_and_gives_the_architectures_logits(
     assert torch.allclose(logits[real], expected[real], atol=1e-5, rtol=1e-4), (logits[real] - expected[real]).abs().max()
 
 
-@pytest.mark.parametrize("family", ["dream", "llada"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_prompt_gets_the_same_logits_padded_in_a_batch_as_alone(checkpoints, family):
     dllm = load(checkpoints[family], family)
     prompts, ids, keep = padded_batch(dllm)
