@@ -20,7 +20,8 @@ from entrgi.models.reward import RewardModel
 
 def load_models(cfg: DictConfig, device: str | None = None,
                 load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel]:
-    """The dLLM and the reward model, on ``device`` (default ``cfg.device``); ``load_in_4bit``: the
+    """The dLLM on ``device`` (default ``cfg.device``) and the reward model on ``cfg.reward.device`` (default:
+    the dLLM's; guidance moves the relaxed embeddings there and their gradients back); ``load_in_4bit``: the
     dLLM's base weights in NF4, for training LoRA on them (``entrgi.train``)."""
     device = device or cfg.device
     dllm = load_diffusion_lm(
@@ -28,7 +29,7 @@ def load_models(cfg: DictConfig, device: str | None = None,
         eos_tokens=list(cfg.model.eos_tokens) if cfg.model.eos_tokens else None, device=device,
         dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code, max_length=cfg.model.max_length,
         chat_template=cfg.model.chat_template, adapter=cfg.model.get("adapter"), load_in_4bit=load_in_4bit)
-    reward = RewardModel.load(cfg.reward.path, device=device, dtype=cfg.dtype,
+    reward = RewardModel.load(cfg.reward.path, device=cfg.reward.get("device") or device, dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
     if cfg.get("fast_paths", {}).get("compile"):
         reward.compile()

@@ -38,6 +38,26 @@ def test_flops_of_one_sequence_by_hand():
     assert reward_backward_flops(SHAPE, 2, past=3) == 2 * (2 * 144 + 2 * attention_per_pair * 9)
 
 
+@pytest.mark.parametrize("architecture", ["qwen3_moe", "olmoe"])
+def test_a_mixture_of_experts_counts_the_parameters_one_token_runs(architecture):
+    """Every layer parameter a token multiplies by once, the experts' scaled by top-k / experts: counted off
+    transformers' own modules (norms aside), with a dense first layer in Qwen3-MoE."""
+    from transformers import OlmoeConfig, OlmoeModel, Qwen3MoeConfig, Qwen3MoeModel
+
+    shape = dict(vocab_size=50, hidden_size=16, num_experts=6, num_experts_per_tok=2, num_hidden_layers=3,
+                 num_attention_heads=4, num_key_value_heads=2)
+    config, model_class = {
+        "qwen3_moe": (Qwen3MoeConfig(**shape, intermediate_size=48, moe_intermediate_size=8, head_dim=4,
+                                     mlp_only_layers=[0]), Qwen3MoeModel),
+        "olmoe": (OlmoeConfig(**shape, intermediate_size=8), OlmoeModel),
+    }[architecture]
+    model = model_class(config)
+    active = sum(p.numel() * (2 / 6 if ".experts." in name else 1) for name, p in model.layers.named_parameters()
+                 if p.dim() > 1)  # matrices only: a norm's vector adds no multiply-adds
+    assert linear_macs_per_token(config) == active
+    assert linear_macs_per_token(config) < sum(p.numel() for p in model.layers.parameters() if p.dim() > 1)
+
+
 def test_a_prompts_flops_from_its_counts():
     # K = 4 guided samples, 16 dLLM forwards, 12 guided reward passes and 4 text scorings
     flops = HAND.per_prompt({"dllm_forwards": 16, "reward_forwards": 16, "reward_backwards": 12}, num_samples=4)

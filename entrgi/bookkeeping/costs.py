@@ -4,8 +4,9 @@ Every method records, per prompt, the sequences it ran through the dLLM and thro
 model forward and backward (``PromptResult.cost``). This module turns those counts into FLOPs,
 2 per multiply-add, counting matrix products only (the linear layers, attention's QK^T and PV,
 the dLLM's output layer and the relaxation's ``softmax(phi) @ E``). It reads transformers config
-objects (``hidden_size``, ``intermediate_size``, ``num_hidden_layers``, heads, ``head_dim``), so
-it works for any Qwen2/Qwen3/Llama-shaped pair, and ``scripts/bench.py`` uses the same functions.
+objects (``hidden_size``, ``intermediate_size``, ``num_hidden_layers``, heads, ``head_dim``, and a mixture
+of experts' fields), so it works for any Qwen2/Qwen3/Llama-shaped pair and their MoE variants (counting
+the experts a token runs), and ``scripts/bench.py`` uses the same functions.
 """
 
 from __future__ import annotations
@@ -14,11 +15,33 @@ from dataclasses import asdict, dataclass
 
 
 def linear_macs_per_token(c) -> int:
-    """Multiply-adds of one token through every layer's projections and MLP (gated: three matrices)."""
+    """Multiply-adds of one token through every layer's projections and MLP (see :func:`mlp_macs_per_token`)."""
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
-    per_layer = c.hidden_size * (q + 2 * kv) + q * c.hidden_size + 3 * c.hidden_size * c.intermediate_size
-    return per_layer * c.num_hidden_layers
+    return (c.hidden_size * (q + 2 * kv) + q * c.hidden_size) * c.num_hidden_layers + mlp_macs_per_token(c)
+
+
+def mlp_macs_per_token(c) -> int:
+    """Multiply-adds of one token through every layer's gated MLP (three matrices).
+
+    A mixture-of-experts layer counts what one token runs (its active parameters): the router
+    (hidden x experts), its ``num_experts_per_tok`` experts and the shared ones; dense layers among
+    them (``mlp_only_layers``, ``first_k_dense_replace``, ``decoder_sparse_step``) count the dense MLP.
+    Reads the fields of transformers' Qwen3-MoE and OLMoE configs and of BailingMoE-style ones (shared experts).
+    """
+    hidden, layers = c.hidden_size, c.num_hidden_layers
+    dense = 3 * hidden * c.intermediate_size
+    experts = getattr(c, "num_experts", None) or getattr(c, "num_local_experts", None)
+    if not experts:
+        return dense * layers
+    width = getattr(c, "moe_intermediate_size", None) or c.intermediate_size  # one expert's
+    shared = (getattr(c, "shared_expert_intermediate_size", None)
+              or (getattr(c, "num_shared_experts", None) or 0) * width)
+    routed = hidden * experts + 3 * hidden * (c.num_experts_per_tok * width + shared)
+    step = getattr(c, "decoder_sparse_step", None) or 1
+    sparse = [i for i in range(layers) if i not in (getattr(c, "mlp_only_layers", None) or [])
+              and i >= (getattr(c, "first_k_dense_replace", None) or 0) and (i + 1) % step == 0]
+    return routed * len(sparse) + dense * (layers - len(sparse))
 
 
 def attention_macs(c, key_counts: int) -> int:

@@ -37,13 +37,14 @@ def relaxed_embeddings(phi: torch.Tensor, table: torch.Tensor, temperature: floa
 def relax(probs: torch.Tensor, table: torch.Tensor, weight: torch.Tensor, hard_tokens: torch.Tensor | None) -> torch.Tensor:
     """:func:`relaxed_embeddings` from ``probs = softmax(phi / tau)`` (fp32, with its gradient).
 
-    ``hard_tokens=None`` stands for ``w = 0`` everywhere: the embedding is ``soft`` itself.
+    ``hard_tokens=None`` stands for ``w = 0`` everywhere: the embedding is ``soft`` itself. The result is
+    on the table's device (the reward model's), whatever device the others are on (the dLLM's).
     """
-    soft = probs.to(table.dtype) @ table
+    soft = probs.to(table.device, table.dtype) @ table
     if hard_tokens is None:
         return soft
-    hard = table[hard_tokens]
-    return soft + (weight.unsqueeze(-1).to(soft.dtype) * (hard - soft)).detach()
+    hard = table[hard_tokens.to(table.device)]
+    return soft + (weight.unsqueeze(-1).to(table.device, soft.dtype) * (hard - soft)).detach()
 
 
 def guided_steps(steps: int, every: int = 1, window: tuple[float, float] | None = None) -> set[int] | None:
@@ -104,8 +105,10 @@ class RewardGuidance:
         """
         N, n, V = logits.shape
         phi = ChunkedLogits(logits.detach().reshape(N * n, V), self.lr, self.sampler.temperature)
-        committed = self.table[response]  # [N, L, H]: committed tokens enter as their embeddings
-        index = positions.unsqueeze(-1).expand(-1, -1, committed.shape[-1])
+        # the reward model's device (reward.device): embeddings go there, their gradients come back to phi
+        reward_device = self.table.device
+        committed = self.table[response.to(reward_device)]  # [N, L, H]: committed tokens enter as their embeddings
+        index = positions.to(reward_device).unsqueeze(-1).expand(-1, -1, committed.shape[-1])
         weights, rewards, hard_rewards = [], [], []
         for inner in range(self.inner_steps):
             with section("relaxation"), torch.no_grad():
@@ -114,19 +117,19 @@ class RewardGuidance:
                 relaxed, weight, guess, hard = phi.relax(self.table, self.schedule, t, self.sampler, hard_draws)
                 relaxed, weight = relaxed.view(N, n, -1).detach().requires_grad_(True), weight.view(N, n)
                 # hide what follows the first EOS (argmax of phi at masked columns)
-                keep = first_eos_keep(response.scatter(1, positions, guess.view(N, n)), self.eos_ids)
+                keep = first_eos_keep(response.scatter(1, positions, guess.view(N, n)), self.eos_ids).to(reward_device)
             with section("relaxation"):
                 embeds = committed.scatter(1, index, relaxed.to(committed.dtype))
             with section("reward_forward"):
                 scores = self.reward_model.score_embeddings(self.context, embeds, keep)
                 if self.diagnose_relaxation:
-                    hard_rewards.append(self.hard_score(committed, index, hard.view(N, n), keep))
+                    hard_rewards.append(self.hard_score(committed, index, hard.view(N, n), keep).to(logits.device))
             with section("reward_backward"):
                 (-scores.sum()).backward()  # down to the relaxed embeddings; phi's part is ChunkedLogits.step
             with section("optimizer"):
                 phi.step(relaxed.grad.view(N * n, -1), self.table)
             weights.append(weight.mean(-1))
-            rewards.append(scores.detach())
+            rewards.append(scores.detach().to(logits.device))
         stats = {
             "entropy_weight": torch.stack(weights).mean(0),  # [N]
             "guided_reward": rewards[-1],
@@ -141,7 +144,7 @@ class RewardGuidance:
         """Scores ``[N]`` of the sequences with the masked positions filled by the hard sample, as text
         would show them (under the same EOS cut as the relaxed score, so the two differ only by the
         relaxation of the embeddings)."""
-        embeds = committed.scatter(1, index, self.table[hard_tokens].to(committed.dtype))
+        embeds = committed.scatter(1, index, self.table[hard_tokens.to(self.table.device)].to(committed.dtype))
         return self.reward_model.score_embeddings(self.context, embeds, keep)
 
 
@@ -214,7 +217,7 @@ class ChunkedLogits:
         """One Adam step from the gradient at the relaxed embeddings ``[R, H]`` (it is the soft part's)."""
         for i, (rows, phi, optimizer) in enumerate(zip(self.rows, self.chunks, self.optimizers)):
             probs = self.soft_probs(i)
-            grad_probs = (grad_relaxed[rows].to(table.dtype) @ table.T).float()
+            grad_probs = (grad_relaxed[rows].to(table.dtype) @ table.T).to(phi.device, torch.float32)
             grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, torch.float32)
             phi.grad = grad_logits / self.temperature
             optimizer.step()
