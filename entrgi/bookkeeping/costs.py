@@ -12,6 +12,7 @@ the experts a token runs), and ``scripts/bench.py`` uses the same functions.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 
 def linear_macs_per_token(c) -> int:
@@ -148,3 +149,35 @@ def summary_flops(summary: dict, setup) -> dict:
     cost = {name: summary["cost_per_prompt"].get(name, 0)
             for name in ("dllm_forwards", "reward_forwards", "reward_backwards")}
     return {"per_prompt": sequence.per_prompt(cost, setup.num_samples), "per_sequence": asdict(sequence)}
+
+
+def parameters(c, vocab_size: int) -> int:
+    """Parameters of a decoder: its layers' matrices (every expert), the embeddings and, untied, the output layer."""
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
+    attention = c.hidden_size * (q + 2 * kv) + q * c.hidden_size
+    experts = getattr(c, "num_experts", None) or getattr(c, "num_local_experts", None)
+    all_experts = SimpleNamespace(**{**vars(c), "num_experts_per_tok": experts}) if experts else c
+    embeddings = vocab_size * c.hidden_size * (1 if getattr(c, "tie_word_embeddings", False) else 2)
+    return attention * c.num_hidden_layers + mlp_macs_per_token(all_experts) + embeddings
+
+
+def guidance_memory(dllm_config, dllm_vocab: int, reward_config, reward_vocab: int, rows: int, gen_length: int,
+                    reward_width: int, weight_bytes: int = 2) -> dict[str, float]:
+    """Bytes a guided run holds at its peak, estimated from the shapes: both models' weights and the
+    working set of a guided step at its widest (every response position masked).
+
+    The step holds the optimized logits ``phi`` in fp32 with Adam's two moments ``[rows, L, V]``, and the
+    reward model's activations saved for the input gradient: per token and layer the inputs of its
+    projections and MLP matrices, q/k/v and the attention output, and the gated MLP's two halves
+    (``weight_bytes`` each). Not a measurement: allocator slack and transients come on top.
+    """
+    c = reward_config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
+    saved_per_token = c.num_hidden_layers * (3 * c.hidden_size + 2 * q + 2 * kv + 3 * c.intermediate_size)
+    memory = {"dllm_weights": parameters(dllm_config, dllm_vocab) * weight_bytes,
+              "reward_weights": parameters(reward_config, reward_vocab) * weight_bytes,
+              "logits_and_adam": 3 * rows * gen_length * dllm_vocab * 4,
+              "reward_activations": rows * reward_width * saved_per_token * weight_bytes}
+    return {**memory, "total": sum(memory.values())}
