@@ -29,6 +29,7 @@ from entrgi.evaluation.judges import make_judge
 from entrgi.from_config import build_method, fast_paths, load_models, load_prompts
 from entrgi.methods.base import SamplingSetup
 from entrgi.models.loaders import family
+from entrgi.models.loaders.base import Family
 from entrgi.sampling.sampler import SamplerConfig
 
 log = logging.getLogger("entrgi")
@@ -68,19 +69,29 @@ def check_settings(cfg: DictConfig, device: torch.device) -> None:
                           "on this device")
 
 
-def lora_config(lora: DictConfig, model: torch.nn.Module, family_targets: tuple[str, ...]):
-    """peft's LoRA config, refusing target modules the model does not have; ``lora.target_modules`` null:
-    ``family_targets``, the ones the model family's loader record names."""
+def lora_config(lora: DictConfig, model: torch.nn.Module, record: Family):
+    """peft's LoRA config, refusing targets the model does not have. ``lora.target_modules`` (linear layers)
+    and ``lora.target_parameters`` (other matrices: a mixture's fused experts) null: the model family's
+    (``record``)."""
     from peft import LoraConfig
 
-    targets = list(lora.target_modules or family_targets)
+    targets = list(lora.target_modules or record.lora_targets)
+    parameters = list(lora.get("target_parameters") or record.lora_parameters)
     linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     missing = [t for t in targets if t not in linear]
     if missing:
         raise ConfigError(f"train.lora.target_modules names {missing}, which the model does not have; choose "
                           f"among its linear layers {sorted(linear)}")
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+    names = [name for name, _ in model.named_parameters()]
+    absent = [t for t in parameters if not any(name.endswith(t) for name in names)]
+    if absent:
+        raise ConfigError(f"train.lora.target_parameters names {absent}, which the model does not have; set it to "
+                          f"parameter names of the model or to null")
+    if parameters and lora.dropout:
+        raise ConfigError(f"LoRA on the parameters {parameters} (peft's ParamWrapper) takes no dropout; set "
+                          f"train.lora.dropout=0")
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                      target_parameters=parameters or None, task_type="CAUSAL_LM")
 
 
 def training_args(cfg: DictConfig, out_dir: Path, device: torch.device, report_to: list[str]):
@@ -155,7 +166,7 @@ def train(cfg: DictConfig, out_dir: Path) -> dict:
 
         dllm.model = prepare_model_for_kbit_training(dllm.model, cfg.train.gradient_checkpointing)
 
-    peft_config = lora_config(cfg.train.lora, dllm.model, family(cfg.model.loader).lora_targets)
+    peft_config = lora_config(cfg.train.lora, dllm.model, family(cfg.model.loader))
     run = None
     if cfg.logger.type == "wandb" and state.is_main_process:
         from entrgi.bookkeeping.logging_wandb import init_run

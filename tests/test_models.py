@@ -3,10 +3,11 @@ architecture defines.
 
 The reference below is the architecture written out in plain torch over each checkpoint's own
 tensor names (Qwen2-style for Dream and DiffuCoder, LLaDA's OLMo-style names for LLaDA, Qwen3-style
-for SDAR/TraDo): pre-norm decoder blocks with RMSNorm, rotary attention over the non-padding
-tokens, a SiLU-gated MLP. Dream adds q/k/v biases and shifts its logits right by one; SDAR
-normalizes q and k per head and attends block-causally (a position sees its own block of
-``block_size`` positions, counted from the sequence's first token, and every earlier one).
+for SDAR/TraDo, Qwen3-MoE hub names for LLaDA-MoE): pre-norm decoder blocks with RMSNorm, rotary
+attention over the non-padding tokens, a SiLU-gated MLP. Dream adds q/k/v biases and shifts its
+logits right by one; SDAR normalizes q and k per head and attends block-causally (a position sees
+its own block of ``block_size`` positions, counted from the sequence's first token, and every
+earlier one); LLaDA-MoE normalizes q and k per head and sends each token through its top-k experts.
 """
 
 import json
@@ -37,16 +38,32 @@ def llada_names(i):
 
 QWEN = dict(embed="model.embed_tokens.weight", norm="model.norm.weight", head="lm_head.weight", layer=dream_names,
             layers="num_hidden_layers", heads="num_attention_heads", kv_heads="num_key_value_heads",
-            eps="rms_norm_eps", theta="rope_theta", shift=True, qk_norm=False, block=None)
+            eps="rms_norm_eps", theta="rope_theta", shift=True, qk_norm=False, block=None, experts=False)
 FAMILIES = {
     "dream": QWEN,
     "diffucoder": QWEN,
     "llada": dict(embed="model.transformer.wte.weight", norm="model.transformer.ln_f.weight",
                   head="model.transformer.ff_out.weight", layer=llada_names, layers="n_layers", heads="n_heads",
                   kv_heads="n_kv_heads", eps="rms_norm_eps", theta="rope_theta", shift=False, qk_norm=False,
-                  block=None),
+                  block=None, experts=False),
     "sdar": {**QWEN, "shift": False, "qk_norm": True, "block": "block_size"},
+    "llada_moe": {**QWEN, "shift": False, "qk_norm": True, "experts": True},
 }
+
+
+def mixture(h, w, layer, cfg):
+    """Every token through every expert, each weighted by its router probability if it is among the token's
+    top k (softmax over all experts, not renormalized), else by 0."""
+    p = f"model.layers.{layer}.mlp."
+    probs = torch.softmax(F.linear(h, w[p + "gate.weight"]).float(), -1)
+    top, chosen = probs.topk(cfg["num_experts_per_tok"], -1)
+    out = torch.zeros_like(h)
+    for e in range(cfg["num_experts"]):
+        q = p + f"experts.{e}."
+        y = F.linear(F.silu(F.linear(h, w[q + "gate_proj.weight"])) * F.linear(h, w[q + "up_proj.weight"]),
+                     w[q + "down_proj.weight"])
+        out = out + y * (top * (chosen == e)).sum(-1, keepdim=True).to(h.dtype)
+    return out
 
 
 def rms_norm(x, weight, eps):
@@ -94,7 +111,10 @@ def reference_logits(checkpoint, family, ids, keep, dtype=torch.float32, rotary_
         attention = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + linear(attention.transpose(1, 2).reshape(N, S, -1), n["o"])
         h = rms_norm(x, w[n["mlp_norm"] + ".weight"], cfg[f["eps"]])
-        x = x + linear(F.silu(linear(h, n["gate"])) * linear(h, n["up"]), n["down"])
+        if f["experts"] and cfg["moe_layer_freq"][i]:
+            x = x + mixture(h, w, i, cfg)
+        else:
+            x = x + linear(F.silu(linear(h, n["gate"])) * linear(h, n["up"]), n["down"])
     logits = linear(rms_norm(x, w[f["norm"]], cfg[f["eps"]]), f["head"].removesuffix(".weight"))
     return torch.cat([logits[:, :1], logits[:, :-1]], 1) if f["shift"] else logits
 

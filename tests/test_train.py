@@ -208,8 +208,7 @@ def test_one_step_changes_only_the_lora_weights_and_lowers_the_loss(tiny_stack):
 
     dllm = tiny_stack[0]
     batch = fixed_batch(dllm)
-    peft_model = get_peft_model(dllm.model, lora_config(compose_train().train.lora, dllm.model,
-                                                                 family("auto").lora_targets))
+    peft_model = get_peft_model(dllm.model, lora_config(compose_train().train.lora, dllm.model, family("auto")))
     try:
         peft_model.eval()  # no dropout: the same loss twice on the same batch
         before = {name: p.detach().clone() for name, p in peft_model.named_parameters()}

@@ -269,6 +269,73 @@ def write_llada(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, in
     return _write(out, config, _random_weights(shapes, seed))
 
 
+# LLaDA-MoE's end-of-text and mask ids (inclusionAI's dInfer example); their strings are not known here
+LLADA_MOE_EOS, LLADA_MOE_MASK = 156892, 156895
+
+
+def write_llada_moe(out: Path, hidden: int = 32, heads: int = 4, experts: int = 4, top_k: int = 2,
+                    expert_intermediate: int = 16, dense_intermediate: int = 64, moe_layer_freq: tuple = (1, 0),
+                    vocab_size: int = 157184, seed: int = 5) -> Path:
+    """A LLaDA-MoE-7B-A1B-format checkpoint: its config fields (``expert_intermediate_size``, ``moe_layer_freq``,
+    ...), Qwen3-MoE hub tensor names with one tensor per expert, q/k norms per head, no GQA.
+
+    The vocabulary is the embedded tiny one padded with reserved tokens (never produced by its merges), so
+    that the end-of-text and mask tokens sit at LLaDA-MoE's ids (156892, 156895), which the record names;
+    the chat template is ChatML.
+    """
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from entrgi.evaluation.benchmarks import ASSETS
+
+    spec = json.loads((ASSETS / "tiny-dllm" / "tokenizer.json").read_text())
+    taken = set(spec["model"]["vocab"].values()) | {token["id"] for token in spec["added_tokens"]}
+    spec["model"]["vocab"].update({f"<reserved_{i}>": i for i in range(max(taken) + 1, LLADA_MOE_EOS)})
+    named = {LLADA_MOE_EOS: "<|stand_in_eos|>", LLADA_MOE_MASK: "<|stand_in_mask|>"}
+    spec["added_tokens"] += [{"id": i, "content": named.get(i, f"<|reserved_{i}|>"), "single_word": False,
+                              "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+                             for i in range(LLADA_MOE_EOS, LLADA_MOE_MASK + 1)]
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|stand_in_eos|>", pad_token="<|stand_in_eos|>",
+                            chat_template=CHATML, clean_up_tokenization_spaces=False).save_pretrained(out)
+    layers, head_dim = len(moe_layer_freq), hidden // heads
+    shapes = {"model.embed_tokens.weight": (vocab_size, hidden), "model.norm.weight": (hidden,),
+              "lm_head.weight": (vocab_size, hidden)}
+    for i, moe in enumerate(moe_layer_freq):
+        p = f"model.layers.{i}."
+        shapes.update({p + f"self_attn.{n}_proj.weight": (hidden, hidden) for n in "qkvo"})
+        shapes.update({p + "self_attn.q_norm.weight": (head_dim,), p + "self_attn.k_norm.weight": (head_dim,),
+                       p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,)})
+        mlps = [(f"mlp.experts.{e}.", expert_intermediate) for e in range(experts)] if moe else \
+            [("mlp.", dense_intermediate)]
+        if moe:
+            shapes[p + "mlp.gate.weight"] = (experts, hidden)
+        for prefix, width in mlps:
+            shapes.update({p + prefix + "gate_proj.weight": (width, hidden),
+                           p + prefix + "up_proj.weight": (width, hidden), p + prefix + "down_proj.weight": (hidden, width)})
+    weights = _random_weights(shapes, seed)
+    for name in weights:  # routers far from ties, so that the chosen experts do not hinge on rounding
+        if name.endswith("mlp.gate.weight"):
+            weights[name] *= 50
+    config = {
+        "architectures": ["LLaDAMoEModelLM"], "model_type": "llada_moe",
+        "auto_map": {"AutoConfig": "configuration_lladamoe.LLaDAMoEConfig",
+                     "AutoModelForCausalLM": "modeling_lladamoe.LLaDAMoEModelLM"},
+        "attention_bias": False, "attention_dropout": 0.0, "clip_qkv": None,
+        "dense_intermediate_size": dense_intermediate, "eos_token_id": LLADA_MOE_EOS,
+        "expert_intermediate_size": expert_intermediate, "hidden_act": "silu", "hidden_size": hidden,
+        "initializer_range": 0.02, "max_position_embeddings": 8192, "moe_layer_freq": list(moe_layer_freq),
+        "moe_router_enable_expert_bias": False, "moe_router_score_function": "softmax",
+        "num_attention_heads": heads, "num_experts": experts, "num_experts_per_tok": top_k,
+        "num_hidden_layers": layers, "num_key_value_heads": heads, "pad_token_id": LLADA_MOE_EOS,
+        "partial_rotary_factor": 1.0, "qk_layernorm": True, "rms_norm_eps": 1e-05, "rope_scaling": None,
+        "rope_theta": 50000.0, "routed_scaling_factor": 1, "router_aux_loss_coef": 0.01,
+        "shared_expert_intermediate_size": None, "tie_word_embeddings": False, "torch_dtype": "float32",
+        "use_cache": False, "vocab_size": vocab_size,
+    }
+    return _write(out, config, weights)
+
+
 def write_qwen3_reward(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
                        head_dim: int = 8, intermediate: int = 64, vocab_size: int = 151936, seed: int = 1) -> Path:
     """A Skywork-Reward-V2-Qwen3-format reward model: Qwen3 sequence classifier, one label, Qwen3 tokenizer."""
@@ -345,4 +412,5 @@ def _script_bigrams(weights: dict[str, torch.Tensor], tokenizer, script: dict, h
 
 
 # every registered diffusion LM family's stand-in writer (tests/test_models.py loads each one)
-STANDINS = {"dream": write_dream, "diffucoder": write_diffucoder, "llada": write_llada, "sdar": write_sdar}
+STANDINS = {"dream": write_dream, "diffucoder": write_diffucoder, "llada": write_llada, "sdar": write_sdar,
+            "llada_moe": write_llada_moe}

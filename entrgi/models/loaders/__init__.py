@@ -76,6 +76,11 @@ def load_network(path: str, raw: dict, chosen: Family, dtype: torch.dtype, trust
 
     if chosen.load is not None:
         return chosen.load(path, raw, dtype, trust_remote_code, **extra)
+    if chosen.check_tensors is not None and Path(path).expanduser().is_dir():
+        disagreement = chosen.check_tensors(raw, tensor_names(Path(path).expanduser()))
+        if disagreement:
+            raise ConfigError(f"model {path!r} does not match its config.json: {disagreement}; the checkpoint's "
+                              f"files disagree with each other (a partial download?)")
     model, info = from_pretrained(getattr(transformers, chosen.network), path, "model", weights=True,
                                   config=chosen.translate(raw), dtype=dtype, key_mapping=chosen.key_mapping,
                                   output_loading_info=True, **extra)
@@ -86,6 +91,17 @@ def load_network(path: str, raw: dict, chosen: Family, dtype: torch.dtype, trust
     if chosen.prepare is not None:
         chosen.prepare(model, raw)
     return model
+
+
+def tensor_names(directory: Path) -> list[str]:
+    """The tensor names in a checkpoint directory's safetensors files, read from their headers only."""
+    from safetensors import safe_open
+
+    names = []
+    for file in sorted(directory.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as weights:
+            names += list(weights.keys())
+    return names
 
 
 def load_tokenizer(path: str, chosen: Family, trust_remote_code: bool):

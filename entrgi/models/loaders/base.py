@@ -46,13 +46,17 @@ class Family:
     key_mapping: dict[str, str] | None = None
     attention: Callable[[dict], AttentionStructure] = bidirectional
     shift_logits: bool | None = None  # Dream-style: logits at i come from the output at i - 1
-    mask_token: str | None = None
-    eos_tokens: tuple[str, ...] = ()  # empty: the tokenizer's EOS
+    mask_token: str | int | None = None  # a token string, or its id
+    eos_tokens: tuple[str | int, ...] = ()  # empty: the tokenizer's EOS
     chat_template: str | None = None  # None: the tokenizer's own
     lora_targets: tuple[str, ...] = DENSE_LORA_TARGETS  # train.lora.target_modules when it is null
+    # parameters that are not linear layers, trained through LoRA too (a mixture's fused expert matrices)
+    lora_parameters: tuple[str, ...] = ()
     tokenizer: str = "AutoTokenizer"  # the transformers class that reads its tokenizer files
     refuse: Callable[[dict], str | None] = field(default=lambda raw: None)  # what it cannot run, or None
     prepare: Callable[[torch.nn.Module, dict], None] | None = None
+    # the checkpoint's tensor names against its config, before any weight is read: what disagrees, or None
+    check_tensors: Callable[[dict, list[str]], str | None] | None = None
     load: Callable[..., torch.nn.Module] | None = None
     remote_code: bool = False  # runs the checkpoint's own code when model.trust_remote_code is set
 
