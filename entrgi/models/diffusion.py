@@ -143,7 +143,8 @@ class DiffusionLM:
     @torch.no_grad()
     def cached_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, query: slice,
                       cache: "KVCache | None" = None, columns: torch.Tensor | None = None,
-                      keep: torch.Tensor | None = None) -> tuple[torch.Tensor, "KVCache | None"]:
+                      keep: torch.Tensor | None = None,
+                      hidden_at: int | None = None) -> tuple[torch.Tensor, "KVCache | None"]:
         """Logits of the canvas columns ``query`` (a slice of ``input_ids [N, S]``) computed with the
         other columns' keys and values read from ``cache`` instead of recomputed.
 
@@ -153,7 +154,8 @@ class DiffusionLM:
         cache holds every earlier block this equals :meth:`forward` over the canvas (to rounding),
         for a bidirectional one it is the cache's approximation. ``keep [K + q]`` (bool over the
         cache's columns then ``query``'s): return a new cache of those columns' keys and values,
-        and of the output at ``query``'s last column (a shifted model's next logits come from it).
+        and of the output at canvas column ``hidden_at`` (default: ``query``'s last), from which a
+        shifted model's logits at the next column come.
         """
         from transformers import DynamicCache
 
@@ -170,8 +172,9 @@ class DiffusionLM:
                                        use_cache=True).last_hidden_state
         new_cache = None
         if keep is not None:
+            at = query.stop - 1 if hidden_at is None else hidden_at
             new_cache = KVCache(tuple((layer.keys[:, :, keep], layer.values[:, :, keep]) for layer in past.layers),
-                                keys[keep], hidden[:, -1])
+                                keys[keep], hidden[:, at - query.start])
         if self.shift_logits:  # logits at column c come from the output at c - 1
             before = hidden[:, :1] if cache is None or cache.last_hidden is None else cache.last_hidden[:, None]
             hidden = torch.cat([before, hidden[:, :-1]], dim=1)
