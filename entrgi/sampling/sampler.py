@@ -328,10 +328,11 @@ def scatter_columns(response: torch.Tensor, positions: torch.Tensor, values: tor
     """``response [N, L, ...]`` with ``values [N, n, ...]`` written at ``positions [N, n]``; a position
     ``L`` (the padding of rows with fewer masked columns, see ``StepState.valid``) writes nothing."""
     L = response.shape[1]
+    index = positions.view(*positions.shape, *[1] * (values.dim() - 2)).expand(values.shape)
     if not (positions >= L).any():
-        return response.scatter(1, positions, values)
+        return response.scatter(1, index, values)
     extended = torch.cat([response, response[:, :1]], dim=1)
-    return extended.scatter(1, positions, values)[:, :L]
+    return extended.scatter(1, index, values)[:, :L]
 
 
 def draw_and_commit(response: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor, step: CommitStep,
