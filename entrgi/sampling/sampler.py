@@ -162,9 +162,10 @@ def sorted_nucleus_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
     The probabilities are the softmax of the unsorted row and their cumulative mass is summed in
     fp64, so the decision does not depend on the order a sorted row would be summed in; the top
-    token always stays. Equal logits are ordered as ``torch.sort`` orders them.
+    token always stays. Equal logits are ordered by token index (a stable sort), the one tie order
+    :func:`nucleus_filter` keeps too.
     """
-    order = torch.sort(logits, dim=-1, descending=True).indices
+    order = torch.sort(logits, dim=-1, descending=True, stable=True).indices
     sorted_probs = torch.softmax(logits, dim=-1).gather(-1, order).double()
     drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) > top_p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
@@ -179,9 +180,10 @@ def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = Non
     buckets are ordered as a sort would order the tokens) and a histogram of their mass finds the
     bucket where the cumulative mass crosses ``top_p``; only that bucket's tokens are sorted.
     The last kept token has probability at least ``(1 - top_p) / V``, which bounds how far below
-    the maximum the buckets must reach. A row goes through the full sort instead when its boundary
-    is within fp64 rounding of ``top_p``, when the boundary falls between equal logits (the sort's
-    tie order decides), or when the crossing bucket holds more than ``max_candidates`` tokens.
+    the maximum the buckets must reach. Equal logits are ordered by token index, as in the sort, so
+    a boundary between equal logits (frequent in bf16) is decided here too. A row goes through the
+    full sort instead when its boundary is within fp64 rounding of ``top_p``, or when the crossing
+    bucket holds more than ``max_candidates`` tokens.
     """
     V = logits.shape[-1]
     x = logits.reshape(-1, V)
@@ -203,6 +205,11 @@ def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = Non
     unresolved |= count.squeeze(1) > max_candidates
     k = max(1, int(count.clamp(max=max_candidates).max()))  # one host sync
     values, index = torch.where(in_crossing, x, float("-inf")).topk(k, dim=-1)
+    # the candidates in the sort's order: by logit, equal logits by token index
+    by_index = index.sort(dim=-1).indices
+    values, index = values.gather(1, by_index), index.gather(1, by_index)
+    by_value = values.sort(dim=-1, descending=True, stable=True).indices
+    values, index = values.gather(1, by_value), index.gather(1, by_value)
     real = torch.arange(k, device=x.device) < count
     candidate_probs = torch.where(real, probs.gather(1, index).double(), 0.0)
     mass_before = above + candidate_probs.cumsum(-1) - candidate_probs
@@ -214,9 +221,10 @@ def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = Non
     last_mass = mass_before.gather(1, last)
     next_mass = torch.where(has_dropped, mass_before.gather(1, first_dropped), above + mass.gather(1, crossing))
     threshold = values.gather(1, last)
-    tie = has_dropped & (values.gather(1, first_dropped) == threshold)
-    unresolved |= ((kept == 0) | tie | (last_mass > top_p - margin) | (next_mass <= top_p + margin)).squeeze(1)
-    filtered = x.masked_fill(x < threshold, float("-inf"))
+    unresolved |= ((kept == 0) | (last_mass > top_p - margin) | (next_mass <= top_p + margin)).squeeze(1)
+    # the kept tokens: above the last kept logit, or equal to it and not after it in token order
+    after_last = torch.arange(V, device=x.device) > index.gather(1, last)
+    filtered = x.masked_fill((x < threshold) | ((x == threshold) & after_last), float("-inf"))
     rows = unresolved.nonzero().squeeze(1)  # rare: the reference sort, on these rows only
     if rows.numel():
         filtered[rows] = sorted_nucleus_filter(x[rows], top_p)
