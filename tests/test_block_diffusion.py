@@ -153,3 +153,17 @@ def test_a_block_causal_model_steps_only_the_current_block_over_its_cache(tiny_s
     P = len(prompts[0])
     # the prompt once, each of the 4 blocks' 2 steps over its 4 columns, and the 3 first blocks once committed
     assert out.row_costs["dllm_columns"].tolist() == [P + 4 * 2 * 4 + 3 * 4] * 2
+
+
+@pytest.mark.parametrize("keep", ["prefix", "dual"])
+def test_an_approximate_cache_of_an_unchanged_canvas_gives_the_full_forward(tiny_stack, keep):
+    # the caches approximate only through what changes after their refresh: on the same canvas they are exact
+    dllm = tiny_stack[0]
+    x, attention, P = canvas(dllm, 12)
+    full = dllm.logits(x, attention, start=P)
+    start, end = P + 4, P + (8 if keep == "dual" else 12)
+    every = torch.arange(P + 12)
+    kept = (every < start) | ((every >= end) if keep == "dual" else torch.zeros_like(every, dtype=torch.bool))
+    _, cache = dllm.cached_logits(x, attention, P, slice(0, P + 12), keep=kept, hidden_at=start - 1)
+    logits, _ = dllm.cached_logits(x, attention, P, slice(start, end), cache)
+    torch.testing.assert_close(logits, full[:, 4:end - P], atol=1e-4, rtol=1e-4)
