@@ -145,10 +145,13 @@ def padded_batch(dllm, mask_tail=4):
     return prompts, ids, keep
 
 
-# DiffusionLM's block-causal forward is branch i23's work; strict: this fails loudly once it lands
+# SDAR counts its blocks from each sequence's first token, the prompt included (block_diffusion_generate,
+# and its training mask); DiffusionLM (branch i23) counts them from the canvas column ``start`` (the response's
+# first column in the sampler, the prompt one block before it), so the two agree only on an unpadded row
+# whose prompt is one block. Strict: this fails loudly once the forward follows SDAR.
 BLOCK_CAUSAL_FORWARD = pytest.mark.xfail(
-    strict=True, reason="DiffusionLM runs block-causal models bidirectionally until the block-causal forward "
-                        "(branch i23) is merged")
+    strict=True, reason="DiffusionLM's blocks start at the canvas column `start`, SDAR's at each sequence's "
+                        "first token (its prompt block-causal too)")
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, marks=BLOCK_CAUSAL_FORWARD) if FAMILIES[f]["block"] else f

@@ -91,6 +91,10 @@ class SequenceFlops:
     reward_backward: float  # its input gradient
     relaxation: float  # softmax(phi) @ E of a guided score (its gradient to phi costs the same again)
     reward_prefix: float  # the chat prefix, computed once per guided row and generate call
+    # the dLLM's work by what was computed (a job records its counts; cached columns are free):
+    dllm_column: float = 0.0  # one column through every layer's projections and MLP
+    dllm_head_column: float = 0.0  # one column through the output layer
+    dllm_attention_key: float = 0.0  # one query attending to one key, in every layer
 
     @classmethod
     def of(cls, dllm_config, reward_config, dllm_vocab: int, prompt_width: int, gen_length: int,
@@ -99,6 +103,9 @@ class SequenceFlops:
         prefix, suffix = reward_widths
         queries = gen_length + suffix
         return cls(dllm_forward=dllm_forward_flops(dllm_config, dllm_vocab, prompt_width + gen_length, masked),
+                   dllm_column=2 * linear_macs_per_token(dllm_config),
+                   dllm_head_column=2 * dllm_config.hidden_size * dllm_vocab,
+                   dllm_attention_key=2 * attention_macs(dllm_config, 1),
                    reward_text_forward=reward_forward_flops(reward_config, prefix + queries),
                    reward_embedding_forward=reward_forward_flops(reward_config, queries, prefix),
                    reward_backward=reward_backward_flops(reward_config, queries, prefix),
@@ -109,12 +116,17 @@ class SequenceFlops:
         """FLOPs of one prompt from its counts ``cost`` (dllm_forwards, reward_forwards, reward_backwards).
 
         Every backward follows one embedding-scored forward (with its relaxation); the other forwards
-        score text.
+        score text. With the dLLM's columns, output-layer columns and attention keys counted
+        (``dllm_columns`` ..., what the sampler computed), the dLLM's FLOPs come from those.
         """
         backward = cost["reward_backwards"]
         text = cost["reward_forwards"] - backward
         guided = (self.reward_embedding_forward + self.relaxation) * backward
-        flops = {"dllm": self.dllm_forward * cost["dllm_forwards"],
+        dllm = self.dllm_forward * cost["dllm_forwards"]
+        if cost.get("dllm_columns") and self.dllm_column:
+            dllm = (self.dllm_column * cost["dllm_columns"] + self.dllm_head_column * cost["dllm_head_columns"]
+                    + self.dllm_attention_key * cost["dllm_attention_keys"])
+        flops = {"dllm": dllm,
                  "reward_forward": self.reward_text_forward * text + guided
                  + (self.reward_prefix * num_samples if backward else 0),
                  "reward_backward": (self.reward_backward + self.relaxation) * backward}
@@ -134,20 +146,27 @@ def mean_masked(gen_length: int, steps: int, block_length: int | None = None, ep
     return sum(plan) / len(plan)
 
 
-def setup_flops(setup) -> SequenceFlops:
-    """The per-sequence FLOPs of a ``SamplingSetup``'s models, widths and sampler."""
+def setup_flops(setup, masked: float | None = None) -> SequenceFlops:
+    """The per-sequence FLOPs of a ``SamplingSetup``'s models, widths and sampler; ``masked``: the mean
+    masked positions at a guided step as measured (default: the fixed plan's)."""
     s = setup.sampler
+    if masked is None:
+        masked = mean_masked(s.gen_length, s.steps, s.block_length, s.eps)
     return SequenceFlops.of(setup.dllm.model.config.get_text_config(), setup.reward_model.model.config,
-                            setup.dllm.vocab_size, setup.prompt_width, s.gen_length, setup.reward_widths,
-                            mean_masked(s.gen_length, s.steps, s.block_length, s.eps))
+                            setup.dllm.vocab_size, setup.prompt_width, s.gen_length, setup.reward_widths, masked)
+
+
+COUNTS = ("dllm_forwards", "reward_forwards", "reward_backwards", "dllm_columns", "dllm_head_columns",
+          "dllm_attention_keys")
 
 
 def summary_flops(summary: dict, setup) -> dict:
     """What a job's summary records about its FLOPs: per prompt (dLLM, reward forward, reward backward,
     total) and the per-sequence costs they came from (``python -m entrgi.costs`` reads both)."""
-    sequence = setup_flops(setup)
-    cost = {name: summary["cost_per_prompt"].get(name, 0)
-            for name in ("dllm_forwards", "reward_forwards", "reward_backwards")}
+    per_prompt = summary["cost_per_prompt"]
+    guided = per_prompt.get("guided_steps_per_sample", 0) * setup.num_samples
+    sequence = setup_flops(setup, per_prompt["guided_positions"] / guided if guided else None)
+    cost = {name: per_prompt.get(name, 0) for name in COUNTS}
     return {"per_prompt": sequence.per_prompt(cost, setup.num_samples), "per_sequence": asdict(sequence)}
 
 

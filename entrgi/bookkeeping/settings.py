@@ -36,10 +36,14 @@ def digest(settings) -> str:
 
 
 def _resolved(cfg: DictConfig, keys) -> dict:
+    from entrgi.sampling.sampler import OPT_IN
+
     out = {}
     for key in keys:
         value = cfg[key]
         out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    if isinstance(out.get("sampler"), dict):  # the sampler's opt-in modes, only when on
+        out["sampler"] = {k: v for k, v in out["sampler"].items() if k not in OPT_IN or v != OPT_IN[k]}
     return out
 
 

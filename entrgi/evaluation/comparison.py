@@ -36,7 +36,7 @@ def summarize(records: list[PromptResult], seed: int, **facts) -> dict:
     intervals (seeded by ``seed``), the prompt ids and the costs, per prompt and in total; ``facts``
     are recorded as given (a ``cost_total`` among them is extended)."""
     names = {"seconds": "sampling_seconds"}  # a record's share of its batch's sampling time
-    total = {names.get(k, k): sum(r.cost[k] for r in records) for k in records[0].cost} if records else {}
+    total = {names.get(k, k): sum(r.cost.get(k, 0) for r in records) for k in records[0].cost} if records else {}
     summary = {
         **facts, "seed": seed, "num_prompts": len(records),
         "top1_reward": mean_stderr([r.top1_reward for r in records]),

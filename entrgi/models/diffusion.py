@@ -14,7 +14,7 @@ import torch
 
 from entrgi.errors import ConfigError
 from entrgi.models.attention import AttentionStructure
-from entrgi.models.batching import bidirectional_mask, left_pad
+from entrgi.models.batching import bidirectional_mask, left_pad, structured_mask
 
 
 @dataclass
@@ -93,7 +93,8 @@ class DiffusionLM:
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
                 network: torch.nn.Module | None = None, columns: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``[N, S - start, V]`` of positions ``start:``, bidirectional over the non-padding tokens.
+        """Logits ``[N, S - start, V]`` of positions ``start:``, attending as ``self.attention`` says over
+        the non-padding tokens (block-causal blocks start at ``start``, the response's first column).
 
         With gradients (training); :meth:`logits` is the same without. With ``shift_logits`` (Dream)
         the logits at position i come from the output at i - 1. Only the positions asked for go
@@ -104,7 +105,13 @@ class DiffusionLM:
         forward (a causal LM's, with ``logits_to_keep``): a wrapper synchronizes gradients only for
         calls that go through it.
         """
-        additive, position_ids = bidirectional_mask(attention_mask, next(self.model.parameters()).dtype)
+        if self.attention.is_block_causal:
+            every = torch.arange(input_ids.shape[1], device=input_ids.device)
+            additive = structured_mask(attention_mask, every, every, start, self.attention.block_size,
+                                       next(self.model.parameters()).dtype)
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        else:
+            additive, position_ids = bidirectional_mask(attention_mask, next(self.model.parameters()).dtype)
         if network is not None:
             first = max(start - 1, 0) if self.shift_logits else start  # the first output position needed
             logits = network(input_ids=input_ids, attention_mask=additive, position_ids=position_ids,
@@ -126,4 +133,70 @@ class DiffusionLM:
                columns: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`forward` without gradients: what the sampler reads."""
         return self.forward(input_ids, attention_mask, start, columns=columns)
+
+    @torch.no_grad()
+    def cached_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int, query: slice,
+                      cache: "KVCache | None" = None, columns: torch.Tensor | None = None,
+                      keep: torch.Tensor | None = None,
+                      hidden_at: int | None = None) -> tuple[torch.Tensor, "KVCache | None"]:
+        """Logits of the canvas columns ``query`` (a slice of ``input_ids [N, S]``) computed with the
+        other columns' keys and values read from ``cache`` instead of recomputed.
+
+        ``start`` is the response's first column: the logits are those of ``query`` minus ``start``
+        onward, narrowed to ``columns [N, n]`` (indices from ``query.start - start``) as in
+        :meth:`forward`. Queries attend as ``self.attention`` says; for a block-causal model whose
+        cache holds every earlier block this equals :meth:`forward` over the canvas (to rounding),
+        for a bidirectional one it is the cache's approximation. ``keep [K + q]`` (bool over the
+        cache's columns then ``query``'s): return a new cache of those columns' keys and values,
+        and of the output at canvas column ``hidden_at`` (default: ``query``'s last), from which a
+        shifted model's logits at the next column come.
+        """
+        from transformers import DynamicCache
+
+        device = input_ids.device
+        queries = torch.arange(query.start, query.stop, device=device)
+        keys = queries if cache is None else torch.cat([cache.columns, queries])
+        dtype = next(self.model.parameters()).dtype
+        additive = structured_mask(attention_mask[:, keys], keys, queries, start,
+                                   self.attention.block_size if self.attention.is_block_causal else None, dtype)
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, query]
+        past = DynamicCache(cache.layers if cache is not None else None, config=None if cache else self.model.config)
+        hidden = self.model.base_model(input_ids=input_ids[:, query], attention_mask=additive,
+                                       position_ids=position_ids, cache=past,
+                                       use_cache=True).last_hidden_state
+        new_cache = None
+        if keep is not None:
+            at = query.stop - 1 if hidden_at is None else hidden_at
+            new_cache = KVCache(tuple((layer.keys[:, :, keep], layer.values[:, :, keep]) for layer in past.layers),
+                                keys[keep], hidden[:, at - query.start])
+        if self.shift_logits:  # logits at column c come from the output at c - 1
+            before = hidden[:, :1] if cache is None or cache.last_hidden is None else cache.last_hidden[:, None]
+            hidden = torch.cat([before, hidden[:, :-1]], dim=1)
+        hidden = hidden[:, max(start - query.start, 0):]
+        if columns is not None:
+            hidden = hidden.gather(1, columns.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+        return self.model.get_output_embeddings()(hidden), new_cache
+
+
+@dataclass
+class KVCache:
+    """The dLLM's keys and values at some canvas columns, per layer, for a batch of rows."""
+
+    layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer: keys, values [N, heads, K, head_dim]
+    columns: torch.Tensor  # [K] the canvas column of each key
+    # [N, H] the output at the column before the next query (a shifted model's logits there come
+    # from it); None: the query's own first column stands in, as :meth:`DiffusionLM.forward` does
+    last_hidden: torch.Tensor | None = None
+
+    def rows(self, index: torch.Tensor) -> "KVCache":
+        """The cache of the rows ``index`` (a subset or a reordering)."""
+        return KVCache(tuple((k[index], v[index]) for k, v in self.layers), self.columns,
+                       None if self.last_hidden is None else self.last_hidden[index])
+
+    def put_rows(self, index: torch.Tensor, part: "KVCache") -> None:
+        """Write ``part`` (the cache of rows ``index``, same columns) into these rows."""
+        for (k, v), (pk, pv) in zip(self.layers, part.layers):
+            k[index], v[index] = pk, pv
+        if self.last_hidden is not None:
+            self.last_hidden[index] = part.last_hidden
 

@@ -78,6 +78,12 @@ class RewardContext:
     # prefix's states do not depend on the response. None: the prefix is re-run at every score.
     prefix_cache: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
+    def rows(self, index: torch.Tensor) -> "RewardContext":
+        """The context of the rows ``index`` (the rows that take part in a step)."""
+        cache = None if self.prefix_cache is None else tuple((k[index], v[index]) for k, v in self.prefix_cache)
+        return RewardContext(self.prefix_embeds[index], self.prefix_mask[index], self.suffix_embeds[index],
+                             self.suffix_mask[index], cache)
+
 
 class RewardModel:
     def __init__(self, model: torch.nn.Module, tokenizer, chat_template: str | None = None):
