@@ -5,6 +5,7 @@ records where tensors are without computing anything."""
 import torch
 from conftest import compose_config
 
+from entrgi.bookkeeping.settings import job_settings
 from entrgi.from_config import load_models
 from entrgi.sampling.guidance import relax
 
@@ -21,3 +22,8 @@ def test_relaxed_embeddings_are_made_on_the_reward_models_device():
     for hard in (None, torch.tensor([1, 2, 3])):
         relaxed = relax(probs, table, torch.full((3,), 0.5), hard)
         assert relaxed.device == table.device and relaxed.shape == (3, 4)
+
+
+def test_a_reward_model_on_the_dllms_device_keeps_a_jobs_identity():
+    assert "device" not in job_settings(compose_config())["reward"]  # as before reward.device existed
+    assert job_settings(compose_config("reward.device=cuda:1"))["reward"]["device"] == "cuda:1"
