@@ -200,3 +200,13 @@ class KVCache:
         if self.last_hidden is not None:
             self.last_hidden[index] = part.last_hidden
 
+
+
+def __getattr__(name: str):
+    """``load_diffusion_lm`` under its former import path (the README's library example, earlier code);
+    it lives in ``entrgi.models.loaders``, which imports this module."""
+    if name == "load_diffusion_lm":
+        from entrgi.models.loaders import load_diffusion_lm
+
+        return load_diffusion_lm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
