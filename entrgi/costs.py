@@ -90,9 +90,14 @@ def unguided_seconds_per_sample(summary: dict, bon_dir: Path | None) -> tuple[fl
 
 
 def unguided_sample_flops(summary: dict) -> float:
-    """FLOPs of one unguided sample of a finished job's setup (its models, widths and dLLM steps)."""
+    """FLOPs of one unguided sample of a finished job's setup (its models, widths and dLLM steps): the
+    dLLM work the job counted per sample (its columns computed, when recorded: caches and early
+    finished rows included) and the scoring of its text."""
+    sequence = SequenceFlops(**summary["flops"]["per_sequence"])
+    if summary.get("cost_per_prompt", {}).get("dllm_columns"):
+        return summary["flops"]["per_prompt"]["dllm"] / summary["num_samples"] + sequence.reward_text_forward
     steps_per_sample = per_prompt(summary, "dllm_forwards") / summary["num_samples"]
-    return SequenceFlops(**summary["flops"]["per_sequence"]).unguided_sample(steps_per_sample)
+    return sequence.unguided_sample(steps_per_sample)
 
 
 def match_compute(summary: dict, bon_dir: Path | None = None) -> Match:
@@ -133,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  per prompt: {flops['total']:.3e} FLOPs (dLLM {flops['dllm']:.3e}, reward forward "
           f"{flops['reward_forward']:.3e}, reward backward {flops['reward_backward']:.3e}); "
           f"{match.guided_seconds:.3f} s")
+    cost = summary.get("cost_per_prompt", {})
+    if "denoising_steps_per_sample" in cost:
+        print(f"  per sample: {cost['denoising_steps_per_sample']:.1f} denoising steps, "
+              f"{cost['guided_steps_per_sample']:.1f} guided, {cost['dllm_columns'] / summary['num_samples']:.0f} "
+              f"dLLM columns computed")
     print(f"  one unguided sample: {match.sample_flops:.3e} FLOPs; " + (
         f"{match.sample_seconds:.3f} s ({match.seconds_from})" if match.sample_seconds else match.seconds_from))
     n = matched_samples(match.by_flops)

@@ -15,8 +15,11 @@ from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, check_truncation, load_benchmark, register_source
 from entrgi.methods import make_method
 from entrgi.methods.base import Method
-from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
+from entrgi.models.attention import AttentionStructure
+from entrgi.models.diffusion import DiffusionLM
+from entrgi.models.loaders import load_diffusion_lm
 from entrgi.models.reward import RewardModel
+from entrgi.sampling.sampler import SamplerConfig, check_structure
 from entrgi.testbed.corpus import training_prompts
 
 register_source("testbed")(training_prompts)  # benchmark.source=testbed: the tiny testbed's training prompts
@@ -26,7 +29,8 @@ log = logging.getLogger("entrgi")
 
 def load_models(cfg: DictConfig, device: str | None = None,
                 load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel]:
-    """The dLLM and the reward model, on ``device`` (default ``cfg.device``); ``load_in_4bit``: the
+    """The dLLM on ``device`` (default ``cfg.device``) and the reward model on ``cfg.reward.device`` (default:
+    the dLLM's; guidance moves the relaxed embeddings there and their gradients back); ``load_in_4bit``: the
     dLLM's base weights in NF4, for training LoRA on them (``entrgi.train``)."""
     from entrgi.models.loading import silence_library_deprecations
 
@@ -37,7 +41,9 @@ def load_models(cfg: DictConfig, device: str | None = None,
         eos_tokens=list(cfg.model.eos_tokens) if cfg.model.eos_tokens else None, device=device,
         dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code, max_length=cfg.model.max_length,
         chat_template=cfg.model.chat_template, adapter=cfg.model.get("adapter"), load_in_4bit=load_in_4bit)
-    reward = RewardModel.load(cfg.reward.path, device=device, dtype=cfg.dtype,
+    if cfg.model.get("attention"):  # a checkpoint run with the attention structure its config names
+        dllm.attention = model_attention(cfg)
+    reward = RewardModel.load(cfg.reward.path, device=cfg.reward.get("device") or device, dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
     if cfg.get("fast_paths", {}).get("compile"):
         reward.compile()
@@ -98,9 +104,15 @@ def build_method(cfg: DictConfig) -> Method:
                        diagnose_relaxation=bool(cfg.get("diagnostics", {}).get("relaxation", False)))
 
 
+def model_attention(cfg: DictConfig) -> AttentionStructure:
+    """The attention structure ``model.attention`` (and ``model.block_size``) names; bidirectional by default."""
+    return AttentionStructure(cfg.model.get("attention") or "bidirectional", cfg.model.get("block_size"))
+
+
 def check_job(cfg: DictConfig) -> None:
     """Refuse settings that would fail or mislead later, before anything heavy loads."""
     check_truncation(cfg.benchmark.max_prompt_tokens, cfg.benchmark.truncation)
+    check_structure(SamplerConfig(**cfg.sampler), model_attention(cfg))
     for key in ("seed", "num_samples", "batch_size"):
         value = cfg[key]
         if not isinstance(value, int) or isinstance(value, bool) or (key != "seed" and value < 1):

@@ -89,7 +89,11 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
     prompts = truncate_prompts(prompts, dllm.tokenizer, cfg.benchmark.max_prompt_tokens, cfg.benchmark.truncation)
     log.info("dLLM %s on %s; reward %s", cfg.model.name, dllm.device, cfg.reward.name)
     setup = SamplingSetup.for_prompts(dllm, reward, prompts, sampler, cfg.num_samples, cfg.seed)
-    extra = {"environment": environment(), **method.prepare(setup, prompts)}
+    extra = {"environment": environment(), **method.prepare(setup, prompts),
+             # how the sampler stepped (docs/block-diffusion.md): the modes change the samples
+             "sampling_mode": {"attention": dllm.attention.kind, "block_size": dllm.attention.block_size,
+                               "block_length": sampler.block_length, "cache": sampler.cache,
+                               "threshold": sampler.threshold}}
     prompts = shard_of(prompts, cfg.shard.index, cfg.shard.count)
     dtype = str(next(dllm.model.parameters()).dtype).removeprefix("torch.")
     cache = BaselineCache(Path(cfg.baseline.cache_dir), baseline_settings(cfg, dllm.device.type, dtype))

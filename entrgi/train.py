@@ -30,6 +30,8 @@ from entrgi.errors import ConfigError
 from entrgi.evaluation.judges import make_judge
 from entrgi.from_config import build_method, fast_paths, load_models, load_prompts, set_threads
 from entrgi.methods.base import SamplingSetup
+from entrgi.models.loaders import family
+from entrgi.models.loaders.base import Family
 from entrgi.sampling.sampler import SamplerConfig
 from entrgi.validation import check_train_extra, preflight, validate
 
@@ -58,17 +60,29 @@ def check_settings(cfg: DictConfig, device: torch.device) -> None:
                           "on this device")
 
 
-def lora_config(lora: DictConfig, model: torch.nn.Module):
-    """peft's LoRA config, refusing target modules the model does not have."""
+def lora_config(lora: DictConfig, model: torch.nn.Module, record: Family):
+    """peft's LoRA config, refusing targets the model does not have. ``lora.target_modules`` (linear layers)
+    and ``lora.target_parameters`` (other matrices: a mixture's fused experts) null: the model family's
+    (``record``)."""
     from peft import LoraConfig
 
+    targets = list(lora.target_modules or record.lora_targets)
+    parameters = list(lora.get("target_parameters") or record.lora_parameters)
     linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    missing = [t for t in lora.target_modules if t not in linear]
+    missing = [t for t in targets if t not in linear]
     if missing:
         raise ConfigError(f"train.lora.target_modules names {missing}, which the model does not have; choose "
                           f"among its linear layers {sorted(linear)}")
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    names = [name for name, _ in model.named_parameters()]
+    absent = [t for t in parameters if not any(name.endswith(t) for name in names)]
+    if absent:
+        raise ConfigError(f"train.lora.target_parameters names {absent}, which the model does not have; set it to "
+                          f"parameter names of the model or to null")
+    if parameters and lora.dropout:
+        raise ConfigError(f"LoRA on the parameters {parameters} (peft's ParamWrapper) takes no dropout; set "
+                          f"train.lora.dropout=0")
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+                      target_parameters=parameters or None, task_type="CAUSAL_LM")
 
 
 # TRL's GRPOConfig argument <- the train setting it is read from (conf/train.yaml's ``train`` node)
@@ -168,7 +182,7 @@ def train_locked(cfg: DictConfig, out_dir: Path, state) -> dict:
 
         dllm.model = prepare_model_for_kbit_training(dllm.model, cfg.train.gradient_checkpointing)
 
-    peft_config = lora_config(cfg.train.lora, dllm.model)
+    peft_config = lora_config(cfg.train.lora, dllm.model, family(cfg.model.loader))
     run = None
     if cfg.logger.type == "wandb" and state.is_main_process:
         from entrgi.bookkeeping.logging_wandb import init_run

@@ -36,7 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from entrgi.evaluation.flop_model import SequenceFlops, mean_masked  # noqa: E402
+from entrgi.evaluation.flop_model import SequenceFlops, mean_masked, relaxation_flops  # noqa: E402
+from entrgi.models.attention import AttentionStructure  # noqa: E402
 from entrgi.bookkeeping.timing import SectionTimer  # noqa: E402
 from entrgi.models.diffusion import DiffusionLM  # noqa: E402
 from entrgi.models.loading import resolve_device, resolve_dtype  # noqa: E402
@@ -85,6 +86,10 @@ class Setting:
     prefix_cache: bool = True  # the reward prefix's keys/values computed once per generate
     compile: bool = False  # torch.compile the reward model and the compilable vocabulary passes
     fast_entropy: bool = False  # entropy without a logarithm per token (sampler.entropy)
+    block_length: int | None = None  # sampler.block_length
+    cache: str = "none"  # sampler.cache: none | prefix | dual (bidirectional dLLM)
+    threshold: float | None = None  # sampler.threshold (parallel decoding)
+    block_causal: int | None = None  # run the dLLM block-causal with blocks of this size (exact KV cache)
 
     @property
     def rows(self) -> int:
@@ -109,8 +114,10 @@ def build(setting: Setting, device: torch.device, dtype: torch.dtype, seed: int 
         reward_model = Qwen3ForSequenceClassification(Qwen3Config(**reward_shape, num_labels=1, **common)).to(dtype)
     V = dllm_shape["vocab_size"]
     tokenizer = SimpleNamespace(pad_token_id=0)
+    attention = AttentionStructure("block_causal", setting.block_causal) if setting.block_causal else \
+        AttentionStructure()
     dllm = DiffusionLM(dllm_model.eval().requires_grad_(False), tokenizer, mask_id=V - 1, eos_ids=[2],
-                       shift_logits=True, max_length=4096)
+                       shift_logits=True, max_length=4096, attention=attention)
     reward = RewardModel(reward_model, tokenizer)
     E = reward.embeddings.detach()
     table = torch.zeros(V, E.shape[1], dtype=E.dtype, device=device)  # the bridge: dLLM id -> reward embedding
@@ -135,33 +142,48 @@ def workload(setting: Setting, V: int, seed: int = 0):
 
 
 def sampler_config(setting: Setting) -> SamplerConfig:
-    return SamplerConfig(gen_length=setting.gen_length, steps=setting.steps)
+    return SamplerConfig(gen_length=setting.gen_length, steps=setting.steps, block_length=setting.block_length,
+                         cache=setting.cache, threshold=setting.threshold)
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------
 
 def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, prompt_width: int,
-                     prefix_width: int, suffix_width: int) -> dict:
-    """FLOPs of one ``generate`` call, counted from the shapes by ``entrgi.evaluation.flop_model``.
+                     prefix_width: int, suffix_width: int, out, unguided=None) -> dict:
+    """FLOPs of one ``generate`` call ``out``, from its counted work and the shapes (``entrgi.evaluation.flop_model``).
 
-    dLLM forward over all P + L columns with bidirectional attention and the LM head at the masked
-    columns (as computed); per inner step the relaxation matmul forward and input-gradient
-    backward, and the reward model's forward and input-gradient backward (no weight gradients)
-    over the response and suffix, attending causally to the prefix, whose keys/values are computed
-    once (docs/cost-model.md).
+    The dLLM: the columns it computed (cached ones are free), the output layer at the masked
+    columns, the keys each query attended to. Per guided step and inner step, per row: the
+    relaxation matmul forward and input-gradient backward at its masked positions, and the reward
+    model's forward and input-gradient backward (no weight gradients) over the response and suffix,
+    attending causally to the prefix, whose keys/values are computed once (docs/cost-model.md).
+    ``unguided``: the same call without guidance, for its dLLM FLOPs (the threshold rule takes
+    other steps when guided).
     """
     N, L, M = setting.rows, setting.gen_length, setting.inner_steps
-    plan = [s for s in commit_plan(L, setting.steps) if s.count > 0]
     sequence = SequenceFlops.of(dllm.model.config, reward.model.config, dllm.vocab_size, prompt_width, L,
                                 (prefix_width, suffix_width), mean_masked(L, setting.steps))
-    dllm_step = N * sequence.dllm_forward
+
+    def dllm_flops(run) -> float:
+        c = {name: value.sum().item() for name, value in run.row_costs.items()}
+        return (sequence.dllm_column * c["dllm_columns"] + sequence.dllm_head_column * c["dllm_head_columns"]
+                + sequence.dllm_attention_key * c["dllm_attention_keys"])
+
+    guided_row_steps = out.row_costs["guided_steps"].sum().item()
+    positions = out.row_costs["guided_positions"].sum().item()
+    dllm_total = dllm_flops(out)
     reward_inner = N * (sequence.reward_embedding_forward + sequence.reward_backward)
+    reward_total = M * guided_row_steps * (sequence.reward_embedding_forward + sequence.reward_backward)
+    relaxation = M * 2 * relaxation_flops(positions, dllm.vocab_size, reward.model.config.hidden_size)
     prefix_once = N * sequence.reward_prefix
-    relaxation = M * len(plan) * N * 2 * sequence.relaxation  # forward and input gradient
-    total = len(plan) * (dllm_step + M * reward_inner) + relaxation + prefix_once
-    return {"guided_steps": len(plan), "dllm_forward_per_step": dllm_step, "reward_fwd_bwd_per_inner": reward_inner,
-            "relaxation_per_generate": relaxation, "prefix_once": prefix_once, "total": total,
-            "unguided_total": len(plan) * dllm_step, "per_guided_step": total / len(plan)}
+    total = dllm_total + reward_total + relaxation + prefix_once
+    steps = len(out.trace)
+    return {"guided_steps": steps, "denoising_steps_per_sample": out.row_costs["denoising_steps"].float().mean().item(),
+            "dllm_columns_per_sample": out.row_costs["dllm_columns"].float().mean().item(),
+            "dllm_total": dllm_total, "dllm_forward_per_step": dllm_total / steps,
+            "reward_fwd_bwd_per_inner": reward_inner, "relaxation_per_generate": relaxation,
+            "prefix_once": prefix_once, "total": total,
+            "unguided_total": dllm_flops(unguided if unguided is not None else out), "per_guided_step": total / steps}
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 2.0) -> float:
@@ -300,7 +322,7 @@ def measure(setting: Setting, device: torch.device, dtype: torch.dtype, repeat: 
         prompt_width = max(len(p) for p in workload(setting, dllm.vocab_size)[0])
         _, _, prefix_ids, suffix_ids = workload(setting, dllm.vocab_size)
         flops = generation_flops(setting, dllm, reward, prompt_width, max(map(len, prefix_ids)),
-                                 max(map(len, suffix_ids)))
+                                 max(map(len, suffix_ids)), out, plain[0][1] if unguided else None)
         result.update({
             "seconds_per_prompt": seconds / setting.prompts,
             "seconds_per_guided_step": seconds / guided_steps,
@@ -391,6 +413,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--block-length", type=int, default=None, help="sampler.block_length (blocks of L)")
+    parser.add_argument("--cache", default="none", choices=["none", "prefix", "dual"],
+                        help="sampler.cache: Fast-dLLM's approximate dLLM caches (need --block-length)")
+    parser.add_argument("--threshold", type=float, default=None, help="sampler.threshold: parallel decoding")
+    parser.add_argument("--block-causal", type=int, default=None, metavar="SIZE",
+                        help="run the dLLM block-causal with blocks of SIZE, over its exact KV cache")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
                         help="also time each value of one setting (gen_length, prompts, samples, inner_steps, vocab)")
@@ -410,7 +438,8 @@ def main(argv: list[str] | None = None) -> dict:
                       samples=args.samples, gen_length=args.gen_length, steps=args.steps,
                       inner_steps=args.inner_steps, prompt_length=args.prompt_length, schedule=args.schedule,
                       attn=args.attn, prefix_cache=not args.no_prefix_cache, compile=args.compile,
-                      fast_entropy=args.fast_entropy)
+                      fast_entropy=args.fast_entropy, block_length=args.block_length, cache=args.cache,
+                      threshold=args.threshold, block_causal=args.block_causal)
     measured_peak = matmul_peak(device, dtype)
     peak = measured_peak
     if device.type == "cuda":
@@ -449,7 +478,8 @@ def print_main(report: dict) -> None:
     print(f"{s['preset']} (layers={s['layers'] or 'preset'}, vocab={s['vocab'] or 'preset'}) on "
           f"{env.get('gpu', env['cpu'])}, {report['dtype']}, torch {env['torch']}, {env['threads']} threads")
     print(f"{s['prompts']} prompts x K={s['samples']}, L={s['gen_length']}, T={s['steps']}, M={s['inner_steps']}, "
-          f"attn={s['attn']}")
+          f"attn={s['attn']}; blocks {s['block_length'] or s['block_causal'] or '-'}, cache {s['cache']}, "
+          f"threshold {s['threshold']}, {'block-causal' if s['block_causal'] else 'bidirectional'} dLLM")
     if report["environment"]["device"] == "cpu":
         print("seconds are process CPU seconds per thread (wall time on an idle machine; see Clock)")
     print(f"matmul peak (measured): {report['matmul_flops_per_second'] / 1e9:.1f} GFLOP/s; "
@@ -479,7 +509,9 @@ def print_main(report: dict) -> None:
               f"({c['first_generate_cpu_seconds']:.1f} s CPU in-process); rows identical to the default: "
               f"{100 * c['rows_identical_to_default']:.0f}%")
     print(f"FLOPs per guided step: {f['per_guided_step'] / 1e9:.2f} GFLOP (dLLM {f['dllm_forward_per_step'] / 1e9:.2f}, "
-          f"reward fwd+bwd {f['reward_fwd_bwd_per_inner'] / 1e9:.2f} x M)")
+          f"reward fwd+bwd {f['reward_fwd_bwd_per_inner'] / 1e9:.2f} x M); denoising steps per sample "
+          f"{f['denoising_steps_per_sample']:.1f}, dLLM columns per sample {f['dllm_columns_per_sample']:.0f}, "
+          f"per generate {f['total'] / 1e9:.2f} GFLOP")
     print(f"achieved {r['achieved_flops_per_second'] / 1e9:.1f} GFLOP/s = {100 * r['fraction_of_peak']:.1f}% of peak; "
           f"{r['ratio_to_flop_bound']:.1f}x the FLOP bound")
 

@@ -40,3 +40,17 @@ def test_paper_preset_builds_and_runs_a_guided_step_at_one_layer(tmp_path):
     assert setting["preset"] == "dream-skywork" and flops["guided_steps"] == 2
     # a 3584-wide Qwen2 layer is ~0.47 GFLOP of linear work per token: 2 rows x (6 + 4) tokens
     assert flops["dllm_forward_per_step"] > 0.45e9 * 2 * (6 + 4)
+
+
+def test_bench_runs_the_block_modes_and_counts_the_columns_they_compute(tmp_path):
+    def columns(*args):
+        report = bench.main(FAST + ["--vocab", "512", "--no-breakdown", "--no-unguided", "--json",
+                                    str(tmp_path / "b.json"), *args])
+        return report["main"]["flops"]
+
+    full = columns()
+    dual = columns("--block-length", "4", "--cache", "dual", "--threshold", "0.5")
+    block_causal = columns("--block-causal", "4")
+    assert dual["dllm_columns_per_sample"] < full["dllm_columns_per_sample"]
+    assert block_causal["dllm_total"] < full["dllm_total"]
+    assert dual["denoising_steps_per_sample"] <= full["denoising_steps_per_sample"]

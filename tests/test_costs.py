@@ -10,7 +10,9 @@ from conftest import compose_config
 from entrgi.evaluation.flop_model import (
     SequenceFlops,
     dllm_forward_flops,
+    guidance_memory,
     linear_macs_per_token,
+    parameters,
     reward_backward_flops,
     reward_forward_flops,
 )
@@ -36,6 +38,42 @@ def test_flops_of_one_sequence_by_hand():
     # 2 causal queries after 3 cached tokens see 4 + 5 keys; the backward's attention costs twice
     assert reward_forward_flops(SHAPE, 2, past=3) == 2 * (2 * 144 + attention_per_pair * 9)
     assert reward_backward_flops(SHAPE, 2, past=3) == 2 * (2 * 144 + 2 * attention_per_pair * 9)
+
+
+@pytest.mark.parametrize("architecture", ["qwen3_moe", "olmoe"])
+def test_a_mixture_of_experts_counts_the_parameters_one_token_runs(architecture):
+    """Every layer parameter a token multiplies by once, the experts' scaled by top-k / experts: counted off
+    transformers' own modules (norms aside), with a dense first layer in Qwen3-MoE."""
+    from transformers import OlmoeConfig, OlmoeModel, Qwen3MoeConfig, Qwen3MoeModel
+
+    shape = dict(vocab_size=50, hidden_size=16, num_experts=6, num_experts_per_tok=2, num_hidden_layers=3,
+                 num_attention_heads=4, num_key_value_heads=2)
+    config, model_class = {
+        "qwen3_moe": (Qwen3MoeConfig(**shape, intermediate_size=48, moe_intermediate_size=8, head_dim=4,
+                                     mlp_only_layers=[0]), Qwen3MoeModel),
+        "olmoe": (OlmoeConfig(**shape, intermediate_size=8), OlmoeModel),
+    }[architecture]
+    model = model_class(config)
+    active = sum(p.numel() * (2 / 6 if ".experts." in name else 1) for name, p in model.layers.named_parameters()
+                 if p.dim() > 1)  # matrices only: a norm's vector adds no multiply-adds
+    assert linear_macs_per_token(config) == active
+    assert linear_macs_per_token(config) < sum(p.numel() for p in model.layers.parameters() if p.dim() > 1)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_parameters_and_the_memory_of_a_guided_run(tied):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    config = Qwen3Config(vocab_size=50, hidden_size=16, intermediate_size=40, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=4, tie_word_embeddings=tied)
+    model = Qwen3ForCausalLM(config)  # its matrices (norms aside), the embeddings once when tied
+    assert parameters(config, 50) == sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()
+                                         if p.dim() > 1)
+    # SHAPE's: 144 per layer and 10 x 4 twice; 2 rows of 3 positions over 10 tokens; 5 reward columns that save
+    # 3 x 4 inputs, 2 x (4 + 2) of q/k/v and output, 3 x 8 of the MLP per layer
+    memory = guidance_memory(SHAPE, 10, SHAPE, 10, rows=2, gen_length=3, reward_width=5, weight_bytes=2)
+    assert memory == {"dllm_weights": 2 * 224, "reward_weights": 2 * 224, "logits_and_adam": 3 * 2 * 3 * 10 * 4,
+                      "reward_activations": 2 * 5 * (12 + 12 + 24) * 2, "total": 448 + 448 + 720 + 960}
 
 
 def test_a_prompts_flops_from_its_counts():

@@ -11,7 +11,7 @@ import pytest
 from conftest import compose_config
 from omegaconf import OmegaConf
 
-import entrgi.models.diffusion
+import entrgi.models.loaders.auto
 import entrgi.models.reward
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import ASSETS
@@ -39,7 +39,7 @@ def test_the_default_stack_loads_without_remote_code_and_through_safetensors_onl
             calls.append((getattr(self.loader, "__name__", ""), kwargs))
             return self.loader.from_pretrained(path, **kwargs)
 
-    for module in (entrgi.models.diffusion, entrgi.models.reward):
+    for module in (entrgi.models.loaders, entrgi.models.loaders.auto, entrgi.models.reward):
         real = module.from_pretrained
         monkeypatch.setattr(module, "from_pretrained",
                             lambda loader, *a, _real=real, **k: _real(Recording(loader), *a, **k))

@@ -1,9 +1,13 @@
-"""Dream and LLaDA checkpoints in their published formats load natively and compute what their architecture defines.
+"""Every registered family's checkpoint, in its published format, loads natively and computes what its
+architecture defines.
 
 The reference below is the architecture written out in plain torch over each checkpoint's own
-tensor names (Qwen2-style for Dream, LLaDA's OLMo-style names for LLaDA): pre-norm decoder
-blocks with RMSNorm, rotary attention over every non-padding token (no causal mask), a SiLU-gated
-MLP; Dream adds q/k/v biases and shifts its logits right by one.
+tensor names (Qwen2-style for Dream and DiffuCoder, LLaDA's OLMo-style names for LLaDA, Qwen3-style
+for SDAR/TraDo, Qwen3-MoE hub names for LLaDA-MoE): pre-norm decoder blocks with RMSNorm, rotary
+attention over the non-padding tokens, a SiLU-gated MLP. Dream adds q/k/v biases and shifts its
+logits right by one; SDAR normalizes q and k per head and attends block-causally (a position sees
+its own block of ``block_size`` positions, counted from the sequence's first token, and every
+earlier one); LLaDA-MoE normalizes q and k per head and sends each token through its top-k experts.
 """
 
 import json
@@ -14,7 +18,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from entrgi.errors import ConfigError
-from entrgi.models.diffusion import load_diffusion_lm
+from entrgi.models.loaders import families, load_diffusion_lm
+from entrgi.testbed.standins import STANDINS
 
 
 def dream_names(i):
@@ -31,14 +36,34 @@ def llada_names(i):
             "down": p + "ff_out"}
 
 
+QWEN = dict(embed="model.embed_tokens.weight", norm="model.norm.weight", head="lm_head.weight", layer=dream_names,
+            layers="num_hidden_layers", heads="num_attention_heads", kv_heads="num_key_value_heads",
+            eps="rms_norm_eps", theta="rope_theta", shift=True, qk_norm=False, block=None, experts=False)
 FAMILIES = {
-    "dream": dict(embed="model.embed_tokens.weight", norm="model.norm.weight", head="lm_head.weight",
-                  layer=dream_names, layers="num_hidden_layers", heads="num_attention_heads",
-                  kv_heads="num_key_value_heads", eps="rms_norm_eps", theta="rope_theta", shift=True),
+    "dream": QWEN,
+    "diffucoder": QWEN,
     "llada": dict(embed="model.transformer.wte.weight", norm="model.transformer.ln_f.weight",
                   head="model.transformer.ff_out.weight", layer=llada_names, layers="n_layers", heads="n_heads",
-                  kv_heads="n_kv_heads", eps="rms_norm_eps", theta="rope_theta", shift=False),
+                  kv_heads="n_kv_heads", eps="rms_norm_eps", theta="rope_theta", shift=False, qk_norm=False,
+                  block=None, experts=False),
+    "sdar": {**QWEN, "shift": False, "qk_norm": True, "block": "block_size"},
+    "llada_moe": {**QWEN, "shift": False, "qk_norm": True, "experts": True},
 }
+
+
+def mixture(h, w, layer, cfg):
+    """Every token through every expert, each weighted by its router probability if it is among the token's
+    top k (softmax over all experts, not renormalized), else by 0."""
+    p = f"model.layers.{layer}.mlp."
+    probs = torch.softmax(F.linear(h, w[p + "gate.weight"]).float(), -1)
+    top, chosen = probs.topk(cfg["num_experts_per_tok"], -1)
+    out = torch.zeros_like(h)
+    for e in range(cfg["num_experts"]):
+        q = p + f"experts.{e}."
+        y = F.linear(F.silu(F.linear(h, w[q + "gate_proj.weight"])) * F.linear(h, w[q + "up_proj.weight"]),
+                     w[q + "down_proj.weight"])
+        out = out + y * (top * (chosen == e)).sum(-1, keepdim=True).to(h.dtype)
+    return out
 
 
 def rms_norm(x, weight, eps):
@@ -66,34 +91,49 @@ def reference_logits(checkpoint, family, ids, keep, dtype=torch.float32, rotary_
     linear = lambda x, name: F.linear(x, w[name + ".weight"], w.get(name + ".bias"))  # noqa: E731
     heads, kv_heads = cfg[f["heads"]], cfg[f["kv_heads"]]
     positions = (keep.cumsum(-1) - 1).clamp(min=0)
-    bias = torch.zeros(keep.shape, dtype=dtype).masked_fill(keep == 0, torch.finfo(dtype).min)[:, None, None, :]
+    seen = (keep == 1)[:, None, :].expand(-1, keep.shape[1], -1)  # [N, query, key]
+    if f["block"]:  # a key is seen from its own block and every later one
+        blocks = positions // cfg[f["block"]]
+        seen = seen & (blocks[:, None, :] <= blocks[:, :, None])
+    bias = torch.zeros(seen.shape, dtype=dtype).masked_fill(~seen, torch.finfo(dtype).min)[:, None]
     x = w[f["embed"]][ids]
     N, S, H = x.shape
+    head_dim = cfg.get("head_dim") or H // heads
     for i in range(cfg[f["layers"]]):
         n = f["layer"](i)
         h = rms_norm(x, w[n["attn_norm"] + ".weight"], cfg[f["eps"]])
-        q, k, v = (linear(h, n[r]).view(N, S, -1, H // heads).transpose(1, 2) for r in ("q", "k", "v"))
+        q, k, v = (linear(h, n[r]).view(N, S, -1, head_dim).transpose(1, 2) for r in ("q", "k", "v"))
+        if f["qk_norm"]:
+            q = rms_norm(q, w[n["q"].replace("q_proj", "q_norm") + ".weight"], cfg[f["eps"]])
+            k = rms_norm(k, w[n["k"].replace("k_proj", "k_norm") + ".weight"], cfg[f["eps"]])
         q, k = rotate(q, positions, cfg[f["theta"]], rotary_fp32), rotate(k, positions, cfg[f["theta"]], rotary_fp32)
         k, v = k.repeat_interleave(heads // kv_heads, 1), v.repeat_interleave(heads // kv_heads, 1)
         attention = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        x = x + linear(attention.transpose(1, 2).reshape(N, S, H), n["o"])
+        x = x + linear(attention.transpose(1, 2).reshape(N, S, -1), n["o"])
         h = rms_norm(x, w[n["mlp_norm"] + ".weight"], cfg[f["eps"]])
-        x = x + linear(F.silu(linear(h, n["gate"])) * linear(h, n["up"]), n["down"])
+        if f["experts"] and cfg["moe_layer_freq"][i]:
+            x = x + mixture(h, w, i, cfg)
+        else:
+            x = x + linear(F.silu(linear(h, n["gate"])) * linear(h, n["up"]), n["down"])
     logits = linear(rms_norm(x, w[f["norm"]], cfg[f["eps"]]), f["head"].removesuffix(".weight"))
     return torch.cat([logits[:, :1], logits[:, :-1]], 1) if f["shift"] else logits
 
 
 def load(checkpoint, family, dtype="float32"):
-    if family == "dream":
-        return load_diffusion_lm(str(checkpoint), loader="dream", shift_logits=True, mask_token="<|mask|>",
-                                 eos_tokens=["<|im_end|>", "<|endoftext|>"], device="cpu", dtype=dtype)
-    return load_diffusion_lm(str(checkpoint), loader="llada", shift_logits=False, mask_token="<|mdm_mask|>",
-                             eos_tokens=["<|eot_id|>", "<|endoftext|>"], device="cpu", dtype=dtype)
+    """As a model config names it: the loader alone (shift, mask and EOS tokens are the family's)."""
+    return load_diffusion_lm(str(checkpoint), loader=family, device="cpu", dtype=dtype)
 
 
 @pytest.fixture(scope="module")
-def checkpoints(request):
-    return {"dream": request.getfixturevalue("dream_dir"), "llada": request.getfixturevalue("llada_dir")}
+def checkpoints(request, tmp_path_factory):
+    written = {"dream": request.getfixturevalue("dream_dir"), "llada": request.getfixturevalue("llada_dir")}
+    out = tmp_path_factory.mktemp("families")
+    return {**written, **{name: write(out / name) for name, write in STANDINS.items() if name not in written}}
+
+
+def test_every_registered_family_has_a_stand_in_and_a_reference():
+    native = {name for name, f in families().items() if f.load is None}  # all but auto
+    assert native == set(STANDINS) == set(FAMILIES)
 
 
 def padded_batch(dllm, mask_tail=4):
@@ -105,7 +145,17 @@ def padded_batch(dllm, mask_tail=4):
     return prompts, ids, keep
 
 
-@pytest.mark.parametrize("family", ["dream", "llada"])
+# SDAR counts its blocks from each sequence's first token, the prompt included (block_diffusion_generate,
+# and its training mask); DiffusionLM (branch i23) counts them from the canvas column ``start`` (the response's
+# first column in the sampler, the prompt one block before it), so the two agree only on an unpadded row
+# whose prompt is one block. Strict: this fails loudly once the forward follows SDAR.
+BLOCK_CAUSAL_FORWARD = pytest.mark.xfail(
+    strict=True, reason="DiffusionLM's blocks start at the canvas column `start`, SDAR's at each sequence's "
+                        "first token (its prompt block-causal too)")
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=BLOCK_CAUSAL_FORWARD) if FAMILIES[f]["block"] else f
+                                    for f in sorted(FAMILIES)])
 def test_published_checkpoint_loads_natively_and_gives_the_architectures_logits(checkpoints, family):
     dllm = load(checkpoints[family], family)
     _, ids, keep = padded_batch(dllm)
@@ -116,15 +166,20 @@ def test_published_checkpoint_loads_natively_and_gives_the_architectures_logits(
     assert torch.allclose(logits[real], expected[real], atol=1e-5, rtol=1e-4), (logits[real] - expected[real]).abs().max()
 
 
-@pytest.mark.parametrize("family", ["dream", "llada"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_prompt_gets_the_same_logits_padded_in_a_batch_as_alone(checkpoints, family):
     dllm = load(checkpoints[family], family)
     prompts, ids, keep = padded_batch(dllm)
     short = torch.tensor([prompts[0] + [dllm.mask_id] * 4])
     alone = dllm.logits(short, torch.ones_like(short))
     batched = dllm.logits(ids, keep)[0, -short.shape[1]:]
-    # from the second position on (Dream's first real position shows the output of the padding before it)
-    assert torch.allclose(alone[0, 1:], batched[1:], atol=1e-5)
+    if not dllm.attention.is_block_causal:  # its blocks count from column 0 here, so padding moves them
+        # from the second position on (Dream's first real position shows the output of the padding before it)
+        assert torch.allclose(alone[0, 1:], batched[1:], atol=1e-5)
+    # as the sampler runs it: the response's logits, its blocks counted from its first column
+    alone = dllm.logits(short, torch.ones_like(short), start=len(prompts[0]))
+    batched = dllm.logits(ids, keep, start=ids.shape[1] - 4)[0]
+    assert torch.allclose(alone[0], batched, atol=1e-5)
 
 
 def test_llada_in_bf16_rotates_in_fp32_as_llada_does(checkpoints):
@@ -146,7 +201,7 @@ def test_dream_tokenizer_has_the_real_qwen_vocabulary_and_mask_id(dream_dir):
 
 
 def test_loader_choice_errors_name_the_fix(dream_dir, llada_dir):
-    with pytest.raises(ConfigError, match="model.loader=dream or model.loader=llada"):
+    with pytest.raises(ConfigError, match="model.loader=dream or model.loader=diffucoder to load it natively"):
         load_diffusion_lm(str(dream_dir), loader="auto", shift_logits=True, device="cpu")
     with pytest.raises(ConfigError, match="model.loader=auto"):
         load_diffusion_lm(str(llada_dir), loader="llada", shift_logits=False, trust_remote_code=True, device="cpu")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import compose_config
 
-from entrgi.models.diffusion import load_diffusion_lm
+from entrgi.models.loaders import load_diffusion_lm
 from entrgi.models.reward import RewardModel
 
 RUN = ["benchmark=jsonl", "benchmark.num_prompts=2", "num_samples=2", "batch_size=2", "sampler.gen_length=8",

@@ -128,9 +128,14 @@ def records_of(out_dir):
     return {r["id"]: r for r in map(json.loads, (out_dir / "results.jsonl").read_text().splitlines())}
 
 
-def test_results_do_not_depend_on_the_batch_size(tmp_path):
-    one = records_of_run(tmp_path / "b1", "batch_size=1")
-    four = records_of_run(tmp_path / "b4", "batch_size=4")
+# the block modes: rows commit different numbers of positions and finish their blocks apart
+BLOCK_MODES = ["sampler.block_length=8", "sampler.cache=dual", "sampler.threshold=0.3"]
+
+
+@pytest.mark.parametrize("mode", [[], BLOCK_MODES], ids=["default", "block-modes"])
+def test_results_do_not_depend_on_the_batch_size(tmp_path, mode):
+    one = records_of_run(tmp_path / "b1", "batch_size=1", *mode)
+    four = records_of_run(tmp_path / "b4", "batch_size=4", *mode)
     assert one.keys() == four.keys()
     for prompt_id in one:
         assert one[prompt_id]["responses"] == four[prompt_id]["responses"]
@@ -142,14 +147,15 @@ def records_of_run(out_dir, *overrides):
     return records_of(out_dir)
 
 
-def test_a_killed_run_resumes_without_repeating_or_losing_prompts(tmp_path):
-    full = records_of_run(tmp_path / "full", "batch_size=2")
+@pytest.mark.parametrize("mode", [[], BLOCK_MODES], ids=["default", "block-modes"])
+def test_a_killed_run_resumes_without_repeating_or_losing_prompts(tmp_path, mode):
+    full = records_of_run(tmp_path / "full", "batch_size=2", *mode)
     # a job killed mid-write: one complete record and half of the next line
     lines = (tmp_path / "full" / "results.jsonl").read_text().splitlines()
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "results.jsonl").write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])
-    summary = run(compose_config(*FAST, "batch_size=2"), partial)
+    summary = run(compose_config(*FAST, "batch_size=2", *mode), partial)
     resumed = records_of(partial)
     assert len((partial / "results.jsonl").read_text().splitlines()) == 4  # no duplicate, no half line
     assert resumed.keys() == full.keys()

@@ -22,6 +22,7 @@ from entrgi.bookkeeping.storage import read_jsonl
 from entrgi.errors import ConfigError
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.run import CONF_DIR
+from entrgi.models.loaders import family
 from entrgi.train import last_checkpoint, lora_config, train
 from entrgi.training.likelihood import completion_log_probs, completion_mask, mask_prompt, one_step_log_likelihood
 from entrgi.training.trainer import CHECKPOINT_COMPLETE
@@ -177,7 +178,7 @@ def test_the_elbo_alternative_is_unbiased_for_the_completion_log_likelihood():
 @pytest.mark.parametrize("family", ["dream", "llada"])
 @pytest.mark.parametrize("start", [0, 5])
 def test_the_wrapped_network_forward_gives_the_plain_logits(tiny_stack, llada_dir, family, start):
-    from entrgi.models.diffusion import load_diffusion_lm
+    from entrgi.models.loaders import load_diffusion_lm
 
     dllm = tiny_stack[0] if family == "dream" else load_diffusion_lm(
         str(llada_dir), loader="llada", shift_logits=False, mask_token="<|mdm_mask|>", device="cpu")
@@ -207,7 +208,7 @@ def test_one_step_changes_only_the_lora_weights_and_lowers_the_loss(tiny_stack):
 
     dllm = tiny_stack[0]
     batch = fixed_batch(dllm)
-    peft_model = get_peft_model(dllm.model, lora_config(compose_train().train.lora, dllm.model))
+    peft_model = get_peft_model(dllm.model, lora_config(compose_train().train.lora, dllm.model, family("auto")))
     try:
         peft_model.eval()  # no dropout: the same loss twice on the same batch
         before = {name: p.detach().clone() for name, p in peft_model.named_parameters()}

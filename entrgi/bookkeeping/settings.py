@@ -37,10 +37,16 @@ def digest(settings) -> str:
 
 
 def _resolved(cfg: DictConfig, keys) -> dict:
+    from entrgi.sampling.sampler import OPT_IN
+
     out = {}
     for key in keys:
         value = cfg[key]
         out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    if isinstance(out.get("sampler"), dict):  # the sampler's opt-in modes, only when on
+        out["sampler"] = {k: v for k, v in out["sampler"].items() if k not in OPT_IN or v != OPT_IN[k]}
+    if isinstance(out.get("reward"), dict) and out["reward"].get("device") is None:  # the dLLM's: as before
+        out["reward"] = {k: v for k, v in out["reward"].items() if k != "device"}
     return out
 
 

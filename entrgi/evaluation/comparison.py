@@ -42,7 +42,7 @@ def summarize(records: list[PromptResult], seed: int, **facts) -> dict:
     compared with best-of-K; the top-1 where no comparison chose one), ``top1_reward`` the best of the
     K samples: they differ for a method that does not answer with its top-1 (``base``)."""
     names = {"seconds": "sampling_seconds"}  # a record's share of its batch's sampling time
-    total = {names.get(k, k): sum(r.cost[k] for r in records) for k in records[0].cost} if records else {}
+    total = {names.get(k, k): sum(r.cost.get(k, 0) for r in records) for k in records[0].cost} if records else {}
     answers = [r.best_index if r.answer_index is None else r.answer_index for r in records]
     summary = {
         **facts, "seed": seed, "num_prompts": len(records),

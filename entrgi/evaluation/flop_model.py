@@ -4,21 +4,45 @@ Every method records, per prompt, the sequences it ran through the dLLM and thro
 model forward and backward (``PromptResult.cost``). This module turns those counts into FLOPs,
 2 per multiply-add, counting matrix products only (the linear layers, attention's QK^T and PV,
 the dLLM's output layer and the relaxation's ``softmax(phi) @ E``). It reads transformers config
-objects (``hidden_size``, ``intermediate_size``, ``num_hidden_layers``, heads, ``head_dim``), so
-it works for any Qwen2/Qwen3/Llama-shaped pair, and ``scripts/bench.py`` uses the same functions.
+objects (``hidden_size``, ``intermediate_size``, ``num_hidden_layers``, heads, ``head_dim``, and a mixture
+of experts' fields), so it works for any Qwen2/Qwen3/Llama-shaped pair and their MoE variants (counting
+the experts a token runs), and ``scripts/bench.py`` uses the same functions.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 
 def linear_macs_per_token(c) -> int:
-    """Multiply-adds of one token through every layer's projections and MLP (gated: three matrices)."""
+    """Multiply-adds of one token through every layer's projections and MLP (see :func:`mlp_macs_per_token`)."""
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
     q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
-    per_layer = c.hidden_size * (q + 2 * kv) + q * c.hidden_size + 3 * c.hidden_size * c.intermediate_size
-    return per_layer * c.num_hidden_layers
+    return (c.hidden_size * (q + 2 * kv) + q * c.hidden_size) * c.num_hidden_layers + mlp_macs_per_token(c)
+
+
+def mlp_macs_per_token(c) -> int:
+    """Multiply-adds of one token through every layer's gated MLP (three matrices).
+
+    A mixture-of-experts layer counts what one token runs (its active parameters): the router
+    (hidden x experts), its ``num_experts_per_tok`` experts and the shared ones; dense layers among
+    them (``mlp_only_layers``, ``first_k_dense_replace``, ``decoder_sparse_step``) count the dense MLP.
+    Reads the fields of transformers' Qwen3-MoE and OLMoE configs and of BailingMoE-style ones (shared experts).
+    """
+    hidden, layers = c.hidden_size, c.num_hidden_layers
+    dense = 3 * hidden * c.intermediate_size
+    experts = getattr(c, "num_experts", None) or getattr(c, "num_local_experts", None)
+    if not experts:
+        return dense * layers
+    width = getattr(c, "moe_intermediate_size", None) or c.intermediate_size  # one expert's
+    shared = (getattr(c, "shared_expert_intermediate_size", None)
+              or (getattr(c, "num_shared_experts", None) or 0) * width)
+    routed = hidden * experts + 3 * hidden * (c.num_experts_per_tok * width + shared)
+    step = getattr(c, "decoder_sparse_step", None) or 1
+    sparse = [i for i in range(layers) if i not in (getattr(c, "mlp_only_layers", None) or [])
+              and i >= (getattr(c, "first_k_dense_replace", None) or 0) and (i + 1) % step == 0]
+    return routed * len(sparse) + dense * (layers - len(sparse))
 
 
 def attention_macs(c, key_counts: int) -> int:
@@ -67,6 +91,10 @@ class SequenceFlops:
     reward_backward: float  # its input gradient
     relaxation: float  # softmax(phi) @ E of a guided score (its gradient to phi costs the same again)
     reward_prefix: float  # the chat prefix, computed once per guided row and generate call
+    # the dLLM's work by what was computed (a job records its counts; cached columns are free):
+    dllm_column: float = 0.0  # one column through every layer's projections and MLP
+    dllm_head_column: float = 0.0  # one column through the output layer
+    dllm_attention_key: float = 0.0  # one query attending to one key, in every layer
 
     @classmethod
     def of(cls, dllm_config, reward_config, dllm_vocab: int, prompt_width: int, gen_length: int,
@@ -75,6 +103,9 @@ class SequenceFlops:
         prefix, suffix = reward_widths
         queries = gen_length + suffix
         return cls(dllm_forward=dllm_forward_flops(dllm_config, dllm_vocab, prompt_width + gen_length, masked),
+                   dllm_column=2 * linear_macs_per_token(dllm_config),
+                   dllm_head_column=2 * dllm_config.hidden_size * dllm_vocab,
+                   dllm_attention_key=2 * attention_macs(dllm_config, 1),
                    reward_text_forward=reward_forward_flops(reward_config, prefix + queries),
                    reward_embedding_forward=reward_forward_flops(reward_config, queries, prefix),
                    reward_backward=reward_backward_flops(reward_config, queries, prefix),
@@ -85,12 +116,17 @@ class SequenceFlops:
         """FLOPs of one prompt from its counts ``cost`` (dllm_forwards, reward_forwards, reward_backwards).
 
         Every backward follows one embedding-scored forward (with its relaxation); the other forwards
-        score text.
+        score text. With the dLLM's columns, output-layer columns and attention keys counted
+        (``dllm_columns`` ..., what the sampler computed), the dLLM's FLOPs come from those.
         """
         backward = cost["reward_backwards"]
         text = cost["reward_forwards"] - backward
         guided = (self.reward_embedding_forward + self.relaxation) * backward
-        flops = {"dllm": self.dllm_forward * cost["dllm_forwards"],
+        dllm = self.dllm_forward * cost["dllm_forwards"]
+        if cost.get("dllm_columns") and self.dllm_column:
+            dllm = (self.dllm_column * cost["dllm_columns"] + self.dllm_head_column * cost["dllm_head_columns"]
+                    + self.dllm_attention_key * cost["dllm_attention_keys"])
+        flops = {"dllm": dllm,
                  "reward_forward": self.reward_text_forward * text + guided
                  + (self.reward_prefix * num_samples if backward else 0),
                  "reward_backward": (self.reward_backward + self.relaxation) * backward}
@@ -110,18 +146,57 @@ def mean_masked(gen_length: int, steps: int, block_length: int | None = None, ep
     return sum(plan) / len(plan)
 
 
-def setup_flops(setup) -> SequenceFlops:
-    """The per-sequence FLOPs of a ``SamplingSetup``'s models, widths and sampler."""
+def setup_flops(setup, masked: float | None = None) -> SequenceFlops:
+    """The per-sequence FLOPs of a ``SamplingSetup``'s models, widths and sampler; ``masked``: the mean
+    masked positions at a guided step as measured (default: the fixed plan's)."""
     s = setup.sampler
+    if masked is None:
+        masked = mean_masked(s.gen_length, s.steps, s.block_length, s.eps)
     return SequenceFlops.of(setup.dllm.model.config.get_text_config(), setup.reward_model.model.config,
-                            setup.dllm.vocab_size, setup.prompt_width, s.gen_length, setup.reward_widths,
-                            mean_masked(s.gen_length, s.steps, s.block_length, s.eps))
+                            setup.dllm.vocab_size, setup.prompt_width, s.gen_length, setup.reward_widths, masked)
+
+
+COUNTS = ("dllm_forwards", "reward_forwards", "reward_backwards", "dllm_columns", "dllm_head_columns",
+          "dllm_attention_keys")
 
 
 def summary_flops(summary: dict, setup) -> dict:
     """What a job's summary records about its FLOPs: per prompt (dLLM, reward forward, reward backward,
     total) and the per-sequence costs they came from (``python -m entrgi.costs`` reads both)."""
-    sequence = setup_flops(setup)
-    cost = {name: summary["cost_per_prompt"].get(name, 0)
-            for name in ("dllm_forwards", "reward_forwards", "reward_backwards")}
+    per_prompt = summary["cost_per_prompt"]
+    guided = per_prompt.get("guided_steps_per_sample", 0) * setup.num_samples
+    sequence = setup_flops(setup, per_prompt["guided_positions"] / guided if guided else None)
+    cost = {name: per_prompt.get(name, 0) for name in COUNTS}
     return {"per_prompt": sequence.per_prompt(cost, setup.num_samples), "per_sequence": asdict(sequence)}
+
+
+def parameters(c, vocab_size: int) -> int:
+    """Parameters of a decoder: its layers' matrices (every expert), the embeddings and, untied, the output layer."""
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
+    attention = c.hidden_size * (q + 2 * kv) + q * c.hidden_size
+    experts = getattr(c, "num_experts", None) or getattr(c, "num_local_experts", None)
+    all_experts = SimpleNamespace(**{**vars(c), "num_experts_per_tok": experts}) if experts else c
+    embeddings = vocab_size * c.hidden_size * (1 if getattr(c, "tie_word_embeddings", False) else 2)
+    return attention * c.num_hidden_layers + mlp_macs_per_token(all_experts) + embeddings
+
+
+def guidance_memory(dllm_config, dllm_vocab: int, reward_config, reward_vocab: int, rows: int, gen_length: int,
+                    reward_width: int, weight_bytes: int = 2) -> dict[str, float]:
+    """Bytes a guided run holds at its peak, estimated from the shapes: both models' weights and the
+    working set of a guided step at its widest (every response position masked).
+
+    The step holds the optimized logits ``phi`` in fp32 with Adam's two moments ``[rows, L, V]``, and the
+    reward model's activations saved for the input gradient: per token and layer the inputs of its
+    projections and MLP matrices, q/k/v and the attention output, and the gated MLP's two halves
+    (``weight_bytes`` each). Not a measurement: allocator slack and transients come on top.
+    """
+    c = reward_config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    q, kv = c.num_attention_heads * head_dim, c.num_key_value_heads * head_dim
+    saved_per_token = c.num_hidden_layers * (3 * c.hidden_size + 2 * q + 2 * kv + 3 * c.intermediate_size)
+    memory = {"dllm_weights": parameters(dllm_config, dllm_vocab) * weight_bytes,
+              "reward_weights": parameters(reward_config, reward_vocab) * weight_bytes,
+              "logits_and_adam": 3 * rows * gen_length * dllm_vocab * 4,
+              "reward_activations": rows * reward_width * saved_per_token * weight_bytes}
+    return {**memory, "total": sum(memory.values())}

@@ -105,12 +105,23 @@ class Method:
         return records_of(batch, generation, setup.num_samples)
 
 
+# the dLLM work each prompt records from its own rows (``GenerationOutput.row_costs``), for the cost model
+ROW_WORK = ("dllm_columns", "dllm_head_columns", "dllm_attention_keys")
+
+
 def step_trace(trace: list[dict], rows: slice) -> dict:
-    """A prompt's per-step trace: each statistic's mean over its rows, None at steps without it."""
-    out = {"step": [t["step"] for t in trace], "committed": [t["committed"] for t in trace]}
-    names = dict.fromkeys(name for t in trace for name, value in t.items() if isinstance(value, torch.Tensor))
+    """A prompt's per-step trace: each statistic's mean over its rows that took part in the step (the
+    block modes leave out rows that finished their block: NaN), None at steps without it."""
+    def mean(value: torch.Tensor) -> float | None:
+        value = value[rows].float()
+        return None if value.isnan().all() else round(value.nanmean().item(), 5)
+
+    out = {"step": [t["step"] for t in trace],
+           "committed": [mean(c) if isinstance(c, torch.Tensor) else c for c in (t["committed"] for t in trace)]}
+    names = dict.fromkeys(name for t in trace for name, value in t.items()
+                          if isinstance(value, torch.Tensor) and name != "committed")
     for name in names:
-        out[name] = [round(t[name][rows].mean().item(), 5) if name in t else None for t in trace]
+        out[name] = [mean(t[name]) if name in t else None for t in trace]
     return out
 
 
@@ -123,10 +134,15 @@ def records_of(batch: list[Prompt], generation: Generation, num_samples: int) ->
     records = []
     for i, prompt in enumerate(batch):
         rows = slice(i * K, (i + 1) * K)
+        # the dLLM work its own rows took (columns computed, steps and guided steps per sample)
+        own = {name: value[rows].sum().item() for name, value in generation.output.row_costs.items()}
+        if own:
+            own = {**{name: own[name] for name in ROW_WORK}, "denoising_steps_per_sample": own["denoising_steps"] / K,
+                   "guided_steps_per_sample": own["guided_steps"] / K, "guided_positions": own["guided_positions"]}
         rewards = generation.rewards[rows]
         best = max(range(K), key=lambda k: rewards[k])
         records.append(PromptResult(
             id=prompt.id, prompt=prompt.text, reference=prompt.reference, responses=generation.responses[rows],
             rewards=rewards, best_index=best, top1_reward=rewards[best], mean_reward=sum(rewards) / K,
-            trace=step_trace(generation.output.trace, rows), cost=dict(cost)))
+            trace=step_trace(generation.output.trace, rows), cost={**cost, **own}))
     return records

@@ -40,7 +40,14 @@ from entrgi.methods.base import Method, SamplingSetup
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.models.reward import RewardModel
 from entrgi.sampling.rng import RowRandom, derive_keys
-from entrgi.sampling.sampler import SamplerConfig, StepState, StepUpdate, sample_from_probs, sample_nucleus
+from entrgi.sampling.sampler import (
+    SamplerConfig,
+    StepState,
+    StepUpdate,
+    sample_from_probs,
+    sample_nucleus,
+    scatter_columns,
+)
 
 POTENTIALS = ("diff", "max", "sum")
 RESAMPLING = ("multinomial", "systematic")
@@ -117,7 +124,8 @@ class ParticleResampling:
 
     def __call__(self, state: StepState) -> StepUpdate | None:
         step = state.step.index
-        if (step + 1) % self.resample_every:
+        # a prompt's particles resample together: not at a step some rows sit out (threshold decoding)
+        if (step + 1) % self.resample_every or state.rows is not None:
             return None
         if self.estimate == "argmax":
             fill = state.logits.argmax(-1)
@@ -125,7 +133,7 @@ class ParticleResampling:
             n = state.positions.shape[1]
             fill = sample_nucleus(state.logits, self.sampler,
                                   lambda r: state.rng.uniform((n,), step, RowRandom.PARTICLES, ESTIMATE_DRAW, r))
-        denoised = state.tokens.scatter(1, state.positions, fill)
+        denoised = scatter_columns(state.tokens, state.positions, fill)
         scores = self.reward_model.score_texts(self.prompts, self.dllm.decode(denoised))
         reward = torch.tensor(scores, device=state.tokens.device)
         lineage = reward[:, None] if self.rewards is None else torch.cat([self.rewards, reward[:, None]], dim=1)

@@ -27,3 +27,22 @@ def bidirectional_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> tupl
     additive = torch.zeros(blocked.shape, dtype=dtype, device=attention_mask.device)
     additive = additive.masked_fill(blocked, torch.finfo(dtype).min).expand(-1, 1, attention_mask.shape[1], -1)
     return additive, (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def column_blocks(columns: torch.Tensor, start: int, block_size: int | None) -> torch.Tensor:
+    """The attention block of each canvas column: -1 for the prompt (columns before ``start``), then
+    blocks of ``block_size`` from the response's first column; ``None`` (bidirectional): all one block."""
+    if block_size is None:
+        return torch.zeros_like(columns)
+    return torch.where(columns < start, -1, torch.div(columns - start, block_size, rounding_mode="floor"))
+
+
+def structured_mask(key_mask: torch.Tensor, key_columns: torch.Tensor, query_columns: torch.Tensor, start: int,
+                    block_size: int | None, dtype: torch.dtype) -> torch.Tensor:
+    """The 4-D additive mask ``[N, 1, q, K]`` of queries at canvas ``query_columns [q]`` over keys at
+    ``key_columns [K]`` (real where ``key_mask [N, K]`` is 1): a query sees a real key of its own
+    block or an earlier one (block-causal), or every real key (``block_size=None``: bidirectional).
+    The dtype's minimum keeps fully masked (padding) query rows finite, as :func:`bidirectional_mask`."""
+    seen = column_blocks(key_columns, start, block_size)[None, :] <= column_blocks(query_columns, start, block_size)[:, None]
+    allowed = (key_mask[:, None, None, :] != 0) & seen[None, None]
+    return torch.zeros(allowed.shape, dtype=dtype, device=key_mask.device).masked_fill(~allowed, torch.finfo(dtype).min)

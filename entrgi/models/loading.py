@@ -165,3 +165,16 @@ def from_pretrained(loader, path: str, what: str, weights: bool = False, **kwarg
     finally:
         if bar:
             hf_logging.enable_progress_bar()
+
+
+def checkpoint_config(path: str, what: str = "model") -> dict:
+    """The raw ``config.json`` of a hub id or local directory, read without any model class
+    (``what``: the config key errors name, ``model`` or ``reward``)."""
+    from transformers import PretrainedConfig
+
+    class _RawConfig:  # from_pretrained-shaped adapter, so ``from_pretrained`` gives the usual errors
+        @staticmethod
+        def from_pretrained(name, **kwargs):
+            return PretrainedConfig.get_config_dict(name, **kwargs)[0]
+
+    return from_pretrained(_RawConfig, path, what)

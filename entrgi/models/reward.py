@@ -17,7 +17,7 @@ import torch
 
 from entrgi.errors import ConfigError
 from entrgi.models.batching import left_pad
-from entrgi.models.loading import from_pretrained, resolve_device, resolve_dtype
+from entrgi.models.loading import checkpoint_config, from_pretrained, resolve_device, resolve_dtype
 
 _SENTINEL = "\u2063ENTRGI_RESPONSE\u2063"
 UNMATCHED = ("unk", "zero", "retokenize")
@@ -78,6 +78,12 @@ class RewardContext:
     # prefix's states do not depend on the response. None: the prefix is re-run at every score.
     prefix_cache: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None
 
+    def rows(self, index: torch.Tensor) -> "RewardContext":
+        """The context of the rows ``index`` (the rows that take part in a step)."""
+        cache = None if self.prefix_cache is None else tuple((k[index], v[index]) for k, v in self.prefix_cache)
+        return RewardContext(self.prefix_embeds[index], self.prefix_mask[index], self.suffix_embeds[index],
+                             self.suffix_mask[index], cache)
+
 
 class RewardModel:
     def __init__(self, model: torch.nn.Module, tokenizer, chat_template: str | None = None):
@@ -97,8 +103,6 @@ class RewardModel:
     def load(cls, path: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
              chat_template: str | None = None) -> "RewardModel":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from entrgi.models.diffusion import checkpoint_config
 
         raw = checkpoint_config(path, "reward")
         # transformers writes the labels only when they are not its default of 2

@@ -21,7 +21,14 @@ from entrgi.bookkeeping.timing import section
 from entrgi.errors import ConfigError
 from entrgi.models.reward import RewardContext, RewardModel
 from entrgi.sampling.rng import RowRandom
-from entrgi.sampling.sampler import SamplerConfig, StepState, StepUpdate, row_chunks, sample_nucleus
+from entrgi.sampling.sampler import (
+    SamplerConfig,
+    StepState,
+    StepUpdate,
+    row_chunks,
+    sample_nucleus,
+    scatter_columns,
+)
 from entrgi.sampling.schedules import Schedule, always_zero
 
 
@@ -37,13 +44,14 @@ def relaxed_embeddings(phi: torch.Tensor, table: torch.Tensor, temperature: floa
 def relax(probs: torch.Tensor, table: torch.Tensor, weight: torch.Tensor, hard_tokens: torch.Tensor | None) -> torch.Tensor:
     """:func:`relaxed_embeddings` from ``probs = softmax(phi / tau)`` (fp32, with its gradient).
 
-    ``hard_tokens=None`` stands for ``w = 0`` everywhere: the embedding is ``soft`` itself.
+    ``hard_tokens=None`` stands for ``w = 0`` everywhere: the embedding is ``soft`` itself. The result is
+    on the table's device (the reward model's), whatever device the others are on (the dLLM's).
     """
-    soft = probs.to(table.dtype) @ table
+    soft = probs.to(table.device, table.dtype) @ table
     if hard_tokens is None:
         return soft
-    hard = table[hard_tokens]
-    return soft + (weight.unsqueeze(-1).to(soft.dtype) * (hard - soft)).detach()
+    hard = table[hard_tokens.to(table.device)]
+    return soft + (weight.unsqueeze(-1).to(table.device, soft.dtype) * (hard - soft)).detach()
 
 
 def guided_steps(steps: int, every: int = 1, window: tuple[float, float] | None = None) -> set[int] | None:
@@ -92,20 +100,28 @@ class RewardGuidance:
         if self.steps is not None and state.step.index not in self.steps:
             return None
         logits, stats = self.optimize(state.logits, state.positions, state.tokens, state.step.index, state.rng,
-                                      state.step.t)
+                                      state.step.t, rows=state.rows, valid=state.valid, horizon=state.horizon)
         return StepUpdate(logits=logits, stats=stats)
 
     def optimize(self, logits: torch.Tensor, positions: torch.Tensor, response: torch.Tensor, step: int,
-                 rng: RowRandom, t: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 rng: RowRandom, t: float = 1.0, rows: torch.Tensor | None = None, valid: torch.Tensor | None = None,
+                 horizon: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the optimized logits ``phi [N, n, V]`` and per-row statistics of the step.
 
         ``logits [N, n, V]`` are the logits at the ``positions [N, n]`` that are still masked in
-        ``response [N, L]``; ``t`` is the step's diffusion time, for schedules that read it.
+        ``response [N, L]``; ``t`` is the step's diffusion time, for schedules that read it. The
+        block modes (see ``StepState``) give the batch ``rows`` these are, the ``valid`` positions
+        (the others are padding) and the ``horizon``: the reward model sees the response's columns
+        before it only (later blocks are not computed).
         """
         N, n, V = logits.shape
+        context = self.context if rows is None else self.context.rows(rows)
         phi = ChunkedLogits(logits.detach().reshape(N * n, V), self.lr, self.sampler.temperature)
-        committed = self.table[response]  # [N, L, H]: committed tokens enter as their embeddings
-        index = positions.unsqueeze(-1).expand(-1, -1, committed.shape[-1])
+        # the reward model's device (reward.device): embeddings go there, their gradients come back to phi
+        reward_device = self.table.device
+        committed = self.table[response.to(reward_device)]  # [N, L, H]: committed tokens enter as their embeddings
+        reward_positions = positions.to(reward_device)
+        window = None if horizon is None else (torch.arange(response.shape[1], device=response.device) < horizon)
         weights, rewards, hard_rewards = [], [], []
         for inner in range(self.inner_steps):
             with section("relaxation"), torch.no_grad():
@@ -114,35 +130,41 @@ class RewardGuidance:
                 relaxed, weight, guess, hard = phi.relax(self.table, self.schedule, t, self.sampler, hard_draws)
                 relaxed, weight = relaxed.view(N, n, -1).detach().requires_grad_(True), weight.view(N, n)
                 # hide what follows the first EOS (argmax of phi at masked columns)
-                keep = first_eos_keep(response.scatter(1, positions, guess.view(N, n)), self.eos_ids)
+                keep = first_eos_keep(scatter_columns(response, positions, guess.view(N, n)), self.eos_ids)
+                if window is not None:
+                    keep = keep * window
+                keep = keep.to(reward_device)
             with section("relaxation"):
-                embeds = committed.scatter(1, index, relaxed.to(committed.dtype))
+                embeds = scatter_columns(committed, reward_positions, relaxed.to(committed.dtype))
             with section("reward_forward"):
-                scores = self.reward_model.score_embeddings(self.context, embeds, keep)
+                scores = self.reward_model.score_embeddings(context, embeds, keep)
                 if self.diagnose_relaxation:
-                    hard_rewards.append(self.hard_score(committed, index, hard.view(N, n), keep))
+                    hard_rewards.append(self.hard_score(committed, reward_positions, hard.view(N, n), keep,
+                                                        context).to(logits.device))
             with section("reward_backward"):
                 (-scores.sum()).backward()  # down to the relaxed embeddings; phi's part is ChunkedLogits.step
             with section("optimizer"):
                 phi.step(relaxed.grad.view(N * n, -1), self.table)
-            weights.append(weight.mean(-1))
-            rewards.append(scores.detach())
+            weights.append(weight.mean(-1) if valid is None else (weight * valid).sum(-1) / valid.sum(-1))
+            rewards.append(scores.detach().to(logits.device))
         stats = {
             "entropy_weight": torch.stack(weights).mean(0),  # [N]
             "guided_reward": rewards[-1],
         }
-        if self.diagnose_relaxation:
-            stats.update(relaxation_fidelity(torch.stack(rewards), torch.stack(hard_rewards), self.rows_per_prompt))
+        if self.diagnose_relaxation:  # a step some of a prompt's rows sit out correlates each row on its own
+            per_prompt = self.rows_per_prompt if rows is None else 1
+            stats.update(relaxation_fidelity(torch.stack(rewards), torch.stack(hard_rewards), per_prompt))
         return phi.tensor().view(N, n, V), stats
 
     @torch.no_grad()
-    def hard_score(self, committed: torch.Tensor, index: torch.Tensor, hard_tokens: torch.Tensor,
-                   keep: torch.Tensor) -> torch.Tensor:
+    def hard_score(self, committed: torch.Tensor, positions: torch.Tensor, hard_tokens: torch.Tensor,
+                   keep: torch.Tensor, context: RewardContext) -> torch.Tensor:
         """Scores ``[N]`` of the sequences with the masked positions filled by the hard sample, as text
         would show them (under the same EOS cut as the relaxed score, so the two differ only by the
         relaxation of the embeddings)."""
-        embeds = committed.scatter(1, index, self.table[hard_tokens].to(committed.dtype))
-        return self.reward_model.score_embeddings(self.context, embeds, keep)
+        hard = self.table[hard_tokens.to(self.table.device)].to(committed.dtype)
+        embeds = scatter_columns(committed, positions, hard)
+        return self.reward_model.score_embeddings(context, embeds, keep)
 
 
 def relaxation_fidelity(relaxed: torch.Tensor, hard: torch.Tensor, rows_per_prompt: int) -> dict[str, torch.Tensor]:
@@ -214,7 +236,7 @@ class ChunkedLogits:
         """One Adam step from the gradient at the relaxed embeddings ``[R, H]`` (it is the soft part's)."""
         for i, (rows, phi, optimizer) in enumerate(zip(self.rows, self.chunks, self.optimizers)):
             probs = self.soft_probs(i)
-            grad_probs = (grad_relaxed[rows].to(table.dtype) @ table.T).float()
+            grad_probs = (grad_relaxed[rows].to(table.dtype) @ table.T).to(phi.device, torch.float32)
             grad_logits = torch._softmax_backward_data(grad_probs, probs, -1, torch.float32)
             phi.grad = grad_logits / self.temperature
             optimizer.step()

@@ -16,11 +16,16 @@ import torch
 
 from entrgi.bookkeeping.timing import section
 from entrgi.errors import ConfigError
+from entrgi.models.attention import AttentionStructure
 from entrgi.sampling import fastpaths
 from entrgi.sampling.fastpaths import compilable
 from entrgi.sampling.rng import RowRandom
 
 REMASKING = ("origin", "maskgit_plus", "topk_margin", "entropy")
+CACHES = ("none", "prefix", "dual")  # the dLLM cache of a bidirectional model (block-causal ones: always exact)
+# settings that change the samples only when on, with their off values: left out of a job's identity
+# while off (``entrgi.bookkeeping.settings``), so jobs from before they existed keep theirs
+OPT_IN = {"cache": "none", "threshold": None}
 
 
 @dataclass
@@ -35,11 +40,18 @@ class SamplerConfig:
     eos_last: bool = True  # a sampled EOS is committed only after every other position
     block_length: int | None = None  # semi-autoregressive blocks (LLaDA); None: one block
     eps: float = 1e-3  # the time grid runs from 1 to eps
+    # Fast-dLLM's approximate caches of a bidirectional model, refreshed at each block's first step:
+    # none | prefix (the columns before the block) | dual (before and after it); need block_length
+    cache: str = "none"
+    # parallel decoding: commit every masked position of the block whose drawn token has probability
+    # above it (at least the most confident one); None: the fixed plan. ``steps`` stays the cap
+    threshold: float | None = None
 
     def __post_init__(self):
         number, optional = (int, float), (int, float, type(None))
         kinds = {"gen_length": int, "steps": int, "temperature": number, "top_p": number, "eps": number,
-                 "top_k": (int, type(None)), "block_length": (int, type(None)), "alg_temp": optional}
+                 "top_k": (int, type(None)), "block_length": (int, type(None)), "alg_temp": optional,
+                 "threshold": optional}
         for name, kind in kinds.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):
@@ -61,6 +73,38 @@ class SamplerConfig:
             raise ConfigError(f"sampler.alg_temp={self.alg_temp} must be >= 0, or null for deterministic remasking")
         if not 0 < self.eps < 1:
             raise ConfigError(f"sampler.eps={self.eps} must be in (0, 1): the time grid runs from 1 down to it")
+        if self.cache not in CACHES:
+            raise ConfigError(f"unknown sampler.cache={self.cache!r}; set it to one of {list(CACHES)}")
+        if self.cache != "none" and self.block_length is None:
+            raise ConfigError(f"sampler.cache={self.cache} is refreshed at each block boundary: set "
+                              f"sampler.block_length (e.g. 32), or sampler.cache=none")
+        if self.threshold is not None and not 0 < self.threshold <= 1:
+            raise ConfigError(f"sampler.threshold={self.threshold} must be in (0, 1], or null for the fixed plan")
+
+    @property
+    def blockwise(self) -> bool:
+        """Whether any new mode is on (a cache, the threshold rule): the sampler then steps block by block."""
+        return self.cache != "none" or self.threshold is not None
+
+
+def check_structure(cfg: SamplerConfig, attention: AttentionStructure) -> None:
+    """Refuse sampler settings the model's attention structure forbids (before any model loads)."""
+    if not attention.is_block_causal:
+        return
+    if cfg.cache != "none":
+        raise ConfigError(f"sampler.cache={cfg.cache} approximates a bidirectional model; this model is "
+                          f"block-causal and caches exactly: set sampler.cache=none")
+    if cfg.block_length not in (None, attention.block_size):
+        raise ConfigError(f"sampler.block_length={cfg.block_length} but the model attends in blocks of "
+                          f"{attention.block_size}: set sampler.block_length={attention.block_size} or null")
+    if cfg.gen_length % attention.block_size:
+        raise ConfigError(f"sampler.gen_length={cfg.gen_length} is not a multiple of the model's block size "
+                          f"{attention.block_size}: set sampler.gen_length to a multiple of it")
+
+
+def block_length(cfg: SamplerConfig, attention: AttentionStructure) -> int | None:
+    """The sampler's blocks: the model's own for a block-causal model, else ``cfg.block_length``."""
+    return attention.block_size if attention.is_block_causal else cfg.block_length
 
 
 @dataclass
@@ -73,6 +117,7 @@ class CommitStep:
     count: int
     num_masked: int  # masked positions in the whole response before this step
     t: float = 1.0  # the diffusion time at the start of the step: 1 (all masked) -> eps, per block
+    last: bool = False  # the block's last step: it commits all that remain
 
 
 def commit_plan(gen_length: int, steps: int, block_length: int | None = None, eps: float = 1e-3) -> list[CommitStep]:
@@ -95,7 +140,8 @@ def commit_plan(gen_length: int, steps: int, block_length: int | None = None, ep
         for i in range(steps_per_block):
             t, s = grid[i], grid[i + 1]
             count = masked if i == steps_per_block - 1 else math.floor(masked * (1 - s / t))
-            plan.append(CommitStep(len(plan), block * block_length, (block + 1) * block_length, count, total_masked, t))
+            plan.append(CommitStep(len(plan), block * block_length, (block + 1) * block_length, count, total_masked, t,
+                                   last=i == steps_per_block - 1))
             masked -= count
             total_masked -= count
     return plan
@@ -116,9 +162,10 @@ def sorted_nucleus_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
     The probabilities are the softmax of the unsorted row and their cumulative mass is summed in
     fp64, so the decision does not depend on the order a sorted row would be summed in; the top
-    token always stays. Equal logits are ordered as ``torch.sort`` orders them.
+    token always stays. Equal logits are ordered by token index (a stable sort), the one tie order
+    :func:`nucleus_filter` keeps too.
     """
-    order = torch.sort(logits, dim=-1, descending=True).indices
+    order = torch.sort(logits, dim=-1, descending=True, stable=True).indices
     sorted_probs = torch.softmax(logits, dim=-1).gather(-1, order).double()
     drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) > top_p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
@@ -133,9 +180,10 @@ def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = Non
     buckets are ordered as a sort would order the tokens) and a histogram of their mass finds the
     bucket where the cumulative mass crosses ``top_p``; only that bucket's tokens are sorted.
     The last kept token has probability at least ``(1 - top_p) / V``, which bounds how far below
-    the maximum the buckets must reach. A row goes through the full sort instead when its boundary
-    is within fp64 rounding of ``top_p``, when the boundary falls between equal logits (the sort's
-    tie order decides), or when the crossing bucket holds more than ``max_candidates`` tokens.
+    the maximum the buckets must reach. Equal logits are ordered by token index, as in the sort, so
+    a boundary between equal logits (frequent in bf16) is decided here too. A row goes through the
+    full sort instead when its boundary is within fp64 rounding of ``top_p``, or when the crossing
+    bucket holds more than ``max_candidates`` tokens.
     """
     V = logits.shape[-1]
     x = logits.reshape(-1, V)
@@ -157,6 +205,11 @@ def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = Non
     unresolved |= count.squeeze(1) > max_candidates
     k = max(1, int(count.clamp(max=max_candidates).max()))  # one host sync
     values, index = torch.where(in_crossing, x, float("-inf")).topk(k, dim=-1)
+    # the candidates in the sort's order: by logit, equal logits by token index
+    by_index = index.sort(dim=-1).indices
+    values, index = values.gather(1, by_index), index.gather(1, by_index)
+    by_value = values.sort(dim=-1, descending=True, stable=True).indices
+    values, index = values.gather(1, by_value), index.gather(1, by_value)
     real = torch.arange(k, device=x.device) < count
     candidate_probs = torch.where(real, probs.gather(1, index).double(), 0.0)
     mass_before = above + candidate_probs.cumsum(-1) - candidate_probs
@@ -168,9 +221,10 @@ def nucleus_filter(logits: torch.Tensor, top_p: float, buckets: int | None = Non
     last_mass = mass_before.gather(1, last)
     next_mass = torch.where(has_dropped, mass_before.gather(1, first_dropped), above + mass.gather(1, crossing))
     threshold = values.gather(1, last)
-    tie = has_dropped & (values.gather(1, first_dropped) == threshold)
-    unresolved |= ((kept == 0) | tie | (last_mass > top_p - margin) | (next_mass <= top_p + margin)).squeeze(1)
-    filtered = x.masked_fill(x < threshold, float("-inf"))
+    unresolved |= ((kept == 0) | (last_mass > top_p - margin) | (next_mass <= top_p + margin)).squeeze(1)
+    # the kept tokens: above the last kept logit, or equal to it and not after it in token order
+    after_last = torch.arange(V, device=x.device) > index.gather(1, last)
+    filtered = x.masked_fill((x < threshold) | ((x == threshold) & after_last), float("-inf"))
     rows = unresolved.nonzero().squeeze(1)  # rare: the reference sort, on these rows only
     if rows.numel():
         filtered[rows] = sorted_nucleus_filter(x[rows], top_p)
@@ -275,25 +329,123 @@ def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: to
     return -entropy(logits, probs)  # entropy: negative entropy
 
 
+def counters(step: int, stream: int, draw: int = 0) -> tuple:
+    """The random counter of a step's ``stream``: ``draw`` 0 is the sampler's own draw, every other
+    ``draw`` an independent one (a proposal) of the same row and step."""
+    return (step, stream) if draw == 0 else (step, RowRandom.PROPOSALS, draw, stream)
+
+
+def scatter_columns(response: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``response [N, L, ...]`` with ``values [N, n, ...]`` written at ``positions [N, n]``; a position
+    ``L`` (the padding of rows with fewer masked columns, see ``StepState.valid``) writes nothing."""
+    L = response.shape[1]
+    index = positions.view(*positions.shape, *[1] * (values.dim() - 2)).expand(values.shape)
+    if not (positions >= L).any():
+        return response.scatter(1, index, values)
+    extended = torch.cat([response, response[:, :1]], dim=1)
+    return extended.scatter(1, index, values)[:, :L]
+
+
+def draw_and_commit(response: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor, step: CommitStep,
+                    rng: RowRandom, cfg: SamplerConfig, eos: torch.Tensor, guided: torch.Tensor | None = None,
+                    draw: int = 0, mask_id: int | None = None) -> torch.Tensor:
+    """The response ``[N, L]`` after one step: tokens drawn at the masked ``positions [N, n]`` and the
+    step's commit rule applied to the positions of its block, the most confident first: its fixed
+    ``step.count``, or (``cfg.threshold``) every one whose drawn token is more probable than the
+    threshold and at least one (all of them at ``step.last``).
+
+    ``logits [N, n, V]`` rank the positions (and give the tokens); ``guided`` logits, when given, give
+    the tokens instead (reward guidance ranks on the model's own distribution). The rows' draws are
+    keyed by ``step.index``; ``draw`` picks an independent stream (see :func:`counters`). Positions
+    ``L`` are padding (rows with fewer masked columns) and never commit.
+    """
+    device = logits.device
+    N, n, V = logits.shape
+    noise = rng.uniform((n,), *counters(step.index, RowRandom.COMMIT, draw))
+    tokens = torch.empty(N * n, dtype=torch.long, device=device)
+    key = torch.empty(N * n, device=device)
+    drawn_prob = torch.empty(N * n, device=device) if cfg.threshold is not None else None
+    token_draws = functools.cache(
+        lambda r: rng.uniform((n,), *counters(step.index, RowRandom.TOKENS, draw), r).flatten())
+    guided = None if guided is None else guided.reshape(N * n, V)
+    # tokens and confidences row chunk by row chunk: vocabulary-wide transients stay at chunk size
+    for rows in row_chunks(N * n, V, device):
+        draws = lambda r, rows=rows: token_draws(r)[rows]  # noqa: E731
+        with section("pre_guidance_filter"):  # pre-guidance: ranks the positions, as sampling_probs
+            filtered = top_p_top_k_filter(logits.reshape(N * n, V)[rows].float() / cfg.temperature, cfg.top_p,
+                                          cfg.top_k)
+            probs = torch.softmax(filtered, dim=-1)
+        with section("sampling_remasking"):
+            tokens[rows] = sample_nucleus(guided[rows], cfg, draws) if guided is not None else \
+                sample_from_probs(probs, draws(0))
+            key[rows] = confidence(cfg.alg, probs, tokens[rows], noise.flatten()[rows], filtered)
+            if drawn_prob is not None:
+                drawn_prob[rows] = probs.gather(-1, tokens[rows, None]).squeeze(-1)
+    tokens, key = tokens.view(N, n), key.view(N, n)
+    with section("sampling_remasking"):
+        # which positions to commit: ranked on the pre-guidance distribution
+        if cfg.alg_temp:
+            key = key / cfg.alg_temp - torch.log(-torch.log(noise))  # Gumbel-top-k = sampling w/o replacement
+        is_eos = torch.isin(tokens, eos)
+        if cfg.eos_last:
+            key = torch.where(is_eos, key - 1e6, key)
+        in_block = (positions >= step.block_start) & (positions < step.block_end)
+        key = key.masked_fill(~in_block, float("-inf"))
+        if cfg.threshold is None:
+            chosen = key.topk(step.count, dim=-1).indices
+            return response.scatter(1, positions.gather(1, chosen), tokens.gather(1, chosen))
+        commit = in_block.clone() if step.last else in_block & (drawn_prob.view(N, n) > cfg.threshold)
+        if cfg.eos_last and not step.last:
+            commit &= ~is_eos
+        commit.scatter_(1, key.argmax(-1, keepdim=True), True)  # at least the most confident
+        commit &= in_block
+        return scatter_columns(response, positions, torch.where(commit, tokens, mask_id))
+
+
 @dataclass
 class StepState:
-    """What a step hook sees: the rows' state before the step's tokens are drawn."""
+    """What a step hook sees: the state of the step's rows before the step's tokens are drawn.
+
+    In the block modes (``SamplerConfig.blockwise``, block-causal models) a row that has committed
+    its block already takes no part in the block's later steps: the state then holds the batch's
+    rows ``rows`` only, and rows differ in their number of masked positions (``valid``).
+    """
 
     step: CommitStep  # index, time t, block, how many positions it commits
     tokens: torch.Tensor  # [N, L] response tokens, ``mask_id`` where still masked
-    positions: torch.Tensor  # [N, n] the masked columns, in column order
+    positions: torch.Tensor  # [N, n] the masked columns the logits cover, in column order (padding: L)
     logits: torch.Tensor  # [N, n, V] the dLLM's logits at those columns (mask token at -inf)
     rng: RowRandom  # each row's random streams
+    # the step's draw-and-commit rule, bound to this state (see ``propose``); None outside the sampler
+    commit: Callable[..., torch.Tensor] | None = field(default=None, repr=False)
+    rows: torch.Tensor | None = None  # [N] the batch rows these are (None: all, in order)
+    valid: torch.Tensor | None = None  # [N, n] False at padding positions (None: none is padding)
+    # the response columns a reward model sees: ``[0, horizon)``; later blocks are not computed
+    # (block-causal models, the dual cache) and are left out of its input
+    horizon: int | None = None
+
+    def propose(self, logits: torch.Tensor | None = None, draw: int = 0) -> torch.Tensor:
+        """The response ``[N, L]`` after this step under the sampler's own rule, tokens drawn from
+        ``logits [N, n, V]`` (default: the step's), which also rank the positions to commit.
+
+        ``draw`` indexes independent random streams of each row: ``draw=0`` is the sampler's own
+        draw, so ``propose()`` is exactly the step the sampler takes unguided.
+        """
+        return self.commit(self.logits if logits is None else logits, draw=draw)
 
 
 @dataclass
 class StepUpdate:
-    """What a step hook may change. Rows are reordered first; ``logits`` and ``stats`` are in the new order."""
+    """What a step hook may change. Rows are reordered first; ``logits``, ``next_tokens`` and ``stats``
+    are in the new order."""
 
     logits: torch.Tensor | None = None  # [N, n, V] draw this step's tokens from these (e.g. guided) logits
     order: torch.Tensor | None = None  # [N] new row i continues old row order[i] (resampling particles)
     row_keys: torch.Tensor | None = None  # [N] random keys of the reordered rows; default: keys move with rows
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # [N] per-row statistics for the trace
+    # [N, L] the response after the step (e.g. a chosen ``StepState.propose``): committed as it is,
+    # instead of the sampler's own draw
+    next_tokens: torch.Tensor | None = None
 
 
 class StepHook(Protocol):
@@ -302,12 +454,21 @@ class StepHook(Protocol):
     def __call__(self, state: StepState) -> StepUpdate | None: ...
 
 
+ROW_COSTS = ("dllm_forwards", "dllm_columns", "dllm_head_columns", "dllm_attention_keys", "denoising_steps",
+             "guided_steps", "guided_positions")
+
+
 @dataclass
 class GenerationOutput:
     tokens: torch.Tensor  # [N, L] the response tokens
     trace: list[dict] = field(default_factory=list)  # per executed step: step, committed, per-row stats
     dllm_forwards: int = 0  # sequences through the dLLM
     ancestors: torch.Tensor | None = None  # [N] the input row each final row descends from (None: itself)
+    # [N] per batch row slot (not following reordered rows): the work it took. dllm_forwards; the
+    # columns computed (queries; cached ones are free), the columns through the output layer, the
+    # keys the queries attended to (summed over queries); denoising steps taken; guided steps
+    # (a hook gave logits or tokens) and the masked positions at them
+    row_costs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def reorder_trace(trace: list[dict], order: torch.Tensor) -> None:
@@ -316,6 +477,78 @@ def reorder_trace(trace: list[dict], order: torch.Tensor) -> None:
         for name, value in entry.items():
             if isinstance(value, torch.Tensor):
                 entry[name] = value[order]
+
+
+class Canvas:
+    """The rows' prompt + response tokens and the dLLM work of a step: the logits at the masked
+    columns of the step's window, from a full forward or through a cache (``SamplerConfig.cache``,
+    the exact one of a block-causal model), counting the columns it computes per row."""
+
+    def __init__(self, dllm, x: torch.Tensor, attention: torch.Tensor, P: int, cfg: SamplerConfig,
+                 costs: dict[str, torch.Tensor]):
+        self.dllm, self.x, self.attention, self.P, self.cfg, self.costs = dllm, x, attention, P, cfg, costs
+        self.exact = dllm.attention.is_block_causal
+        self.cache = None  # KVCache of all rows: the prompt and committed blocks (exact), or the block's refresh
+        if self.exact:  # the prompt's keys and values, once per row
+            self.cache = self.forward(torch.arange(x.shape[0], device=x.device), slice(0, P), None,
+                                      keep_columns=slice(0, P))[1]
+
+    def window_end(self, step: CommitStep) -> int:
+        """The response columns a step's logits cover end here: the block's end when later blocks are
+        not computed (block-causal, dual cache), else the response's."""
+        return step.block_end if self.exact or self.cfg.cache == "dual" else self.cfg.gen_length
+
+    def forward(self, rows: torch.Tensor, query: slice, columns: torch.Tensor | None,
+                cache=None, keep_columns: slice | tuple[slice, ...] | None = None, hidden_at: int | None = None):
+        """``cached_logits`` of ``rows`` (a cache of those rows, keeping ``keep_columns``), counted."""
+        x, attention = self.x[rows], self.attention[rows]
+        keys = query.stop - query.start + (0 if cache is None else cache.columns.numel())
+        keep = None
+        if keep_columns is not None:
+            queries = torch.arange(query.start, query.stop, device=x.device)
+            every = queries if cache is None else torch.cat([cache.columns, queries])
+            keep = torch.zeros_like(every, dtype=torch.bool)
+            for part in keep_columns if isinstance(keep_columns, tuple) else (keep_columns,):
+                keep |= (every >= part.start) & (every < part.stop)
+        logits, new_cache = self.dllm.cached_logits(x, attention, self.P, query, cache, columns, keep, hidden_at)
+        width = query.stop - query.start
+        self.costs["dllm_forwards"][rows] += 1
+        self.costs["dllm_columns"][rows] += width
+        self.costs["dllm_attention_keys"][rows] += width * keys
+        self.costs["dllm_head_columns"][rows] += 0 if columns is None else columns.shape[1]
+        return logits, new_cache
+
+    def logits(self, step: CommitStep, first_of_block: bool, rows: torch.Tensor | None,
+               positions: torch.Tensor) -> torch.Tensor:
+        """The logits ``[len(rows), n, V]`` at ``positions`` (response columns) of ``rows`` (None: all)."""
+        P, L = self.P, self.cfg.gen_length
+        every = torch.arange(self.x.shape[0], device=self.x.device)
+        index = every if rows is None else rows
+        columns = positions.clamp(max=self.window_end(step) - 1)  # padding reads the window's last column; never commits
+        start, end = P + step.block_start, P + self.window_end(step)
+        if self.exact:
+            return self.forward(index, slice(start, end), columns - step.block_start, self.cache.rows(index))[0]
+        if self.cfg.cache == "none":
+            logits = self.dllm.logits(self.x[index], self.attention[index], start=P, columns=columns)
+            self.costs["dllm_forwards"][index] += 1
+            self.costs["dllm_columns"][index] += P + L
+            self.costs["dllm_attention_keys"][index] += (P + L) ** 2
+            self.costs["dllm_head_columns"][index] += columns.shape[1]
+            return logits
+        if first_of_block:  # refresh: a full forward, keeping the columns outside the block's window
+            keep = (slice(0, start),) + ((slice(end, P + L),) if self.cfg.cache == "dual" else ())
+            # (every row takes part in its block's first step, so the cache holds every row)
+            logits, self.cache = self.forward(index, slice(0, P + L), columns, keep_columns=keep, hidden_at=start - 1)
+            return logits
+        return self.forward(index, slice(start, end), columns - step.block_start, self.cache.rows(index))[0]
+
+    def commit_block(self, step: CommitStep) -> None:
+        """A block-causal model's finished block: its keys and values join the cache (one forward)."""
+        if self.exact and step.block_end < self.cfg.gen_length:
+            every = torch.arange(self.x.shape[0], device=self.x.device)
+            end = self.P + step.block_end
+            self.cache = self.forward(every, slice(self.P + step.block_start, end), None, self.cache,
+                                      keep_columns=slice(0, end))[1]
 
 
 def generate(
@@ -330,13 +563,21 @@ def generate(
     """Sample one response per row. ``row_keys`` seeds each row (see ``entrgi.sampling.rng.row_key``).
 
     ``dllm`` is an ``entrgi.models.diffusion.DiffusionLM``. A ``hook`` sees every step's state and
-    may replace the logits tokens are drawn from (reward guidance) and reorder the rows (particle
-    resampling). Prompts are left-padded to ``prompt_width``: a width fixed for a whole run keeps
-    each row's numbers bit-identical whatever batch it is in. ``on_step(done, total)`` follows each
-    step that commits tokens (progress display).
+    may replace the logits tokens are drawn from (reward guidance), propose the next state and
+    reorder the rows (particle resampling). Prompts are left-padded to ``prompt_width``: a width
+    fixed for a whole run keeps each row's numbers bit-identical whatever batch it is in.
+    ``on_step(done, total)`` follows each step that commits tokens (progress display).
+
+    The block modes (a cache, the threshold rule, a block-causal model) step block by block; under
+    the threshold rule rows commit different numbers of positions, and a row that has committed
+    its block does no work at the block's later steps. Every draw is keyed by the row and the
+    step's index in the plan, which in a block is the row's own step count there (a row takes part
+    from its block's first step until it is done), so a row's samples never depend on its batch.
     """
     device = dllm.device
     L = cfg.gen_length
+    attention_structure = getattr(dllm, "attention", AttentionStructure())
+    check_structure(cfg, attention_structure)
     prompt, prompt_mask = dllm.pad_prompts(prompt_ids, prompt_width)
     P = prompt.shape[1]
     dllm.check_length(P + L)
@@ -344,61 +585,100 @@ def generate(
     attention = torch.cat([prompt_mask, torch.ones(len(prompt_ids), L, dtype=prompt_mask.dtype, device=device)], 1)
     rng = RowRandom(row_keys, device=device)
     eos = torch.tensor(dllm.eos_ids, device=device)
-    out = GenerationOutput(tokens=x[:, P:])
+    N = x.shape[0]
+    out = GenerationOutput(tokens=x[:, P:], row_costs={name: torch.zeros(N, dtype=torch.long, device=device)
+                                                       for name in ROW_COSTS})
     column = torch.arange(L, device=device)
-    ancestors = torch.arange(x.shape[0], device=device)
+    ancestors = torch.arange(N, device=device)
+    blockwise = cfg.blockwise or attention_structure.is_block_causal
+    canvas = Canvas(dllm, x, attention, P, cfg, out.row_costs) if blockwise else None
 
-    plan = [step for step in commit_plan(L, cfg.steps, cfg.block_length, cfg.eps)
-            if step.count > 0]  # nothing is committed and guidance starts afresh each step: skipping is exact
+    plan = commit_plan(L, cfg.steps, block_length(cfg, attention_structure), cfg.eps)
+    # with the fixed plan a step that commits nothing draws nothing and guidance starts afresh each
+    # step: skipping it is exact. The threshold rule commits at least one position at every step.
+    plan = [step for step in plan if step.count > 0 or cfg.threshold is not None]
+    block_done = set()
     for done, step in enumerate(plan, 1):
+        if step.block_start in block_done:
+            continue
+        first_of_block = done == 1 or plan[done - 2].block_start != step.block_start
         response = x[:, P:]
-        n = step.num_masked
-        # the n masked columns of each row, in column order (every row has exactly n)
-        positions = torch.sort(torch.where(response == dllm.mask_id, column, column + L), dim=-1).values[:, :n]
+        window_end = canvas.window_end(step) if blockwise else L
+        rows = None
+        if cfg.threshold is None:
+            # the n masked columns of each row's window, in column order (every row has exactly n)
+            n = step.num_masked - (L - window_end)
+            valid = None
+        else:
+            masked = (response == dllm.mask_id) & (column >= step.block_start) & (column < window_end)
+            active = masked[:, step.block_start:step.block_end].any(-1)
+            if not active.all():
+                rows = active.nonzero().squeeze(1)
+                masked = masked[rows]
+            n = int(masked.sum(-1).max())  # one host sync
+        step_response = response if rows is None else response[rows]
+        positions = torch.sort(torch.where(step_response == dllm.mask_id, column, column + L), dim=-1).values[:, :n]
+        if cfg.threshold is not None:
+            positions = torch.where(positions < window_end, positions, L)  # padding: rows with fewer masked
+            valid = positions < L
+            valid = None if valid.all() else valid
         with section("dllm_forward"):
-            logits = dllm.logits(x, attention, start=P, columns=positions)  # the LM head at masked columns only
+            if blockwise:
+                logits = canvas.logits(step, first_of_block, rows, positions)
+            else:  # the LM head at masked columns only
+                logits = dllm.logits(x, attention, start=P, columns=positions)
+                out.row_costs["dllm_columns"] += P + L
+                out.row_costs["dllm_attention_keys"] += (P + L) ** 2
+                out.row_costs["dllm_head_columns"] += n
+                out.row_costs["dllm_forwards"] += 1
             logits[..., dllm.mask_id] = float("-inf")  # never sample the mask token itself
-        out.dllm_forwards += x.shape[0]
+        out.dllm_forwards += step_response.shape[0]
+        step_rng = rng if rows is None else RowRandom(rng.keys[rows], device=device)
+        index = slice(None) if rows is None else rows
+        out.row_costs["denoising_steps"][index] += 1
 
-        update = hook(StepState(step, response, positions, logits, rng)) if hook is not None else None
-        update = update or StepUpdate()
+        commit = functools.partial(draw_and_commit, step_response, positions, step=step, rng=step_rng, cfg=cfg,
+                                   eos=eos, mask_id=dllm.mask_id)
+        state = StepState(step, step_response, positions, logits, step_rng, commit, rows, valid,
+                          None if window_end == L else window_end)
+        update = (hook(state) if hook is not None else None) or StepUpdate()
         if update.order is not None:  # whole particles move: tokens, logits and random streams
+            if rows is not None:
+                raise ValueError("a step hook may reorder rows only at a step every row takes part in "
+                                 "(StepState.rows is None)")
             order = update.order
             x, attention, positions, logits = x[order], attention[order], positions[order], logits[order]
-            response = x[:, P:]
-            rng = RowRandom(rng.keys[order] if update.row_keys is None else update.row_keys, device=device)
+            if canvas is not None:
+                canvas.x, canvas.attention = x, attention
+                if canvas.cache is not None:
+                    canvas.cache = canvas.cache.rows(order)
+            step_response = x[:, P:]
+            step_rng = rng = RowRandom(rng.keys[order] if update.row_keys is None else update.row_keys, device=device)
             ancestors = ancestors[order]
             reorder_trace(out.trace, order)
-        # tokens and confidences row chunk by row chunk: vocabulary-wide transients stay at chunk size
-        N, V = logits.shape[0], logits.shape[-1]
-        guided = None if update.logits is None else update.logits.reshape(N * n, V)
-        noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
-        tokens = torch.empty(N * n, dtype=torch.long, device=device)
-        key = torch.empty(N * n, device=device)
-        token_draws = functools.cache(lambda r: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten())
-        for rows in row_chunks(N * n, V, device):
-            draws = lambda r, rows=rows: token_draws(r)[rows]
-            with section("pre_guidance_filter"):  # pre-guidance: ranks the positions, as sampling_probs
-                filtered = top_p_top_k_filter(logits.reshape(N * n, V)[rows].float() / cfg.temperature, cfg.top_p,
-                                              cfg.top_k)
-                probs = torch.softmax(filtered, dim=-1)
-            with section("sampling_remasking"):
-                tokens[rows] = sample_nucleus(guided[rows], cfg, draws) if guided is not None else \
-                    sample_from_probs(probs, draws(0))
-                key[rows] = confidence(cfg.alg, probs, tokens[rows], noise.flatten()[rows], filtered)
-        tokens, key = tokens.view(N, n), key.view(N, n)
-        with section("sampling_remasking"):
-            # which positions to commit: ranked on the pre-guidance distribution
-            if cfg.alg_temp:
-                key = key / cfg.alg_temp - torch.log(-torch.log(noise))  # Gumbel-top-k = sampling w/o replacement
-            if cfg.eos_last:
-                key = torch.where(torch.isin(tokens, eos), key - 1e6, key)
-            in_block = (positions >= step.block_start) & (positions < step.block_end)
-            key = key.masked_fill(~in_block, float("-inf"))
-            chosen = key.topk(step.count, dim=-1).indices
-            x[:, P:] = response.scatter(1, positions.gather(1, chosen), tokens.gather(1, chosen))
-
-        out.trace.append({"step": step.index, "committed": step.count, **update.stats})
+        if update.logits is not None or update.next_tokens is not None:
+            out.row_costs["guided_steps"][index] += 1
+            out.row_costs["guided_positions"][index] += n if valid is None else valid.sum(-1)
+        if update.next_tokens is not None:
+            after = update.next_tokens
+        else:
+            after = draw_and_commit(step_response, positions, logits, step, step_rng, cfg, eos, guided=update.logits,
+                                    mask_id=dllm.mask_id)
+        committed = (step_response == dllm.mask_id).sum(-1) - (after == dllm.mask_id).sum(-1)
+        if rows is None:
+            x[:, P:] = after
+        else:
+            x[rows, P:] = after
+        entry = {"step": step.index, "committed": step.count if cfg.threshold is None else
+                 spread(committed, rows, N, 0)}
+        out.trace.append({**entry, **{name: spread(value, rows, N, float("nan"))
+                                      for name, value in update.stats.items()}})
+        finished = step.last or (cfg.threshold is not None and  # one host sync: has every row done the block?
+                                 bool((x[:, P + step.block_start:P + step.block_end] != dllm.mask_id).all()))
+        if finished:
+            block_done.add(step.block_start)
+            if blockwise:
+                canvas.commit_block(step)
         if on_step is not None:
             on_step(done, len(plan))
 
@@ -406,3 +686,13 @@ def generate(
     if not torch.equal(ancestors, torch.arange(x.shape[0], device=device)):
         out.ancestors = ancestors
     return out
+
+
+def spread(value: torch.Tensor, rows: torch.Tensor | None, N: int, fill: float) -> torch.Tensor:
+    """A per-row statistic of the step's ``rows`` as ``[N]``: ``fill`` for the rows that took no part."""
+    if rows is None:
+        return value
+    full = torch.full((N,), fill, dtype=value.dtype if value.is_floating_point() or fill == 0 else torch.float32,
+                      device=value.device)
+    full[rows] = value.to(full.dtype)
+    return full

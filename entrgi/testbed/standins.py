@@ -28,7 +28,9 @@ QWEN_ADDED = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start
               "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>",
               "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>"]
 DREAM_ADDED = ["<|beginoftext|>", "<|mask|>"]  # 151665, 151666
+DIFFUCODER_ADDED = [*DREAM_ADDED, "<|dlm_pad|>"]  # DiffuCoder pads its responses with the last
 QWEN3_ADDED = ["<tool_response>", "</tool_response>", "<think>", "</think>"]  # 151665..151668
+SDAR_ADDED = ["<|MASK|>"]  # 151669, after Qwen3's own
 NOT_SPECIAL = {"<tool_call>", "</tool_call>", *QWEN3_ADDED}
 # Qwen2's pre-tokenization pattern (digits one at a time)
 QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
@@ -123,23 +125,25 @@ def _qwen2_shapes(hidden: int, layers: int, heads: int, kv_heads: int, intermedi
 
 
 def write_dream(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
-                intermediate: int = 64, vocab_size: int = 152064, seed: int = 0) -> Path:
+                intermediate: int = 64, vocab_size: int = 152064, seed: int = 0,
+                added: tuple[str, ...] = tuple(DREAM_ADDED), pad_token: str = "<|endoftext|>") -> Path:
     """A Dream-v0-Instruct-format checkpoint: Dream's config and tokenizer files, Qwen2 tensor names.
 
     The tokenizer is written as Dream publishes it: ``vocab.json`` + ``merges.txt`` under the
     remote-code class ``DreamTokenizer`` (which transformers cannot load without remote code).
+    Dream-Coder-v0-Instruct-7B publishes the same files; ``added``/``pad_token`` give DiffuCoder's.
     """
-    tokenizer = qwen_tokenizer(QWEN_ADDED + DREAM_ADDED)
+    tokenizer = qwen_tokenizer(QWEN_ADDED + list(added))
     model = json.loads(tokenizer.to_str())["model"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False))
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     (out / "tokenizer_config.json").write_text(json.dumps({
-        "added_tokens_decoder": _added_tokens_decoder(tokenizer, QWEN_ADDED + DREAM_ADDED),
+        "added_tokens_decoder": _added_tokens_decoder(tokenizer, QWEN_ADDED + list(added)),
         "auto_map": {"AutoTokenizer": ["tokenization_dream.DreamTokenizer", None]},
         "tokenizer_class": "DreamTokenizer", "bos_token": "<|beginoftext|>", "eos_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>", "mask_token": "<|mask|>", "chat_template": DREAM_CHAT, "errors": "replace",
+        "pad_token": pad_token, "mask_token": "<|mask|>", "chat_template": DREAM_CHAT, "errors": "replace",
         "clean_up_tokenization_spaces": False, "model_max_length": 131072, "split_special_tokens": False,
     }, indent=2, ensure_ascii=False))
     shapes = _qwen2_shapes(hidden, layers, heads, kv_heads, intermediate, vocab_size)
@@ -147,7 +151,8 @@ def write_dream(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv
         "architectures": ["DreamModel"],
         "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
         "model_type": "Dream", "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151643,
-        "pad_token_id": 151643, "mask_token_id": 151666, "hidden_act": "silu", "hidden_size": hidden,
+        "pad_token_id": tokenizer.token_to_id(pad_token), "mask_token_id": 151666, "hidden_act": "silu",
+        "hidden_size": hidden,
         "initializer_range": 0.02, "intermediate_size": intermediate, "max_position_embeddings": 131072,
         "max_window_layers": layers, "num_attention_heads": heads, "num_hidden_layers": layers,
         "num_key_value_heads": kv_heads, "rms_norm_eps": 1e-6, "rope_scaling": None, "rope_theta": 1000000.0,
@@ -155,6 +160,64 @@ def write_dream(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv
         "use_sliding_window": False, "vocab_size": vocab_size,
     }
     return _write(out, config, _random_weights(shapes, seed))
+
+
+def write_diffucoder(out: Path, seed: int = 3, **shape) -> Path:
+    """A DiffuCoder-7B-cpGRPO-format checkpoint: Dream's files, with ``<|dlm_pad|>`` after Dream's added tokens
+    as its padding (its id is read from the tokenizer wherever it is used)."""
+    return write_dream(out, seed=seed, added=tuple(DIFFUCODER_ADDED), pad_token="<|dlm_pad|>", **shape)
+
+
+def _qwen3_shapes(hidden: int, layers: int, heads: int, kv_heads: int, head_dim: int, intermediate: int,
+                  vocab_size: int) -> dict[str, tuple[int, ...]]:
+    """Qwen3's tensor names and shapes (SDAR and TraDo use them): no q/k/v biases, an RMSNorm of q and k per head."""
+    shapes = {"model.embed_tokens.weight": (vocab_size, hidden), "model.norm.weight": (hidden,),
+              "lm_head.weight": (vocab_size, hidden)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes.update({
+            p + "self_attn.q_proj.weight": (heads * head_dim, hidden),
+            p + "self_attn.k_proj.weight": (kv_heads * head_dim, hidden),
+            p + "self_attn.v_proj.weight": (kv_heads * head_dim, hidden),
+            p + "self_attn.o_proj.weight": (hidden, heads * head_dim),
+            p + "self_attn.q_norm.weight": (head_dim,), p + "self_attn.k_norm.weight": (head_dim,),
+            p + "mlp.gate_proj.weight": (intermediate, hidden), p + "mlp.up_proj.weight": (intermediate, hidden),
+            p + "mlp.down_proj.weight": (hidden, intermediate),
+            p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,),
+        })
+    return shapes
+
+
+def write_sdar(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2, head_dim: int = 8,
+               intermediate: int = 64, vocab_size: int = 151936, block_size: int = 4, seed: int = 4) -> Path:
+    """An SDAR-Chat/TraDo-Instruct-format checkpoint: SDAR's config (``block_size``, its remote-code map and
+    training switches), Qwen3 tensor names, the Qwen3 tokenizer with ``<|MASK|>`` (151669) as its mask token."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = qwen_tokenizer(QWEN_ADDED + QWEN3_ADDED + SDAR_ADDED)
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                            mask_token="<|MASK|>", chat_template=CHATML,
+                            clean_up_tokenization_spaces=False).save_pretrained(out)
+    settings = json.loads((out / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**settings, "tokenizer_class": "Qwen2Tokenizer"}, indent=2))
+    (out / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}, indent=2))
+    config = {
+        "architectures": ["SDARForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_sdar.SDARConfig", "AutoModel": "modeling_sdar.SDARModel",
+                     "AutoModelForCausalLM": "modeling_sdar.SDARForCausalLM"},
+        "attention_bias": False, "attention_dropout": 0.0, "attn_implementation": "flex_attention",
+        "block_size": block_size, "bos_token_id": 151643, "debug": False, "eos_token_id": 151643, "ep_size": 1,
+        "fuse_cross_entropy": True, "head_dim": head_dim, "hidden_act": "silu", "hidden_size": hidden,
+        "initializer_range": 0.02, "intermediate_size": intermediate, "mask_token_id": 151669,
+        "max_position_embeddings": 32768, "max_window_layers": layers, "micro_forward": False, "model_type": "sdar",
+        "num_attention_heads": heads, "num_hidden_layers": layers, "num_key_value_heads": kv_heads,
+        "rms_norm_eps": 1e-6, "rope_scaling": None, "rope_theta": 1000000, "skip_checkpoint": False,
+        "sliding_window": None, "tie_word_embeddings": False, "torch_dtype": "float32", "use_cache": False,
+        "use_deepep": False, "use_sliding_window": False, "vocab_size": vocab_size,
+    }
+    return _write(out, config, _random_weights(_qwen3_shapes(hidden, layers, heads, kv_heads, head_dim, intermediate,
+                                                             vocab_size), seed))
 
 
 def llada_tokenizer():
@@ -204,6 +267,73 @@ def write_llada(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, in
         "scale_logits": False, "use_cache": False, "vocab_size": vocab_size, "weight_tying": False,
     }
     return _write(out, config, _random_weights(shapes, seed))
+
+
+# LLaDA-MoE's end-of-text and mask ids (inclusionAI's dInfer example); their strings are not known here
+LLADA_MOE_EOS, LLADA_MOE_MASK = 156892, 156895
+
+
+def write_llada_moe(out: Path, hidden: int = 32, heads: int = 4, experts: int = 4, top_k: int = 2,
+                    expert_intermediate: int = 16, dense_intermediate: int = 64, moe_layer_freq: tuple = (1, 0),
+                    vocab_size: int = 157184, seed: int = 5) -> Path:
+    """A LLaDA-MoE-7B-A1B-format checkpoint: its config fields (``expert_intermediate_size``, ``moe_layer_freq``,
+    ...), Qwen3-MoE hub tensor names with one tensor per expert, q/k norms per head, no GQA.
+
+    The vocabulary is the embedded tiny one padded with reserved tokens (never produced by its merges), so
+    that the end-of-text and mask tokens sit at LLaDA-MoE's ids (156892, 156895), which the record names;
+    the chat template is ChatML.
+    """
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from entrgi.evaluation.benchmarks import ASSETS
+
+    spec = json.loads((ASSETS / "tiny-dllm" / "tokenizer.json").read_text())
+    taken = set(spec["model"]["vocab"].values()) | {token["id"] for token in spec["added_tokens"]}
+    spec["model"]["vocab"].update({f"<reserved_{i}>": i for i in range(max(taken) + 1, LLADA_MOE_EOS)})
+    named = {LLADA_MOE_EOS: "<|stand_in_eos|>", LLADA_MOE_MASK: "<|stand_in_mask|>"}
+    spec["added_tokens"] += [{"id": i, "content": named.get(i, f"<|reserved_{i}|>"), "single_word": False,
+                              "lstrip": False, "rstrip": False, "normalized": False, "special": True}
+                             for i in range(LLADA_MOE_EOS, LLADA_MOE_MASK + 1)]
+    tokenizer = Tokenizer.from_str(json.dumps(spec))
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|stand_in_eos|>", pad_token="<|stand_in_eos|>",
+                            chat_template=CHATML, clean_up_tokenization_spaces=False).save_pretrained(out)
+    layers, head_dim = len(moe_layer_freq), hidden // heads
+    shapes = {"model.embed_tokens.weight": (vocab_size, hidden), "model.norm.weight": (hidden,),
+              "lm_head.weight": (vocab_size, hidden)}
+    for i, moe in enumerate(moe_layer_freq):
+        p = f"model.layers.{i}."
+        shapes.update({p + f"self_attn.{n}_proj.weight": (hidden, hidden) for n in "qkvo"})
+        shapes.update({p + "self_attn.q_norm.weight": (head_dim,), p + "self_attn.k_norm.weight": (head_dim,),
+                       p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,)})
+        mlps = [(f"mlp.experts.{e}.", expert_intermediate) for e in range(experts)] if moe else \
+            [("mlp.", dense_intermediate)]
+        if moe:
+            shapes[p + "mlp.gate.weight"] = (experts, hidden)
+        for prefix, width in mlps:
+            shapes.update({p + prefix + "gate_proj.weight": (width, hidden),
+                           p + prefix + "up_proj.weight": (width, hidden), p + prefix + "down_proj.weight": (hidden, width)})
+    weights = _random_weights(shapes, seed)
+    for name in weights:  # routers far from ties, so that the chosen experts do not hinge on rounding
+        if name.endswith("mlp.gate.weight"):
+            weights[name] *= 50
+    config = {
+        "architectures": ["LLaDAMoEModelLM"], "model_type": "llada_moe",
+        "auto_map": {"AutoConfig": "configuration_lladamoe.LLaDAMoEConfig",
+                     "AutoModelForCausalLM": "modeling_lladamoe.LLaDAMoEModelLM"},
+        "attention_bias": False, "attention_dropout": 0.0, "clip_qkv": None,
+        "dense_intermediate_size": dense_intermediate, "eos_token_id": LLADA_MOE_EOS,
+        "expert_intermediate_size": expert_intermediate, "hidden_act": "silu", "hidden_size": hidden,
+        "initializer_range": 0.02, "max_position_embeddings": 8192, "moe_layer_freq": list(moe_layer_freq),
+        "moe_router_enable_expert_bias": False, "moe_router_score_function": "softmax",
+        "num_attention_heads": heads, "num_experts": experts, "num_experts_per_tok": top_k,
+        "num_hidden_layers": layers, "num_key_value_heads": heads, "pad_token_id": LLADA_MOE_EOS,
+        "partial_rotary_factor": 1.0, "qk_layernorm": True, "rms_norm_eps": 1e-05, "rope_scaling": None,
+        "rope_theta": 50000.0, "routed_scaling_factor": 1, "router_aux_loss_coef": 0.01,
+        "shared_expert_intermediate_size": None, "tie_word_embeddings": False, "torch_dtype": "float32",
+        "use_cache": False, "vocab_size": vocab_size,
+    }
+    return _write(out, config, weights)
 
 
 def write_qwen3_reward(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
@@ -279,3 +409,8 @@ def _script_bigrams(weights: dict[str, torch.Tensor], tokenizer, script: dict, h
         for token, probability in ({following: 1.0} if isinstance(following, str) else following).items():
             # far above every other logit (about 0.1), with the log-probabilities asked for
             head[token_id(token), dim] = (30 + math.log(probability)) / hidden ** 0.5
+
+
+# every registered diffusion LM family's stand-in writer (tests/test_models.py loads each one)
+STANDINS = {"dream": write_dream, "diffucoder": write_diffucoder, "llada": write_llada, "sdar": write_sdar,
+            "llada_moe": write_llada_moe}
