@@ -11,22 +11,27 @@ from omegaconf import DictConfig, OmegaConf
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, check_truncation, load_benchmark
-from entrgi.methods import make_method
+from entrgi.methods import make_method, scorer_refusal
 from entrgi.methods.base import Method
 from entrgi.models.diffusion import DiffusionLM, load_diffusion_lm
 from entrgi.models.reward import RewardModel
+from entrgi.models.scorer import Scorer, is_scorer, make_scorer
 
 
 def load_models(cfg: DictConfig, device: str | None = None,
-                load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel]:
-    """The dLLM and the reward model, on ``device`` (default ``cfg.device``); ``load_in_4bit``: the
-    dLLM's base weights in NF4, for training LoRA on them (``entrgi.train``)."""
+                load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel | Scorer]:
+    """The dLLM and the reward (a reward model, or a scorer: ``entrgi.models.scorer``), on ``device``
+    (default ``cfg.device``); ``load_in_4bit``: the dLLM's base weights in NF4, for training LoRA on
+    them (``entrgi.train``). A scorer is built first: its errors come before the dLLM loads."""
     device = device or cfg.device
+    scorer = make_scorer(cfg.reward) if is_scorer(cfg.reward) else None
     dllm = load_diffusion_lm(
         cfg.model.path, loader=cfg.model.loader, shift_logits=cfg.model.shift_logits, mask_token=cfg.model.mask_token,
         eos_tokens=list(cfg.model.eos_tokens) if cfg.model.eos_tokens else None, device=device,
         dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code, max_length=cfg.model.max_length,
         chat_template=cfg.model.chat_template, adapter=cfg.model.get("adapter"), load_in_4bit=load_in_4bit)
+    if scorer is not None:
+        return dllm, scorer
     reward = RewardModel.load(cfg.reward.path, device=device, dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
     if cfg.get("fast_paths", {}).get("compile"):
@@ -57,16 +62,24 @@ def load_prompts(cfg: DictConfig, group: str = "benchmark") -> list[Prompt]:
 
 
 def build_method(cfg: DictConfig) -> Method:
-    """The method ``cfg.method`` names, with its schedule and the reward config's vocabulary settings."""
-    return make_method(OmegaConf.to_container(cfg.method, resolve=True), OmegaConf.to_container(cfg.schedule),
-                       unmatched=cfg.reward.unmatched, min_coverage=cfg.reward.min_coverage,
-                       compatible_model=cfg.reward.get("compatible_model"), model_name=cfg.model.name,
-                       diagnose_relaxation=bool(cfg.get("diagnostics", {}).get("relaxation", False)))
+    """The method ``cfg.method`` names, with its schedule and the reward config's vocabulary settings.
+
+    A method that needs the reward's gradient refuses a scorer here, before any model loads."""
+    method = make_method(OmegaConf.to_container(cfg.method, resolve=True), OmegaConf.to_container(cfg.schedule),
+                         unmatched=cfg.reward.get("unmatched", "retokenize"),
+                         min_coverage=cfg.reward.get("min_coverage", 0.0),
+                         compatible_model=cfg.reward.get("compatible_model"), model_name=cfg.model.name,
+                         diagnose_relaxation=bool(cfg.get("diagnostics", {}).get("relaxation", False)))
+    if is_scorer(cfg.reward) and method.needs_reward_gradient:
+        raise ConfigError(scorer_refusal(cfg.method.name, cfg.reward.get("name") or cfg.reward.type))
+    return method
 
 
 def check_job(cfg: DictConfig) -> None:
     """Refuse settings that would fail or mislead later, before anything heavy loads."""
     check_truncation(cfg.benchmark.max_prompt_tokens, cfg.benchmark.truncation)
+    if is_scorer(cfg.reward):
+        make_scorer(cfg.reward)  # a bad scorer (type, pattern, import path) fails now, not after the dLLM loads
     for key in ("seed", "num_samples", "batch_size"):
         value = cfg[key]
         if not isinstance(value, int) or isinstance(value, bool) or (key != "seed" and value < 1):

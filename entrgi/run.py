@@ -90,7 +90,8 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
     extra = {"environment": environment(), **method.prepare(setup, prompts)}
     prompts = shard_of(prompts, cfg.shard.index, cfg.shard.count)
     dtype = str(next(dllm.model.parameters()).dtype).removeprefix("torch.")
-    cache = BaselineCache(Path(cfg.baseline.cache_dir), baseline_settings(cfg, dllm.device.type, dtype))
+    cache = BaselineCache(Path(cfg.baseline.cache_dir),
+                          baseline_settings(cfg, dllm.device.type, dtype, getattr(reward, "identity", None)))
     extra["baseline"] = {"method": "bon", "digest": cache.digest, "cache": str(cache.dir.resolve()),
                          "settings": cache.settings}
     bon = best_of_k()

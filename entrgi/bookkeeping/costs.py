@@ -71,10 +71,16 @@ class SequenceFlops:
     @classmethod
     def of(cls, dllm_config, reward_config, dllm_vocab: int, prompt_width: int, gen_length: int,
            reward_widths: tuple[int, int], masked: float) -> SequenceFlops:
-        """``masked``: the mean number of masked positions at a guided step (see :func:`mean_masked`)."""
+        """``masked``: the mean number of masked positions at a guided step (see :func:`mean_masked`).
+        ``reward_config`` None: the reward is a scorer (a rule, no network), whose passes cost no FLOPs
+        here (its seconds are measured)."""
+        dllm = dllm_forward_flops(dllm_config, dllm_vocab, prompt_width + gen_length, masked)
+        if reward_config is None:
+            return cls(dllm_forward=dllm, reward_text_forward=0.0, reward_embedding_forward=0.0,
+                       reward_backward=0.0, relaxation=0.0, reward_prefix=0.0)
         prefix, suffix = reward_widths
         queries = gen_length + suffix
-        return cls(dllm_forward=dllm_forward_flops(dllm_config, dllm_vocab, prompt_width + gen_length, masked),
+        return cls(dllm_forward=dllm,
                    reward_text_forward=reward_forward_flops(reward_config, prefix + queries),
                    reward_embedding_forward=reward_forward_flops(reward_config, queries, prefix),
                    reward_backward=reward_backward_flops(reward_config, queries, prefix),
@@ -113,7 +119,8 @@ def mean_masked(gen_length: int, steps: int, block_length: int | None = None, ep
 def setup_flops(setup) -> SequenceFlops:
     """The per-sequence FLOPs of a ``SamplingSetup``'s models, widths and sampler."""
     s = setup.sampler
-    return SequenceFlops.of(setup.dllm.model.config.get_text_config(), setup.reward_model.model.config,
+    network = getattr(setup.reward_model, "model", None)  # None: a scorer
+    return SequenceFlops.of(setup.dllm.model.config.get_text_config(), network.config if network is not None else None,
                             setup.dllm.vocab_size, setup.prompt_width, s.gen_length, setup.reward_widths,
                             mean_masked(s.gen_length, s.steps, s.block_length, s.eps))
 
