@@ -7,6 +7,7 @@ from entrgi.errors import ConfigError
 from entrgi.sampling.rng import RowRandom, row_key
 from entrgi.sampling.sampler import (
     SamplerConfig,
+    StepUpdate,
     commit_plan,
     generate,
     sample_nucleus,
@@ -178,3 +179,40 @@ def test_sampler_settings_outside_their_range_are_refused_naming_the_key(setting
     with pytest.raises(ConfigError, match=re.escape(message)):
         SamplerConfig(**setting)
     SamplerConfig(top_k=1, alg_temp=0.0, eps=0.5, block_length=4, gen_length=8)  # the edges that are valid
+
+
+class Proposing:
+    """A hook that commits one of the step's proposals (``draw``), recording every step's proposals."""
+
+    def __init__(self, draw, logits_scale=None):
+        self.draw, self.logits_scale, self.proposals = draw, logits_scale, []
+
+    def __call__(self, state):
+        logits = None if self.logits_scale is None else state.logits * self.logits_scale
+        self.proposals.append([state.propose(logits, draw=d) for d in (0, 1, 2)])
+        return StepUpdate(next_tokens=self.proposals[-1][self.draw])
+
+
+def test_proposing_the_sampler_s_own_draw_reproduces_the_unguided_step_bit_for_bit(tiny_stack):
+    dllm = tiny_stack[0]
+    cfg = SamplerConfig(gen_length=12, steps=6, block_length=6, alg_temp=0.5)
+    prompt = dllm.encode_prompts(["What does `math.sqrt` do?", "Name a prime."])
+    plain = generate(dllm, prompt, [3, 4], cfg)
+    hook = Proposing(draw=0)
+    assert torch.equal(generate(dllm, prompt, [3, 4], cfg, hook).tokens, plain.tokens)
+    first = hook.proposals[0]
+    assert not torch.equal(first[1], first[2])  # the draws are independent streams
+    for proposal in first:  # each commits the planned number of positions of the first block
+        assert ((proposal != dllm.mask_id).sum(-1) == commit_plan(12, 6, 6)[0].count).all()
+        assert (proposal[:, 6:] == dllm.mask_id).all()
+
+
+def test_a_hook_that_commits_other_proposals_keeps_each_row_keyed_to_itself(tiny_stack):
+    dllm = tiny_stack[0]
+    cfg = SamplerConfig(gen_length=8, steps=4)
+    prompts = dllm.encode_prompts(["What does `math.sqrt` do?", "Name a prime.", "Say hi."])
+    keys = [5, 6, 7]
+    together = generate(dllm, prompts, keys, cfg, Proposing(draw=2, logits_scale=0.5), prompt_width=40)
+    alone = generate(dllm, prompts[1:2], keys[1:2], cfg, Proposing(draw=2, logits_scale=0.5), prompt_width=40)
+    assert torch.equal(together.tokens[1], alone.tokens[0])
+    assert not torch.equal(together.tokens, generate(dllm, prompts, keys, cfg, prompt_width=40).tokens)

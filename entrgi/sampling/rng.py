@@ -49,12 +49,14 @@ class RowRandom:
     TOKENS = 1  # the tokens committed at a step
     HARD = 2  # the hard token of the relaxation, one draw per inner step
     PARTICLES = 3  # particle resampling: the denoised estimate, the ancestor draws, fresh keys of copies
+    PROPOSALS = 4  # a hook's further proposals of a step (``StepState.propose(draw=d)``, d >= 1)
 
     def __init__(self, keys: list[int] | torch.Tensor, device: torch.device | str = "cpu"):
         self.keys = torch.as_tensor(keys, dtype=torch.int64, device=device)
 
-    def uniform(self, shape_tail: tuple[int, ...], *counter: int) -> torch.Tensor:
-        """Draws of shape ``[rows, *shape_tail]`` for the counter ``(step, stream, ...)``."""
+    def uniform(self, shape_tail: tuple[int, ...], *counter: int | torch.Tensor) -> torch.Tensor:
+        """Draws of shape ``[rows, *shape_tail]`` for the counter ``(step, stream, ...)``; a counter
+        element may be a tensor ``[rows]`` (each row's own step count)."""
         h = derive_keys(self.keys, *counter)
         n = 1
         for s in shape_tail:

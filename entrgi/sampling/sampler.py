@@ -275,6 +275,56 @@ def confidence(alg: str, probs: torch.Tensor, tokens: torch.Tensor, uniforms: to
     return -entropy(logits, probs)  # entropy: negative entropy
 
 
+def counters(step: int | torch.Tensor, stream: int, draw: int = 0) -> tuple:
+    """The random counter of a step's ``stream``: ``draw`` 0 is the sampler's own draw, every other
+    ``draw`` an independent one (a proposal) of the same row and step. ``step`` may differ per row."""
+    return (step, stream) if draw == 0 else (step, RowRandom.PROPOSALS, draw, stream)
+
+
+def draw_and_commit(response: torch.Tensor, positions: torch.Tensor, logits: torch.Tensor, step: CommitStep,
+                    rng: RowRandom, cfg: SamplerConfig, eos: torch.Tensor, guided: torch.Tensor | None = None,
+                    draw: int = 0, counter: int | torch.Tensor | None = None) -> torch.Tensor:
+    """The response ``[N, L]`` after one step: tokens drawn at the masked ``positions [N, n]`` and the
+    step's commit rule applied (``step.count`` positions of its block, the most confident first).
+
+    ``logits [N, n, V]`` rank the positions (and give the tokens); ``guided`` logits, when given, give
+    the tokens instead (reward guidance ranks on the model's own distribution). ``counter`` keys the
+    rows' random draws (default: ``step.index``); ``draw`` picks an independent stream (see
+    :func:`counters`).
+    """
+    device = logits.device
+    N, n, V = logits.shape
+    counter = step.index if counter is None else counter
+    noise = rng.uniform((n,), *counters(counter, RowRandom.COMMIT, draw))
+    tokens = torch.empty(N * n, dtype=torch.long, device=device)
+    key = torch.empty(N * n, device=device)
+    token_draws = functools.cache(
+        lambda r: rng.uniform((n,), *counters(counter, RowRandom.TOKENS, draw), r).flatten())
+    guided = None if guided is None else guided.reshape(N * n, V)
+    # tokens and confidences row chunk by row chunk: vocabulary-wide transients stay at chunk size
+    for rows in row_chunks(N * n, V, device):
+        draws = lambda r, rows=rows: token_draws(r)[rows]  # noqa: E731
+        with section("pre_guidance_filter"):  # pre-guidance: ranks the positions, as sampling_probs
+            filtered = top_p_top_k_filter(logits.reshape(N * n, V)[rows].float() / cfg.temperature, cfg.top_p,
+                                          cfg.top_k)
+            probs = torch.softmax(filtered, dim=-1)
+        with section("sampling_remasking"):
+            tokens[rows] = sample_nucleus(guided[rows], cfg, draws) if guided is not None else \
+                sample_from_probs(probs, draws(0))
+            key[rows] = confidence(cfg.alg, probs, tokens[rows], noise.flatten()[rows], filtered)
+    tokens, key = tokens.view(N, n), key.view(N, n)
+    with section("sampling_remasking"):
+        # which positions to commit: ranked on the pre-guidance distribution
+        if cfg.alg_temp:
+            key = key / cfg.alg_temp - torch.log(-torch.log(noise))  # Gumbel-top-k = sampling w/o replacement
+        if cfg.eos_last:
+            key = torch.where(torch.isin(tokens, eos), key - 1e6, key)
+        in_block = (positions >= step.block_start) & (positions < step.block_end)
+        key = key.masked_fill(~in_block, float("-inf"))
+        chosen = key.topk(step.count, dim=-1).indices
+        return response.scatter(1, positions.gather(1, chosen), tokens.gather(1, chosen))
+
+
 @dataclass
 class StepState:
     """What a step hook sees: the rows' state before the step's tokens are drawn."""
@@ -284,16 +334,31 @@ class StepState:
     positions: torch.Tensor  # [N, n] the masked columns, in column order
     logits: torch.Tensor  # [N, n, V] the dLLM's logits at those columns (mask token at -inf)
     rng: RowRandom  # each row's random streams
+    # the step's draw-and-commit rule, bound to this state (see ``propose``); None outside the sampler
+    commit: Callable[..., torch.Tensor] | None = field(default=None, repr=False)
+
+    def propose(self, logits: torch.Tensor | None = None, draw: int = 0) -> torch.Tensor:
+        """The response ``[N, L]`` after this step under the sampler's own rule, tokens drawn from
+        ``logits [N, n, V]`` (default: the step's), which also rank the positions to commit.
+
+        ``draw`` indexes independent random streams of each row: ``draw=0`` is the sampler's own
+        draw, so ``propose()`` is exactly the step the sampler takes unguided.
+        """
+        return self.commit(self.logits if logits is None else logits, draw=draw)
 
 
 @dataclass
 class StepUpdate:
-    """What a step hook may change. Rows are reordered first; ``logits`` and ``stats`` are in the new order."""
+    """What a step hook may change. Rows are reordered first; ``logits``, ``next_tokens`` and ``stats``
+    are in the new order."""
 
     logits: torch.Tensor | None = None  # [N, n, V] draw this step's tokens from these (e.g. guided) logits
     order: torch.Tensor | None = None  # [N] new row i continues old row order[i] (resampling particles)
     row_keys: torch.Tensor | None = None  # [N] random keys of the reordered rows; default: keys move with rows
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # [N] per-row statistics for the trace
+    # [N, L] the response after the step (e.g. a chosen ``StepState.propose``): committed as it is,
+    # instead of the sampler's own draw
+    next_tokens: torch.Tensor | None = None
 
 
 class StepHook(Protocol):
@@ -360,7 +425,8 @@ def generate(
             logits[..., dllm.mask_id] = float("-inf")  # never sample the mask token itself
         out.dllm_forwards += x.shape[0]
 
-        update = hook(StepState(step, response, positions, logits, rng)) if hook is not None else None
+        commit = functools.partial(draw_and_commit, response, positions, step=step, rng=rng, cfg=cfg, eos=eos)
+        update = hook(StepState(step, response, positions, logits, rng, commit)) if hook is not None else None
         update = update or StepUpdate()
         if update.order is not None:  # whole particles move: tokens, logits and random streams
             order = update.order
@@ -369,34 +435,10 @@ def generate(
             rng = RowRandom(rng.keys[order] if update.row_keys is None else update.row_keys, device=device)
             ancestors = ancestors[order]
             reorder_trace(out.trace, order)
-        # tokens and confidences row chunk by row chunk: vocabulary-wide transients stay at chunk size
-        N, V = logits.shape[0], logits.shape[-1]
-        guided = None if update.logits is None else update.logits.reshape(N * n, V)
-        noise = rng.uniform((n,), step.index, RowRandom.COMMIT)
-        tokens = torch.empty(N * n, dtype=torch.long, device=device)
-        key = torch.empty(N * n, device=device)
-        token_draws = functools.cache(lambda r: rng.uniform((n,), step.index, RowRandom.TOKENS, r).flatten())
-        for rows in row_chunks(N * n, V, device):
-            draws = lambda r, rows=rows: token_draws(r)[rows]
-            with section("pre_guidance_filter"):  # pre-guidance: ranks the positions, as sampling_probs
-                filtered = top_p_top_k_filter(logits.reshape(N * n, V)[rows].float() / cfg.temperature, cfg.top_p,
-                                              cfg.top_k)
-                probs = torch.softmax(filtered, dim=-1)
-            with section("sampling_remasking"):
-                tokens[rows] = sample_nucleus(guided[rows], cfg, draws) if guided is not None else \
-                    sample_from_probs(probs, draws(0))
-                key[rows] = confidence(cfg.alg, probs, tokens[rows], noise.flatten()[rows], filtered)
-        tokens, key = tokens.view(N, n), key.view(N, n)
-        with section("sampling_remasking"):
-            # which positions to commit: ranked on the pre-guidance distribution
-            if cfg.alg_temp:
-                key = key / cfg.alg_temp - torch.log(-torch.log(noise))  # Gumbel-top-k = sampling w/o replacement
-            if cfg.eos_last:
-                key = torch.where(torch.isin(tokens, eos), key - 1e6, key)
-            in_block = (positions >= step.block_start) & (positions < step.block_end)
-            key = key.masked_fill(~in_block, float("-inf"))
-            chosen = key.topk(step.count, dim=-1).indices
-            x[:, P:] = response.scatter(1, positions.gather(1, chosen), tokens.gather(1, chosen))
+        if update.next_tokens is not None:
+            x[:, P:] = update.next_tokens
+        else:
+            x[:, P:] = draw_and_commit(response, positions, logits, step, rng, cfg, eos, guided=update.logits)
 
         out.trace.append({"step": step.index, "committed": step.count, **update.stats})
         if on_step is not None:
