@@ -5,7 +5,7 @@ At every ``every``-th denoising step, before the step's tokens are drawn, each r
 sequence (its masked positions filled with the model's prediction, the argmax of the step's
 logits) is decoded and scored by the reward. The row's logits are multiplied by
 
-    s = exp(gamma * z),   z = (r - mean r) / std r   over the prompt's K rows (z = 0 when they agree)
+    s = exp(gamma * z),   z = (r - mean r) / std r   over the prompt's K rows (z = 0 when they agree to 1e-5)
 
 and the step draws its tokens from the scaled logits and ranks the positions on them too
 (``StepState.propose(logits)``): a row whose sequence scores above its siblings sharpens (s > 1)
@@ -39,15 +39,19 @@ from entrgi.models.scorer import Scorer
 from entrgi.sampling.guidance import guided_steps
 from entrgi.sampling.sampler import StepState, StepUpdate
 
+TIE = 1e-5  # rewards whose spread is below this, relative to their size, count as equal
+
 
 def logit_scales(rewards: torch.Tensor, rows_per_prompt: int, gamma: float) -> torch.Tensor:
     """``exp(gamma * z)`` per row ``[N]``, ``z`` the reward standardized over its prompt's rows; 1 where
-    the prompt's rows score alike."""
+    the prompt's rows score alike (to ``TIE``, relative: a reward model's rounding noise on equal texts
+    would otherwise be standardized into a full unit of ``z``, and it differs from batch to batch)."""
     grouped = rewards.double().view(-1, rows_per_prompt)
-    centered = grouped - grouped.mean(-1, keepdim=True)
+    mean = grouped.mean(-1, keepdim=True)
+    centered = grouped - mean
     spread = grouped.std(-1, unbiased=False, keepdim=True)
-    z = torch.where(spread > 0, centered / spread.clamp(min=torch.finfo(torch.float64).tiny), 0.0)
-    return torch.exp(gamma * z).flatten()
+    tied = spread <= TIE * (1 + mean.abs())
+    return torch.exp(gamma * torch.where(tied, 0.0, centered / torch.where(tied, 1.0, spread))).flatten()
 
 
 @dataclass

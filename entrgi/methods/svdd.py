@@ -33,15 +33,19 @@ from entrgi.sampling.guidance import guided_steps
 from entrgi.sampling.rng import RowRandom
 from entrgi.sampling.sampler import StepState, StepUpdate, sample_from_probs
 
+TIE = 1e-5  # values this close to the best, relative to its size, count as best (alpha = 0)
 # the choice's draw: (step, PROPOSALS, 0), a counter no proposal uses (theirs are draw >= 1, then stream)
 CHOICE = 0
 
 
 def choose(values: torch.Tensor, alpha: float, uniforms: torch.Tensor) -> torch.Tensor:
     """Each row's candidate ``[N]`` from ``values [N, M]``: a draw from ``softmax(values / alpha)`` with
-    ``uniforms [N]`` in (0, 1), or the first best when ``alpha`` is 0."""
+    ``uniforms [N]`` in (0, 1), or when ``alpha`` is 0 the first best, values within ``TIE`` (relative) of
+    the best counting as best: equal completions keep the earliest candidate whatever the reward
+    model's rounding noise, which differs from batch to batch."""
     if alpha == 0:
-        return values.argmax(-1)
+        best = values.max(-1, keepdim=True).values
+        return (values >= best - TIE * (1 + best.abs())).int().argmax(-1)  # the first of the maxima
     return sample_from_probs(torch.softmax(values.double() / alpha, dim=-1), uniforms.double())
 
 
