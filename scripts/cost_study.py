@@ -150,12 +150,13 @@ def fidelity_rows(fidelity: Path, seeds: list[int]) -> list[str]:
     return rows
 
 
-def write_block(path: Path, block: str) -> None:
+def write_block(path: Path, block: str, start: str = START, end: str = END) -> None:
+    """Replace what lies between the markers ``start`` and ``end`` of ``path`` (appended when absent)."""
     text = path.read_text()
-    if START not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    write_atomic(path, f"{head}{START}\n{block}\n{END}{rest.split(END, 1)[1]}")
+    if start not in text:
+        text += f"\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    write_atomic(path, f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}")
 
 
 def main() -> None:
