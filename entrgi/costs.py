@@ -80,6 +80,9 @@ def unguided_seconds_per_sample(summary: dict, bon_dir: Path | None) -> tuple[fl
 
 def unguided_sample_flops(summary: dict) -> float:
     """FLOPs of one unguided sample of a finished job's setup (its models, widths and dLLM steps)."""
+    if "unguided_sample" in summary["flops"]:
+        return summary["flops"]["unguided_sample"]
+    # a summary from before it was recorded: its methods ran one dLLM forward per sample and step
     steps_per_sample = per_prompt(summary, "dllm_forwards") / summary["num_samples"]
     return SequenceFlops(**summary["flops"]["per_sequence"]).unguided_sample(steps_per_sample)
 

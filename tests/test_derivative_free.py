@@ -193,7 +193,11 @@ def test_a_scoring_function_guides_svdd_end_to_end_from_the_cli(tmp_path):
     summary = json.loads((tmp_path / "job" / "summary.json").read_text())
     assert summary["method"] == "svdd" and summary["num_prompts"] == 2
     assert "guide" in summary["win_rate"] and "judge" in summary["win_rate"]
-    assert summary["flops"]["per_prompt"]["reward_forward"] == 0  # a rule costs no FLOPs of a network
+    flops = summary["flops"]
+    assert flops["per_prompt"]["reward_forward"] == 0  # a rule costs no FLOPs of a network
+    # an unguided sample is 4 steps of the plan, not SVDD's forwards per sample (its look-ahead adds 2 x 3)
+    assert flops["unguided_sample"] == 4 * flops["per_sequence"]["dllm_forward"]
+    assert flops["per_prompt"]["dllm"] == 4 * (4 + 2 * 3) * flops["per_sequence"]["dllm_forward"]
     import sys
 
     sys.path.insert(0, str(tmp_path))

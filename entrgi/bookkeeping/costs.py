@@ -128,7 +128,13 @@ def setup_flops(setup) -> SequenceFlops:
 def summary_flops(summary: dict, setup) -> dict:
     """What a job's summary records about its FLOPs: per prompt (dLLM, reward forward, reward backward,
     total) and the per-sequence costs they came from (``python -m entrgi.costs`` reads both)."""
+    from entrgi.sampling.sampler import commit_plan
+
     sequence = setup_flops(setup)
     cost = {name: summary["cost_per_prompt"].get(name, 0)
             for name in ("dllm_forwards", "reward_forwards", "reward_backwards")}
-    return {"per_prompt": sequence.per_prompt(cost, setup.num_samples), "per_sequence": asdict(sequence)}
+    s = setup.sampler
+    # one unguided sample's forwards come from the plan: a method may run more (SVDD's look-ahead)
+    steps = sum(step.count > 0 for step in commit_plan(s.gen_length, s.steps, s.block_length, s.eps))
+    return {"per_prompt": sequence.per_prompt(cost, setup.num_samples), "per_sequence": asdict(sequence),
+            "unguided_sample": sequence.unguided_sample(steps)}
