@@ -121,8 +121,8 @@ def main() -> None:
         *cost_rows(model_dir, labels, args.seeds, records), "",
         f"Against best-of-N at EntRGi's cost (N = {n['bon']}):", "",
         *tables(at_cost, [label for label in labels if label != "bon_matched"], args.seeds, [keywords, lexical]), "",
-        "**Guided by the keyword rule itself** (its top-1 reward is the keyword score; ROUGE-L is held out). "
-        "Cost per prompt, relative to keyword-guided bon at K = 4:", "",
+        ("**Guided by the keyword rule itself** (its top-1 reward is the keyword score; ROUGE-L is held out). "
+         "Cost per prompt, relative to keyword-guided bon at K = 4:"), "",
         *cost_rows(rule_dir, rule_labels, args.seeds, rule_records), "",
         f"Against keyword-guided best-of-N at the same cost (N = {rule['bon']}):", "",
         *tables(rule_at_cost, [label for label in rule_labels if label != "bon_matched"], args.seeds, [lexical]), "",

@@ -15,7 +15,7 @@ from entrgi.from_config import build_method
 from entrgi.methods import best_of_k, make_method
 from entrgi.methods.base import SamplingSetup
 from entrgi.methods.rws import logit_scales
-from entrgi.methods.svdd import SoftValueDecoding, choose
+from entrgi.methods.svdd import choose
 from entrgi.models.scorer import Scorer, make_scorer
 from entrgi.sampling.sampler import SamplerConfig, generate
 
