@@ -209,3 +209,16 @@ def test_a_scoring_function_guides_svdd_end_to_end_from_the_cli(tmp_path):
         record = json.loads(line)  # the recorded rewards are the function's scores of the responses
         prompt = Prompt(record["id"], record["prompt"])
         assert record["rewards"] == pytest.approx([score(prompt, r) for r in record["responses"]])
+
+
+def test_the_ifeval_scorer_gives_the_share_of_the_prompts_instructions_followed():
+    pytest.importorskip("eval_framework", reason="IFEval's checkers come from llm-eval-framework: pip install -e '.[judges]'")
+    prompt = Prompt("p", "Write about a banana, without commas.",
+                    metadata={"instruction_id_list": ["punctuation:no_comma", "keywords:existence"],
+                              "kwargs": [{}, {"keywords": ["banana"]}]})
+    scorer = make_scorer(compose_config("reward=ifeval").reward)
+    scorer.know([prompt])
+    assert scorer.score_texts([prompt.text] * 3, ["A banana here.", "A banana, there.", "Yes, an apple."]) == \
+        [1.0, 0.5, 0.0]
+    with pytest.raises(ConfigError, match="reward=ifeval cannot score prompt"):  # a prompt without instruction ids
+        scorer.score_texts(["another prompt"], ["text"])
