@@ -108,7 +108,7 @@ class SoftValueGuidance(Method):
 
     name: str = "svdd"
     num_candidates: int = 4  # M: next states proposed per row and step (1: unguided sampling)
-    alpha: float = 0.0  # the choice's temperature over values; 0: the best candidate (the paper's SVDD-PM text runs)
+    alpha: float = 0.0  # the temperature of the choice over values; 0: the best candidate (the alpha -> 0 limit)
     every: int = 1  # steer every k-th denoising step only (1: all)
 
     def __post_init__(self):
