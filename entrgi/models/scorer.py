@@ -85,7 +85,8 @@ def make_scorer(cfg) -> Scorer:
         function, source = import_function(cfg.get("path"))
         return Scorer(name, lambda prompts, responses: [function(p, r) for p, r in zip(prompts, responses)],
                       {"type": kind, "path": cfg.get("path"), "source_sha256": source})
-    raise ConfigError(f"unknown reward.type={kind!r}; use {REWARD_MODEL} (a reward model) or a scorer: {', '.join(SCORERS)}")
+    raise ConfigError(f"unknown reward.type={kind!r}; use {REWARD_MODEL} (a reward model) or a scorer: "
+                      f"{', '.join(SCORERS)}")
 
 
 def _checked(judge, prompts: list[Prompt], responses: list[str]) -> list[float]:
