@@ -90,12 +90,12 @@ def unguided_seconds_per_sample(summary: dict, bon_dir: Path | None) -> tuple[fl
 
 
 def unguided_sample_flops(summary: dict) -> float:
-    """FLOPs of one unguided sample of a finished job's setup (its models, widths and dLLM steps): the
-    dLLM work the job counted per sample (its columns computed, when recorded: caches and early
-    finished rows included) and the scoring of its text."""
+    """FLOPs of one unguided sample of a finished job's setup (its models, widths and sampler mode): as the
+    job recorded it (the sampler's own dLLM work per sample, caches and early finished rows included, and
+    the scoring of its text), else, for a summary from before it was recorded, its dLLM forwards per sample."""
+    if "unguided_sample" in summary["flops"]:
+        return summary["flops"]["unguided_sample"]
     sequence = SequenceFlops(**summary["flops"]["per_sequence"])
-    if summary.get("cost_per_prompt", {}).get("dllm_columns"):
-        return summary["flops"]["per_prompt"]["dllm"] / summary["num_samples"] + sequence.reward_text_forward
     steps_per_sample = per_prompt(summary, "dllm_forwards") / summary["num_samples"]
     return sequence.unguided_sample(steps_per_sample)
 

@@ -13,12 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, check_truncation, load_benchmark, register_source
-from entrgi.methods import make_method
+from entrgi.methods import make_method, scorer_refusal
 from entrgi.methods.base import Method
 from entrgi.models.attention import AttentionStructure
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.models.loaders import load_diffusion_lm
 from entrgi.models.reward import RewardModel
+from entrgi.models.scorer import Scorer, is_scorer, make_scorer
 from entrgi.sampling.sampler import SamplerConfig, check_structure
 from entrgi.testbed.corpus import training_prompts
 
@@ -28,14 +29,16 @@ log = logging.getLogger("entrgi")
 
 
 def load_models(cfg: DictConfig, device: str | None = None,
-                load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel]:
-    """The dLLM on ``device`` (default ``cfg.device``) and the reward model on ``cfg.reward.device`` (default:
-    the dLLM's; guidance moves the relaxed embeddings there and their gradients back); ``load_in_4bit``: the
-    dLLM's base weights in NF4, for training LoRA on them (``entrgi.train``)."""
+                load_in_4bit: bool = False) -> tuple[DiffusionLM, RewardModel | Scorer]:
+    """The dLLM on ``device`` (default ``cfg.device``) and the reward: a reward model on ``cfg.reward.device``
+    (default: the dLLM's; guidance moves the relaxed embeddings there and their gradients back), or a scorer
+    (``entrgi.models.scorer``), built first so that its errors come before the dLLM loads; ``load_in_4bit``:
+    the dLLM's base weights in NF4, for training LoRA on them (``entrgi.train``)."""
     from entrgi.models.loading import silence_library_deprecations
 
     silence_library_deprecations()  # the adapter's merge (PEFT) and the trainer (TRL) call deprecated names
     device = device or cfg.device
+    scorer = make_scorer(cfg.reward) if is_scorer(cfg.reward) else None
     dllm = load_diffusion_lm(
         cfg.model.path, loader=cfg.model.loader, shift_logits=cfg.model.shift_logits, mask_token=cfg.model.mask_token,
         eos_tokens=list(cfg.model.eos_tokens) if cfg.model.eos_tokens else None, device=device,
@@ -43,6 +46,8 @@ def load_models(cfg: DictConfig, device: str | None = None,
         chat_template=cfg.model.chat_template, adapter=cfg.model.get("adapter"), load_in_4bit=load_in_4bit)
     if cfg.model.get("attention"):  # a checkpoint run with the attention structure its config names
         dllm.attention = model_attention(cfg)
+    if scorer is not None:
+        return dllm, scorer
     reward = RewardModel.load(cfg.reward.path, device=cfg.reward.get("device") or device, dtype=cfg.dtype,
                               trust_remote_code=cfg.reward.trust_remote_code, chat_template=cfg.reward.chat_template)
     if cfg.get("fast_paths", {}).get("compile"):
@@ -97,11 +102,17 @@ def load_prompts(cfg: DictConfig, group: str = "benchmark") -> list[Prompt]:
 
 
 def build_method(cfg: DictConfig) -> Method:
-    """The method ``cfg.method`` names, with its schedule and the reward config's vocabulary settings."""
-    return make_method(OmegaConf.to_container(cfg.method, resolve=True), OmegaConf.to_container(cfg.schedule),
-                       unmatched=cfg.reward.unmatched, min_coverage=cfg.reward.min_coverage,
-                       compatible_model=cfg.reward.get("compatible_model"), model_name=cfg.model.name,
-                       diagnose_relaxation=bool(cfg.get("diagnostics", {}).get("relaxation", False)))
+    """The method ``cfg.method`` names, with its schedule and the reward config's vocabulary settings.
+
+    A method that needs the reward's gradient refuses a scorer here, before any model loads."""
+    method = make_method(OmegaConf.to_container(cfg.method, resolve=True), OmegaConf.to_container(cfg.schedule),
+                         unmatched=cfg.reward.get("unmatched", "retokenize"),
+                         min_coverage=cfg.reward.get("min_coverage", 0.0),
+                         compatible_model=cfg.reward.get("compatible_model"), model_name=cfg.model.name,
+                         diagnose_relaxation=bool(cfg.get("diagnostics", {}).get("relaxation", False)))
+    if is_scorer(cfg.reward) and method.needs_reward_gradient:
+        raise ConfigError(scorer_refusal(cfg.method.name, cfg.reward.get("name") or cfg.reward.type))
+    return method
 
 
 def model_attention(cfg: DictConfig) -> AttentionStructure:
@@ -113,6 +124,8 @@ def check_job(cfg: DictConfig) -> None:
     """Refuse settings that would fail or mislead later, before anything heavy loads."""
     check_truncation(cfg.benchmark.max_prompt_tokens, cfg.benchmark.truncation)
     check_structure(SamplerConfig(**cfg.sampler), model_attention(cfg))
+    if is_scorer(cfg.reward):
+        make_scorer(cfg.reward)  # a bad scorer (type, pattern, import path) fails now, not after the dLLM loads
     for key in ("seed", "num_samples", "batch_size"):
         value = cfg[key]
         if not isinstance(value, int) or isinstance(value, bool) or (key != "seed" and value < 1):

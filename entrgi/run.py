@@ -96,7 +96,8 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
                                "threshold": sampler.threshold}}
     prompts = shard_of(prompts, cfg.shard.index, cfg.shard.count)
     dtype = str(next(dllm.model.parameters()).dtype).removeprefix("torch.")
-    cache = BaselineCache(Path(cfg.baseline.cache_dir), baseline_settings(cfg, dllm.device.type, dtype))
+    cache = BaselineCache(Path(cfg.baseline.cache_dir),
+                          baseline_settings(cfg, dllm.device.type, dtype, getattr(reward, "identity", None)))
     bon = best_of_k()
     extra["baseline"] = {"method": bon.name, "digest": cache.digest, "cache": str(cache.dir.resolve()),
                          "settings": cache.settings}

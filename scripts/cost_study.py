@@ -56,10 +56,16 @@ def run_job(job: Path, overrides: list[str]) -> dict:
     return {r["id"]: r for r in read_jsonl(job / "results.jsonl")}
 
 
+def seeds_of(records, label, seeds, prompt_id) -> list[int]:
+    """The seeds whose jobs hold ``prompt_id`` (all of them, unless each seed drew its own subset of prompts)."""
+    return [s for s in seeds if prompt_id in records[label, s]]
+
+
 def per_prompt(records, label, seeds, value) -> dict[str, float]:
-    """``value(record)`` averaged over seeds, per prompt id present in every seed."""
-    ids = set.intersection(*(set(records[label, s]) for s in seeds))
-    return {i: sum(value(records[label, s][i]) for s in seeds) / len(seeds) for i in sorted(ids)}
+    """``value(record)`` averaged over the seeds that hold the prompt, per prompt id of any seed."""
+    ids = set.union(*(set(records[label, s]) for s in seeds))
+    return {i: sum(value(records[label, s][i]) for s in seeds_of(records, label, seeds, i))
+            / len(seeds_of(records, label, seeds, i)) for i in sorted(ids)}
 
 
 def judge_all(records, judges) -> dict:
@@ -101,13 +107,13 @@ def tables(records, labels, seeds, judges) -> list[str]:
         rows += ["", f"Judged by `{judge.name}` (held out: guidance never sees it):", "",
                  "| method | top-1 | mean@K | top-1 win-rate over bon [95% CI] |", "| --- | --- | --- | --- |"]
         for label in labels:
-            top1, mean = (mean_stderr([sum(judged[judge.name, label, s, i][column] for s in seeds) / len(seeds)
+            held = {i: seeds_of(records, label, seeds, i) for i in ids[label]}
+            top1, mean = (mean_stderr([sum(judged[judge.name, label, s, i][column] for s in held[i]) / len(held[i])
                                        for i in ids[label]]) for column in (0, 1))
             won = "—"
             if label != "bon":
-                by_seed = [outcomes([judged[judge.name, label, s, i][0] for i in ids[label]],
-                                    [judged[judge.name, "bon", s, i][0] for i in ids[label]]) for s in seeds]
-                wins = [sum(column) / len(seeds) for column in zip(*by_seed)]
+                wins = [sum(outcomes([judged[judge.name, label, s, i][0]], [judged[judge.name, "bon", s, i][0]])[0]
+                            for s in held[i]) / len(held[i]) for i in ids[label]]
                 stats, interval = mean_stderr(wins), win_rate(wins)
                 won = f"{stats['mean']:.3f} ± {stats['stderr']:.3f} [{interval['low']:.3f}, {interval['high']:.3f}]"
             rows.append(f"| {label} | {cell(top1)} | {cell(mean)} | {won} |")
@@ -150,12 +156,13 @@ def fidelity_rows(fidelity: Path, seeds: list[int]) -> list[str]:
     return rows
 
 
-def write_block(path: Path, block: str) -> None:
+def write_block(path: Path, block: str, start: str = START, end: str = END) -> None:
+    """Replace what lies between the markers ``start`` and ``end`` of ``path`` (appended when absent)."""
     text = path.read_text()
-    if START not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    write_atomic(path, f"{head}{START}\n{block}\n{END}{rest.split(END, 1)[1]}")
+    if start not in text:
+        text += f"\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    write_atomic(path, f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}")
 
 
 def main() -> None:

@@ -57,9 +57,10 @@ def job_settings(cfg: DictConfig) -> dict:
                            and (k not in SWITCHES or any(cfg[k].values()))])
 
 
-def baseline_settings(cfg: DictConfig, device: str, dtype: str) -> dict:
+def baseline_settings(cfg: DictConfig, device: str, dtype: str, scorer: dict | None = None) -> dict:
     """What decides best-of-K's outputs: its config, the device type and dtype actually used, and the
-    versions of the code that computes them."""
+    versions of the code that computes them; ``scorer``: what decides a scorer reward's scores beyond
+    its config (``Scorer.identity``: a scoring function's source digest)."""
     import torch
     import transformers
 
@@ -68,6 +69,8 @@ def baseline_settings(cfg: DictConfig, device: str, dtype: str) -> dict:
     # the fast paths change unguided samples too; like every switch, part of the settings only when on
     switches = [k for k in ("fast_paths",) if k in cfg and any(cfg[k].values())]
     settings = _resolved(cfg, [k for k in BASELINE_KEYS if k in cfg] + switches)
+    if scorer is not None:
+        settings["scorer"] = scorer
     settings.update(device=device, dtype=dtype, versions={"entrgi": entrgi.__version__, "torch": torch.__version__,
                                                          "transformers": transformers.__version__})
     return settings

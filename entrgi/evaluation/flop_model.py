@@ -99,13 +99,19 @@ class SequenceFlops:
     @classmethod
     def of(cls, dllm_config, reward_config, dllm_vocab: int, prompt_width: int, gen_length: int,
            reward_widths: tuple[int, int], masked: float) -> SequenceFlops:
-        """``masked``: the mean number of masked positions at a guided step (see :func:`mean_masked`)."""
+        """``masked``: the mean number of masked positions at a guided step (see :func:`mean_masked`).
+        ``reward_config`` None: the reward is a scorer (a rule, no network), whose passes cost no FLOPs
+        here (its seconds are measured)."""
+        dllm = {"dllm_forward": dllm_forward_flops(dllm_config, dllm_vocab, prompt_width + gen_length, masked),
+                "dllm_column": 2 * linear_macs_per_token(dllm_config),
+                "dllm_head_column": 2 * dllm_config.hidden_size * dllm_vocab,
+                "dllm_attention_key": 2 * attention_macs(dllm_config, 1)}
+        if reward_config is None:
+            return cls(**dllm, reward_text_forward=0.0, reward_embedding_forward=0.0, reward_backward=0.0,
+                       relaxation=0.0, reward_prefix=0.0)
         prefix, suffix = reward_widths
         queries = gen_length + suffix
-        return cls(dllm_forward=dllm_forward_flops(dllm_config, dllm_vocab, prompt_width + gen_length, masked),
-                   dllm_column=2 * linear_macs_per_token(dllm_config),
-                   dllm_head_column=2 * dllm_config.hidden_size * dllm_vocab,
-                   dllm_attention_key=2 * attention_macs(dllm_config, 1),
+        return cls(**dllm,
                    reward_text_forward=reward_forward_flops(reward_config, prefix + queries),
                    reward_embedding_forward=reward_forward_flops(reward_config, queries, prefix),
                    reward_backward=reward_backward_flops(reward_config, queries, prefix),
@@ -152,10 +158,14 @@ def setup_flops(setup, masked: float | None = None) -> SequenceFlops:
     s = setup.sampler
     if masked is None:
         masked = mean_masked(s.gen_length, s.steps, s.block_length, s.eps)
-    return SequenceFlops.of(setup.dllm.model.config.get_text_config(), setup.reward_model.model.config,
+    network = getattr(setup.reward_model, "model", None)  # None: a scorer
+    return SequenceFlops.of(setup.dllm.model.config.get_text_config(), network.config if network is not None else None,
                             setup.dllm.vocab_size, setup.prompt_width, s.gen_length, setup.reward_widths, masked)
 
 
+# the dLLM work a hook does besides the sampler's steps (SVDD's look-ahead), counted like the sampler's
+LOOKAHEAD = {"lookahead_columns": "dllm_columns", "lookahead_head_columns": "dllm_head_columns",
+             "lookahead_attention_keys": "dllm_attention_keys"}
 COUNTS = ("dllm_forwards", "reward_forwards", "reward_backwards", "dllm_columns", "dllm_head_columns",
           "dllm_attention_keys")
 
@@ -166,8 +176,13 @@ def summary_flops(summary: dict, setup) -> dict:
     per_prompt = summary["cost_per_prompt"]
     guided = per_prompt.get("guided_steps_per_sample", 0) * setup.num_samples
     sequence = setup_flops(setup, per_prompt["guided_positions"] / guided if guided else None)
-    cost = {name: per_prompt.get(name, 0) for name in COUNTS}
-    return {"per_prompt": sequence.per_prompt(cost, setup.num_samples), "per_sequence": asdict(sequence)}
+    own = {name: per_prompt.get(name, 0) for name in COUNTS}
+    cost = {**own, **{name: own[name] + per_prompt.get(extra, 0) for extra, name in LOOKAHEAD.items()}}
+    # one unguided sample of this setup: the sampler's own dLLM work per sample (caches and finished rows
+    # included; a hook's look-ahead left out) and the scoring of its text
+    sampling = sequence.per_prompt({**own, "reward_forwards": 0, "reward_backwards": 0}, setup.num_samples)["dllm"]
+    return {"per_prompt": sequence.per_prompt(cost, setup.num_samples), "per_sequence": asdict(sequence),
+            "unguided_sample": sampling / setup.num_samples + sequence.reward_text_forward}
 
 
 def parameters(c, vocab_size: int) -> int:

@@ -50,3 +50,21 @@ def make_method(settings: dict, schedule: dict | None = None, **context):
     settings.update({k: v for k, v in context.items() if k in accepted})
     return cls(**settings)
 
+
+def derivative_free_methods() -> list[str]:
+    """The methods (by their default names) of every family that only scores text: they can take a scorer."""
+    import dataclasses
+
+    names = []
+    for cls in families().values():
+        if not cls.needs_reward_gradient:
+            names += [f.default for f in dataclasses.fields(cls) if f.name == "name"]
+    return sorted(names)
+
+
+def scorer_refusal(method: str, reward: str) -> str:
+    """The one line that refuses a scorer as the guide of a gradient method, naming the methods that can."""
+    can = derivative_free_methods()
+    return (f"method={method} follows the reward's gradient, and reward={reward} is a scorer (no gradient); use a "
+            f"derivative-free method (method={', '.join(can[:-1])} or {can[-1]}) or a reward model (e.g. reward=tiny)")
+

@@ -17,6 +17,7 @@ from entrgi.bookkeeping.records import PromptResult
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.models.reward import RewardModel
+from entrgi.models.scorer import Scorer
 from entrgi.sampling.rng import row_key
 from entrgi.sampling.sampler import GenerationOutput, SamplerConfig, StepHook, generate
 
@@ -26,7 +27,7 @@ class SamplingSetup:
     """The models and settings a job samples with; fixed for the whole job."""
 
     dllm: DiffusionLM
-    reward_model: RewardModel
+    reward_model: RewardModel | Scorer  # the guide: a reward model, or a scorer of text (derivative-free methods)
     sampler: SamplerConfig
     num_samples: int = 4  # K
     seed: int = 0
@@ -38,13 +39,16 @@ class SamplingSetup:
     on_step: Callable[[int, int], None] | None = None  # progress display: (steps done, steps) of a batch
 
     @classmethod
-    def for_prompts(cls, dllm: DiffusionLM, reward_model: RewardModel, prompts: list[Prompt], sampler: SamplerConfig,
-                    num_samples: int = 4, seed: int = 0) -> "SamplingSetup":
+    def for_prompts(cls, dllm: DiffusionLM, reward_model: RewardModel | Scorer, prompts: list[Prompt],
+                    sampler: SamplerConfig, num_samples: int = 4, seed: int = 0) -> "SamplingSetup":
         """A setup whose padding widths fit every prompt of ``prompts`` (take them before sharding).
 
-        Checks that every prompt leaves the model room for the response, before anything is sampled.
+        Checks that every prompt leaves the model room for the response, before anything is sampled;
+        a scorer is told the prompts (their metadata, e.g. IFEval's instruction ids).
         """
         texts = [p.text for p in prompts]
+        if isinstance(reward_model, Scorer):
+            reward_model.know(prompts)
         prompt_ids = dllm.encode_prompts(texts)
         dllm.check_prompts(prompt_ids, sampler.gen_length)
         return cls(dllm, reward_model, sampler, num_samples, seed, max(map(len, prompt_ids)),
@@ -68,6 +72,7 @@ class Method:
     name: str = "method"
     shares_baseline_samples = False  # True: its samples are best-of-K's (read from the shared cache)
     compares_with_baseline = True  # False for best-of-K itself
+    needs_reward_gradient = False  # True: it differentiates the reward (a scorer cannot guide it)
 
     def prepare(self, setup: SamplingSetup, prompts: list[Prompt]) -> dict:
         """Work done once per job, before any batch; returns what the summary should record."""
@@ -92,8 +97,9 @@ class Method:
         reward_model = setup.reward_model
         before = dict(reward_model.evaluations)
         start = time.perf_counter()
-        out = generate(setup.dllm, prompt_ids, keys, setup.sampler, self.hook(setup, batch, rows), setup.prompt_width,
-                       setup.on_step)
+        hook = self.hook(setup, batch, rows)
+        out = generate(setup.dllm, prompt_ids, keys, setup.sampler, hook, setup.prompt_width, setup.on_step)
+        out.dllm_forwards += getattr(hook, "dllm_forwards", 0)  # a hook's own passes (SVDD's look-ahead)
         responses = setup.dllm.decode(out.tokens)
         rewards = reward_model.score_texts(rows, responses, width=setup.text_width)
         spent = {name: reward_model.evaluations[name] - before[name] for name in before}

@@ -13,8 +13,9 @@ import torch
 
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
-from entrgi.methods import register
+from entrgi.methods import register, scorer_refusal
 from entrgi.methods.base import Method, SamplingSetup
+from entrgi.models.reward import RewardModel
 from entrgi.sampling.guidance import RewardGuidance, guided_steps
 from entrgi.sampling.schedules import Schedule, make_schedule
 
@@ -37,6 +38,7 @@ class GradientGuidance(Method):
     compatible_model: str | None = field(default=None, metadata=CODE)  # the dLLM to suggest when coverage is low
     model_name: str | None = field(default=None, metadata=CODE)  # the dLLM's config name
     diagnose_relaxation: bool = field(default=False, metadata=CODE)  # diagnostics.relaxation (RewardGuidance)
+    needs_reward_gradient = True
 
     def __post_init__(self):
         if not (isinstance(self.inner_steps, int) and self.inner_steps >= 1):
@@ -48,6 +50,8 @@ class GradientGuidance(Method):
 
     def prepare(self, setup: SamplingSetup, prompts: list[Prompt]) -> dict:
         reward, dllm = setup.reward_model, setup.dllm
+        if not isinstance(reward, RewardModel):
+            raise ConfigError(scorer_refusal(self.name, getattr(reward, "name", type(reward).__name__)))
         bridge = reward.bridge(dllm.tokenizer, dllm.vocab_size, self.unmatched, ignore=(dllm.mask_id,))
         log.info("vocabulary coverage: %.3f%% matched, %.3f%% represented (reward.unmatched=%s); unmatched e.g. %s",
                  100 * bridge.coverage, 100 * bridge.represented, self.unmatched, bridge.unmatched_tokens[:5])
