@@ -101,7 +101,8 @@ def main() -> None:
                                            [f"method={method}", f"seed={seed}", *overrides, *common])
     judges = [make_judge({"type": "keywords", "name": "keywords"})]
     labels = list(MODES)
-    lines = [f"Setting: {args.num_prompts if args.num_prompts != 'null' else 69} held-out prompts x seeds {args.seeds}, "
+    prompts = 69 if args.num_prompts == "null" else args.num_prompts
+    lines = [f"Setting: {prompts} held-out prompts x seeds {args.seeds}, "
              f"K = 4, gen_length 32, steps 16 (the cap under a threshold), M = 3; blocks of 8 where a mode needs "
              f"them; the keyword judge. Win-rates pair every mode with best-of-K as today.", "",
              f"Command: `python scripts/block_study.py --seeds {' '.join(map(str, args.seeds))}` "

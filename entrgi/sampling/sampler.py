@@ -517,7 +517,7 @@ class Canvas:
         """The logits ``[len(rows), n, V]`` at ``positions`` (response columns) of ``rows`` (None: all)."""
         P, L = self.P, self.cfg.gen_length
         index = slice(None) if rows is None else rows
-        columns = positions.clamp(max=self.window_end(step) - 1)  # padding reads the window's last column; never commits
+        columns = positions.clamp(max=self.window_end(step) - 1)  # padding reads the window's last column
         start, end = P + step.block_start, P + self.window_end(step)
         cache = self.cache if rows is None or self.cache is None else self.cache.rows(rows)
         if self.exact:
