@@ -648,15 +648,14 @@ def generate(
         else:
             after = draw_and_commit(step_response, positions, logits, step, step_rng, cfg, eos, guided=update.logits,
                                     mask_id=dllm.mask_id)
-        committed = (step_response == dllm.mask_id).sum(-1) - (after == dllm.mask_id).sum(-1)
+        committed = step.count if cfg.threshold is None else spread(
+            (step_response == dllm.mask_id).sum(-1) - (after == dllm.mask_id).sum(-1), rows, N, 0)
         if rows is None:
             x[:, P:] = after
         else:
             x[rows, P:] = after
-        entry = {"step": step.index, "committed": step.count if cfg.threshold is None else
-                 spread(committed, rows, N, 0)}
-        out.trace.append({**entry, **{name: spread(value, rows, N, float("nan"))
-                                      for name, value in update.stats.items()}})
+        out.trace.append({"step": step.index, "committed": committed,
+                          **{name: spread(value, rows, N, float("nan")) for name, value in update.stats.items()}})
         finished = step.last or (cfg.threshold is not None and  # one host sync: has every row done the block?
                                  bool((x[:, P + step.block_start:P + step.block_end] != dllm.mask_id).all()))
         if finished:
