@@ -46,7 +46,7 @@ AGREEMENT = {"bon_blocks": [BLOCKS], "bon_prefix": [BLOCKS, "sampler.cache=prefi
 
 def cost_rows(out: Path, labels: list[str], seeds: list[int], records) -> list[str]:
     rows = ["| mode | sampler | denoising steps / sample | guided steps / sample | dLLM columns / sample | "
-            "dLLM FLOPs | reward FLOPs | total FLOPs | vs today | CPU s / prompt |", "|" + " --- |" * 10]
+            "dLLM FLOPs | reward FLOPs | total FLOPs | vs today | wall s / prompt |", "|" + " --- |" * 10]
     base = None
     for label in labels:
         summaries = [read_summary(out / f"{label}_s{s}") for s in seeds]
