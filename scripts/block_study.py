@@ -46,7 +46,7 @@ AGREEMENT = {"bon_blocks": [BLOCKS], "bon_prefix": [BLOCKS, "sampler.cache=prefi
 
 def cost_rows(out: Path, labels: list[str], seeds: list[int], records) -> list[str]:
     rows = ["| mode | sampler | denoising steps / sample | guided steps / sample | dLLM columns / sample | "
-            "dLLM FLOPs | reward FLOPs | total FLOPs | vs today | CPU s / prompt |", "|" + " --- |" * 10]
+            "dLLM FLOPs | reward FLOPs | total FLOPs | vs today | wall s / prompt |", "|" + " --- |" * 10]
     base = None
     for label in labels:
         summaries = [read_summary(out / f"{label}_s{s}") for s in seeds]
@@ -101,7 +101,8 @@ def main() -> None:
                                            [f"method={method}", f"seed={seed}", *overrides, *common])
     judges = [make_judge({"type": "keywords", "name": "keywords"})]
     labels = list(MODES)
-    lines = [f"Setting: {args.num_prompts if args.num_prompts != 'null' else 69} held-out prompts x seeds {args.seeds}, "
+    prompts = 69 if args.num_prompts == "null" else args.num_prompts
+    lines = [f"Setting: {prompts} held-out prompts x seeds {args.seeds}, "
              f"K = 4, gen_length 32, steps 16 (the cap under a threshold), M = 3; blocks of 8 where a mode needs "
              f"them; the keyword judge. Win-rates pair every mode with best-of-K as today.", "",
              f"Command: `python scripts/block_study.py --seeds {' '.join(map(str, args.seeds))}` "

@@ -43,6 +43,8 @@ def structured_mask(key_mask: torch.Tensor, key_columns: torch.Tensor, query_col
     ``key_columns [K]`` (real where ``key_mask [N, K]`` is 1): a query sees a real key of its own
     block or an earlier one (block-causal), or every real key (``block_size=None``: bidirectional).
     The dtype's minimum keeps fully masked (padding) query rows finite, as :func:`bidirectional_mask`."""
-    seen = column_blocks(key_columns, start, block_size)[None, :] <= column_blocks(query_columns, start, block_size)[:, None]
+    key_blocks = column_blocks(key_columns, start, block_size)
+    query_blocks = column_blocks(query_columns, start, block_size)
+    seen = key_blocks[None, :] <= query_blocks[:, None]
     allowed = (key_mask[:, None, None, :] != 0) & seen[None, None]
     return torch.zeros(allowed.shape, dtype=dtype, device=key_mask.device).masked_fill(~allowed, torch.finfo(dtype).min)

@@ -81,11 +81,6 @@ class SamplerConfig:
         if self.threshold is not None and not 0 < self.threshold <= 1:
             raise ConfigError(f"sampler.threshold={self.threshold} must be in (0, 1], or null for the fixed plan")
 
-    @property
-    def blockwise(self) -> bool:
-        """Whether any new mode is on (a cache, the threshold rule): the sampler then steps block by block."""
-        return self.cache != "none" or self.threshold is not None
-
 
 def check_structure(cfg: SamplerConfig, attention: AttentionStructure) -> None:
     """Refuse sampler settings the model's attention structure forbids (before any model loads)."""
@@ -406,7 +401,7 @@ def draw_and_commit(response: torch.Tensor, positions: torch.Tensor, logits: tor
 class StepState:
     """What a step hook sees: the state of the step's rows before the step's tokens are drawn.
 
-    In the block modes (``SamplerConfig.blockwise``, block-causal models) a row that has committed
+    Under the threshold rule (``SamplerConfig.threshold``) a row that has committed
     its block already takes no part in the block's later steps: the state then holds the batch's
     rows ``rows`` only, and rows differ in their number of masked positions (``valid``).
     """
@@ -485,20 +480,19 @@ class Canvas:
     the exact one of a block-causal model), counting the columns it computes per row."""
 
     def __init__(self, dllm, x: torch.Tensor, attention: torch.Tensor, P: int, cfg: SamplerConfig,
-                 costs: dict[str, torch.Tensor]):
+                 costs: dict[str, torch.Tensor], exact: bool):
         self.dllm, self.x, self.attention, self.P, self.cfg, self.costs = dllm, x, attention, P, cfg, costs
-        self.exact = dllm.attention.is_block_causal
+        self.exact = exact  # a block-causal model: its cache is exact
         self.cache = None  # KVCache of all rows: the prompt and committed blocks (exact), or the block's refresh
         if self.exact:  # the prompt's keys and values, once per row
-            self.cache = self.forward(torch.arange(x.shape[0], device=x.device), slice(0, P), None,
-                                      keep_columns=slice(0, P))[1]
+            self.cache = self.forward(slice(None), slice(0, P), None, keep_columns=slice(0, P))[1]
 
     def window_end(self, step: CommitStep) -> int:
         """The response columns a step's logits cover end here: the block's end when later blocks are
         not computed (block-causal, dual cache), else the response's."""
         return step.block_end if self.exact or self.cfg.cache == "dual" else self.cfg.gen_length
 
-    def forward(self, rows: torch.Tensor, query: slice, columns: torch.Tensor | None,
+    def forward(self, rows: torch.Tensor | slice, query: slice, columns: torch.Tensor | None,
                 cache=None, keep_columns: slice | tuple[slice, ...] | None = None, hidden_at: int | None = None):
         """``cached_logits`` of ``rows`` (a cache of those rows, keeping ``keep_columns``), counted."""
         x, attention = self.x[rows], self.attention[rows]
@@ -522,13 +516,13 @@ class Canvas:
                positions: torch.Tensor) -> torch.Tensor:
         """The logits ``[len(rows), n, V]`` at ``positions`` (response columns) of ``rows`` (None: all)."""
         P, L = self.P, self.cfg.gen_length
-        every = torch.arange(self.x.shape[0], device=self.x.device)
-        index = every if rows is None else rows
-        columns = positions.clamp(max=self.window_end(step) - 1)  # padding reads the window's last column; never commits
+        index = slice(None) if rows is None else rows
+        columns = positions.clamp(max=self.window_end(step) - 1)  # padding reads the window's last column
         start, end = P + step.block_start, P + self.window_end(step)
+        cache = self.cache if rows is None or self.cache is None else self.cache.rows(rows)
         if self.exact:
-            return self.forward(index, slice(start, end), columns - step.block_start, self.cache.rows(index))[0]
-        if self.cfg.cache == "none":
+            return self.forward(index, slice(start, end), columns - step.block_start, cache)[0]
+        if self.cfg.cache == "none":  # the whole canvas, the LM head at the masked columns only
             logits = self.dllm.logits(self.x[index], self.attention[index], start=P, columns=columns)
             self.costs["dllm_forwards"][index] += 1
             self.costs["dllm_columns"][index] += P + L
@@ -540,14 +534,13 @@ class Canvas:
             # (every row takes part in its block's first step, so the cache holds every row)
             logits, self.cache = self.forward(index, slice(0, P + L), columns, keep_columns=keep, hidden_at=start - 1)
             return logits
-        return self.forward(index, slice(start, end), columns - step.block_start, self.cache.rows(index))[0]
+        return self.forward(index, slice(start, end), columns - step.block_start, cache)[0]
 
     def commit_block(self, step: CommitStep) -> None:
         """A block-causal model's finished block: its keys and values join the cache (one forward)."""
         if self.exact and step.block_end < self.cfg.gen_length:
-            every = torch.arange(self.x.shape[0], device=self.x.device)
             end = self.P + step.block_end
-            self.cache = self.forward(every, slice(self.P + step.block_start, end), None, self.cache,
+            self.cache = self.forward(slice(None), slice(self.P + step.block_start, end), None, self.cache,
                                       keep_columns=slice(0, end))[1]
 
 
@@ -590,8 +583,7 @@ def generate(
                                                        for name in ROW_COSTS})
     column = torch.arange(L, device=device)
     ancestors = torch.arange(N, device=device)
-    blockwise = cfg.blockwise or attention_structure.is_block_causal
-    canvas = Canvas(dllm, x, attention, P, cfg, out.row_costs) if blockwise else None
+    canvas = Canvas(dllm, x, attention, P, cfg, out.row_costs, attention_structure.is_block_causal)
 
     plan = commit_plan(L, cfg.steps, block_length(cfg, attention_structure), cfg.eps)
     # with the fixed plan a step that commits nothing draws nothing and guidance starts afresh each
@@ -603,7 +595,7 @@ def generate(
             continue
         first_of_block = done == 1 or plan[done - 2].block_start != step.block_start
         response = x[:, P:]
-        window_end = canvas.window_end(step) if blockwise else L
+        window_end = canvas.window_end(step)
         rows = None
         if cfg.threshold is None:
             # the n masked columns of each row's window, in column order (every row has exactly n)
@@ -623,14 +615,7 @@ def generate(
             valid = positions < L
             valid = None if valid.all() else valid
         with section("dllm_forward"):
-            if blockwise:
-                logits = canvas.logits(step, first_of_block, rows, positions)
-            else:  # the LM head at masked columns only
-                logits = dllm.logits(x, attention, start=P, columns=positions)
-                out.row_costs["dllm_columns"] += P + L
-                out.row_costs["dllm_attention_keys"] += (P + L) ** 2
-                out.row_costs["dllm_head_columns"] += n
-                out.row_costs["dllm_forwards"] += 1
+            logits = canvas.logits(step, first_of_block, rows, positions)
             logits[..., dllm.mask_id] = float("-inf")  # never sample the mask token itself
         out.dllm_forwards += step_response.shape[0]
         step_rng = rng if rows is None else RowRandom(rng.keys[rows], device=device)
@@ -648,10 +633,9 @@ def generate(
                                  "(StepState.rows is None)")
             order = update.order
             x, attention, positions, logits = x[order], attention[order], positions[order], logits[order]
-            if canvas is not None:
-                canvas.x, canvas.attention = x, attention
-                if canvas.cache is not None:
-                    canvas.cache = canvas.cache.rows(order)
+            canvas.x, canvas.attention = x, attention
+            if canvas.cache is not None:
+                canvas.cache = canvas.cache.rows(order)
             step_response = x[:, P:]
             step_rng = rng = RowRandom(rng.keys[order] if update.row_keys is None else update.row_keys, device=device)
             ancestors = ancestors[order]
@@ -664,21 +648,19 @@ def generate(
         else:
             after = draw_and_commit(step_response, positions, logits, step, step_rng, cfg, eos, guided=update.logits,
                                     mask_id=dllm.mask_id)
-        committed = (step_response == dllm.mask_id).sum(-1) - (after == dllm.mask_id).sum(-1)
+        committed = step.count if cfg.threshold is None else spread(
+            (step_response == dllm.mask_id).sum(-1) - (after == dllm.mask_id).sum(-1), rows, N, 0)
         if rows is None:
             x[:, P:] = after
         else:
             x[rows, P:] = after
-        entry = {"step": step.index, "committed": step.count if cfg.threshold is None else
-                 spread(committed, rows, N, 0)}
-        out.trace.append({**entry, **{name: spread(value, rows, N, float("nan"))
-                                      for name, value in update.stats.items()}})
+        out.trace.append({"step": step.index, "committed": committed,
+                          **{name: spread(value, rows, N, float("nan")) for name, value in update.stats.items()}})
         finished = step.last or (cfg.threshold is not None and  # one host sync: has every row done the block?
                                  bool((x[:, P + step.block_start:P + step.block_end] != dllm.mask_id).all()))
         if finished:
             block_done.add(step.block_start)
-            if blockwise:
-                canvas.commit_block(step)
+            canvas.commit_block(step)
         if on_step is not None:
             on_step(done, len(plan))
 
