@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from entrgi.errors import ConfigError
 from entrgi.models.reward import UNMATCHED
 
+_ABSENT = object()  # a key the composed config does not have
+
 SEED_LIMIT = 2 ** 63  # torch and numpy seeds: a non-negative 63-bit integer keeps every consumer's range
-_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def check_names(overrides, groups: dict[str, list[str]], cfg: DictConfig) -> Non
         for part in name.split("."):
             if not isinstance(node, DictConfig):
                 break  # inside a list or a value: Hydra says what is wrong
-            if part not in node:
+            if part not in node.keys():  # `in` is False for a mandatory (???) value
                 parent = ".".join(path)
                 keys = sorted(str(k) for k in node.keys())
                 near = difflib.get_close_matches(part, keys, n=3, cutoff=0.5)
@@ -319,7 +320,7 @@ def check_names(overrides, groups: dict[str, list[str]], cfg: DictConfig) -> Non
                 where = f"{parent} has" if parent else "the config has"
                 raise ConfigError(f"{name} is not a setting: {where} no key {part!r}; {hint}"
                                   f"its keys: {', '.join(keys)}")
-            node = node[part]
+            node = node._get_node(part)  # the node itself: reading a mandatory (???) value would raise
             path.append(part)
 
 
@@ -365,7 +366,7 @@ def check_command_line(argv: list[str], config_name: str, entrypoint: str, conf_
             # a method's or schedule's setting needs only one swept choice that has it (the sweeper gives it
             # to those jobs alone); any other key every job's config must have
             some = [o for o in rest if o.key_or_group.startswith(GROUP_SETTINGS)
-                    and any(OmegaConf.select(cfg, o.key_or_group, default=_ABSENT) is not _ABSENT for cfg in bases)]
+                    and any(has_setting(cfg, o.key_or_group) for cfg in bases)]
             check_names([o for o in rest if o not in some], groups, bases[0])
             for job in jobs_of(mine):
                 try:
@@ -379,7 +380,6 @@ def check_command_line(argv: list[str], config_name: str, entrypoint: str, conf_
 
 
 GROUP_SETTINGS = ("method.", "schedule.")  # settings of a group's choice, as the resuming sweeper treats them
-_ABSENT = object()
 
 
 def applicable(job: list[str], group_settings: set[str], config_name: str, compose) -> list[str]:
@@ -388,7 +388,17 @@ def applicable(job: list[str], group_settings: set[str], config_name: str, compo
         return job
     rest = [o for o in job if o.split("=", 1)[0] not in group_settings]
     cfg = compose(config_name, overrides=rest)
-    return [o for o in job if o in rest or OmegaConf.select(cfg, o.split("=", 1)[0], default=_ABSENT) is not _ABSENT]
+    return [o for o in job if o in rest or has_setting(cfg, o.split("=", 1)[0])]
+
+
+def has_setting(cfg: DictConfig, key: str) -> bool:
+    """Whether the dotted ``key`` is in ``cfg``, a mandatory (???) value included."""
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node.keys():
+            return False
+        node = node._get_node(part)
+    return True
 
 
 def check_job_config(cfg: DictConfig, entrypoint: str) -> None:

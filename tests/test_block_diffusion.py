@@ -67,6 +67,8 @@ METHODS = {
     "aps": {**GRADIENT, "name": "aps"},
     "entrgi": GRADIENT,
     "fk": {"name": "fk", "family": "fk", "lam": 10.0, "resample_every": 1},
+    "svdd": {"name": "svdd", "family": "svdd", "num_candidates": 2},
+    "rws": {"name": "rws", "family": "rws", "gamma": 2.0},
 }
 SCHEDULES = {"expectation": {"name": "constant", "value": 0.0}, "aps": {"name": "constant", "value": 1.0}}
 
@@ -91,6 +93,8 @@ def test_every_method_runs_under_every_mode_and_a_row_s_samples_do_not_depend_on
     if method in ("expectation", "aps", "entrgi"):
         assert cost["guided_steps_per_sample"] == cost["denoising_steps_per_sample"]
         assert any(v is not None for v in together[0].trace["guided_reward"])
+    if method == "svdd":  # its look-ahead's dLLM work is counted beside the sampler's
+        assert cost["lookahead_columns"] > 0 and cost["lookahead_head_columns"] > 0
 
 
 class ConfidentDLLM:

@@ -12,7 +12,8 @@ from entrgi.bookkeeping.settings import baseline_settings
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.from_config import build_method
-from entrgi.methods import best_of_k, make_method
+from entrgi.methods import make_method
+from entrgi.methods.unguided import best_of_k
 from entrgi.methods.base import SamplingSetup
 from entrgi.methods.rws import logit_scales
 from entrgi.methods.svdd import choose
@@ -83,7 +84,8 @@ def test_svdd_commits_the_candidate_whose_completion_scores_best(tiny_stack):
         update = hook(state)
         if not checked:
             candidates = [state.propose(draw=c) for c in range(4)]
-            completions = [hook.complete(c, state.positions, still_masked=True) for c in candidates]
+            every_row = torch.arange(6)
+            completions = [hook.complete(c, state.positions, every_row, still_masked=True) for c in candidates]
             values = torch.tensor([scorer.score_texts(hook.prompts, dllm.decode(c)) for c in completions])  # [M, N]
             best = values.argmax(0)
             assert (values.max(0).values > values.min(0).values).any()  # the candidates differ: the choice matters
@@ -121,11 +123,12 @@ def test_rws_with_a_constant_reward_is_unguided_sampling(tiny_stack):
 
 def test_rws_scales_are_standardized_within_each_prompt():
     rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 2.0, 4.0])  # prompt 0 ties; prompt 1 spreads
-    scales = logit_scales(rewards, 3, gamma=0.5)
+    scales = logit_scales(rewards, torch.arange(len(rewards)) // 3, gamma=0.5)
     assert scales[:3].tolist() == [1.0, 1.0, 1.0]
     z = (torch.tensor([0.0, 2.0, 4.0]) - 2.0) / torch.tensor([0.0, 2.0, 4.0]).std(unbiased=False)
     torch.testing.assert_close(scales[3:].double(), torch.exp(0.5 * z).double())
-    torch.testing.assert_close(logit_scales(rewards * 100 - 7, 3, 0.5), scales)  # the reward's scale drops out
+    prompt_of_row = torch.arange(len(rewards)) // 3
+    torch.testing.assert_close(logit_scales(rewards * 100 - 7, prompt_of_row, 0.5), scales)  # the reward's scale drops out
 
 
 def test_scorers_score_text_with_the_prompt_they_belong_to():
@@ -195,9 +198,18 @@ def test_a_scoring_function_guides_svdd_end_to_end_from_the_cli(tmp_path):
     assert "guide" in summary["win_rate"] and "judge" in summary["win_rate"]
     flops = summary["flops"]
     assert flops["per_prompt"]["reward_forward"] == 0  # a rule costs no FLOPs of a network
-    # an unguided sample is 4 steps of the plan, not SVDD's forwards per sample (its look-ahead adds 2 x 3)
-    assert flops["unguided_sample"] == 4 * flops["per_sequence"]["dllm_forward"]
-    assert flops["per_prompt"]["dllm"] == 4 * (4 + 2 * 3) * flops["per_sequence"]["dllm_forward"]
+    # the sampler computed every column at its 4 steps; the look-ahead, 2 candidates at the 3 steps that leave
+    # masks, as many columns each
+    cost, sequence = summary["cost_per_prompt"], flops["per_sequence"]
+    assert cost["lookahead_columns"] == cost["dllm_columns"] * (2 * 3) / 4
+
+    def dllm_flops(prefix):
+        return (sequence["dllm_column"] * cost[f"{prefix}columns"] + sequence["dllm_head_column"]
+                * cost[f"{prefix}head_columns"] + sequence["dllm_attention_key"] * cost[f"{prefix}attention_keys"])
+
+    # an unguided sample is the sampler's own work per sample, not SVDD's look-ahead
+    assert flops["unguided_sample"] == pytest.approx(dllm_flops("dllm_") / summary["num_samples"])
+    assert flops["per_prompt"]["dllm"] == pytest.approx(dllm_flops("dllm_") + dllm_flops("lookahead_"))
     import sys
 
     sys.path.insert(0, str(tmp_path))

@@ -100,6 +100,7 @@ class Method:
         hook = self.hook(setup, batch, rows)
         out = generate(setup.dllm, prompt_ids, keys, setup.sampler, hook, setup.prompt_width, setup.on_step)
         out.dllm_forwards += getattr(hook, "dllm_forwards", 0)  # a hook's own passes (SVDD's look-ahead)
+        out.row_costs.update(getattr(hook, "row_costs", {}))  # and their work per row (``lookahead_*``)
         responses = setup.dllm.decode(out.tokens)
         rewards = reward_model.score_texts(rows, responses, width=setup.text_width)
         spent = {name: reward_model.evaluations[name] - before[name] for name in before}
@@ -113,6 +114,8 @@ class Method:
 
 # the dLLM work each prompt records from its own rows (``GenerationOutput.row_costs``), for the cost model
 ROW_WORK = ("dllm_columns", "dllm_head_columns", "dllm_attention_keys")
+# and what a step hook did besides (SVDD's look-ahead: ``StepHook.row_costs``)
+LOOKAHEAD = ("lookahead_columns", "lookahead_head_columns", "lookahead_attention_keys")
 
 
 def step_trace(trace: list[dict], rows: slice) -> dict:
@@ -143,7 +146,8 @@ def records_of(batch: list[Prompt], generation: Generation, num_samples: int) ->
         # the dLLM work its own rows took (columns computed, steps and guided steps per sample)
         own = {name: value[rows].sum().item() for name, value in generation.output.row_costs.items()}
         if own:
-            own = {**{name: own[name] for name in ROW_WORK}, "denoising_steps_per_sample": own["denoising_steps"] / K,
+            own = {**{name: own[name] for name in ROW_WORK + LOOKAHEAD if name in own},
+                   "denoising_steps_per_sample": own["denoising_steps"] / K,
                    "guided_steps_per_sample": own["guided_steps"] / K, "guided_positions": own["guided_positions"]}
         rewards = generation.rewards[rows]
         best = max(range(K), key=lambda k: rewards[k])

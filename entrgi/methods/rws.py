@@ -37,21 +37,29 @@ from entrgi.models.diffusion import DiffusionLM
 from entrgi.models.reward import RewardModel
 from entrgi.models.scorer import Scorer
 from entrgi.sampling.guidance import guided_steps
-from entrgi.sampling.sampler import StepState, StepUpdate
+from entrgi.sampling.sampler import StepState, StepUpdate, scatter_columns
 
 TIE = 1e-5  # rewards whose spread is below this, relative to their size, count as equal
 
 
-def logit_scales(rewards: torch.Tensor, rows_per_prompt: int, gamma: float) -> torch.Tensor:
-    """``exp(gamma * z)`` per row ``[N]``, ``z`` the reward standardized over its prompt's rows; 1 where
-    the prompt's rows score alike (to ``TIE``, relative: a reward model's rounding noise on equal texts
-    would otherwise be standardized into a full unit of ``z``, and it differs from batch to batch)."""
-    grouped = rewards.double().view(-1, rows_per_prompt)
-    mean = grouped.mean(-1, keepdim=True)
-    centered = grouped - mean
-    spread = grouped.std(-1, unbiased=False, keepdim=True)
+def group_sum(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """The sum of ``values [N]`` over each row's ``group [N]``, at every row."""
+    totals = torch.zeros(int(group.max()) + 1, dtype=values.dtype, device=values.device)
+    return totals.index_add_(0, group, values)[group]
+
+
+def logit_scales(rewards: torch.Tensor, prompt_of_row: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``exp(gamma * z)`` per row ``[N]``, ``z`` the reward standardized over the rows of the same prompt
+    (``prompt_of_row [N]``); 1 where a prompt's rows score alike (to ``TIE``, relative: a reward model's
+    rounding noise on equal texts would otherwise be standardized into a full unit of ``z``, and it
+    differs from batch to batch) or where a prompt has one row in the step."""
+    rewards = rewards.double()
+    count = group_sum(torch.ones_like(rewards), prompt_of_row)
+    mean = group_sum(rewards, prompt_of_row) / count
+    centered = rewards - mean
+    spread = (group_sum(centered * centered, prompt_of_row) / count).sqrt()
     tied = spread <= TIE * (1 + mean.abs())
-    return torch.exp(gamma * torch.where(tied, 0.0, centered / torch.where(tied, 1.0, spread))).flatten()
+    return torch.exp(gamma * torch.where(tied, 0.0, centered / torch.where(tied, 1.0, spread)))
 
 
 @dataclass
@@ -69,10 +77,13 @@ class RewardWeightedSampling:
     def __call__(self, state: StepState) -> StepUpdate | None:
         if self.rows_per_prompt == 1 or (self.steps is not None and state.step.index not in self.steps):
             return None
-        estimate = state.tokens.scatter(1, state.positions, state.logits.argmax(-1))
-        rewards = torch.tensor(self.reward_model.score_texts(self.prompts, self.dllm.decode(estimate),
+        # the block modes' threshold rule: the step's rows only (``state.rows``), padded positions (L)
+        rows = torch.arange(state.tokens.shape[0], device=state.tokens.device) if state.rows is None else state.rows
+        estimate = scatter_columns(state.tokens, state.positions, state.logits.argmax(-1))
+        prompts = [self.prompts[row] for row in rows.tolist()]
+        rewards = torch.tensor(self.reward_model.score_texts(prompts, self.dllm.decode(estimate),
                                                              width=self.text_width), device=state.logits.device)
-        scale = logit_scales(rewards, self.rows_per_prompt, self.gamma)
+        scale = logit_scales(rewards, rows // self.rows_per_prompt, self.gamma)
         scaled = state.logits * scale.to(state.logits.dtype)[:, None, None]
         return StepUpdate(next_tokens=state.propose(scaled),
                           stats={"estimate_reward": rewards.float(), "logit_scale": scale.float()})

@@ -12,13 +12,16 @@ is scored as it is.
 Rows never mix: each keeps one of its own candidates, so a row's samples do not depend on its
 batch, and with one candidate (or on the steps it skips) the step is exactly the unguided one.
 Costs per guided step and row, beside the sampler's own forward: M dLLM forwards for the
-completions (none at a step that leaves nothing masked) and M reward evaluations (counted in the
-records, ``dllm_forwards`` and ``reward_forwards``); with M = 1 nothing is valued.
+completions (none at a step that leaves nothing masked; their columns in the records'
+``lookahead_*`` counts, which the cost model adds to the sampler's) and M reward evaluations (counted
+in ``dllm_forwards`` and ``reward_forwards``); with M = 1 nothing is valued. Under the threshold rule
+only the rows still working on their block take part in a step (``StepState.rows``). The completion
+fills every remaining mask, later blocks included: the value of a whole response.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,7 +34,7 @@ from entrgi.models.reward import RewardModel
 from entrgi.models.scorer import Scorer
 from entrgi.sampling.guidance import guided_steps
 from entrgi.sampling.rng import RowRandom
-from entrgi.sampling.sampler import StepState, StepUpdate, sample_from_probs
+from entrgi.sampling.sampler import StepState, StepUpdate, sample_from_probs, scatter_columns
 
 TIE = 1e-5  # values this close to the best, relative to its size, count as best (alpha = 0)
 # the choice's draw: (step, PROPOSALS, 0), a counter no proposal uses (theirs are draw >= 1, then stream)
@@ -63,41 +66,56 @@ class SoftValueDecoding:
     steps: set[int] | None  # the step indices to steer (``guided_steps``); None: all
     text_width: int = 0  # the job's width of reward text scoring (batch-independent scores)
     dllm_forwards: int = 0  # sequences this hook ran through the dLLM (the completions)
+    # [N] per batch row: the dLLM work of its completions (columns, output-layer columns, attention keys)
+    row_costs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.row_costs = {name: torch.zeros(len(self.prompts), dtype=torch.long, device=self.prompt.device)
+                          for name in ("lookahead_columns", "lookahead_head_columns", "lookahead_attention_keys")}
 
     def __call__(self, state: StepState) -> StepUpdate | None:
         step = state.step
         if self.num_candidates == 1 or (self.steps is not None and step.index not in self.steps):
             return None
         M, (N, L) = self.num_candidates, state.tokens.shape
+        # the block modes' threshold rule: the step's rows only (``state.rows``), padded positions (L)
+        rows = torch.arange(N, device=state.tokens.device) if state.rows is None else state.rows
         candidates = torch.stack([state.propose(draw=c) for c in range(M)], dim=1)  # [N, M, L]
         completions = self.complete(candidates.view(N * M, L), state.positions.repeat_interleave(M, 0),
-                                    still_masked=step.num_masked > step.count)
+                                    rows.repeat_interleave(M), still_masked=step.num_masked > step.count)
         texts = self.dllm.decode(completions)
-        prompts = [p for p in self.prompts for _ in range(M)]
+        prompts = [self.prompts[row] for row in rows.tolist() for _ in range(M)]
         values = torch.tensor(self.reward_model.score_texts(prompts, texts, width=self.text_width),
                               device=candidates.device).view(N, M)
         uniforms = state.rng.uniform((1,), step.index, RowRandom.PROPOSALS, CHOICE).squeeze(1)
         chosen = choose(values, self.alpha, uniforms)
-        rows = torch.arange(N, device=chosen.device)
-        return StepUpdate(next_tokens=candidates[rows, chosen],
-                          stats={"lookahead_reward": values[rows, chosen].float(),
+        each = torch.arange(N, device=chosen.device)
+        return StepUpdate(next_tokens=candidates[each, chosen],
+                          stats={"lookahead_reward": values[each, chosen].float(),
                                  "lookahead_spread": (values.max(-1).values - values.min(-1).values).float()})
 
     @torch.no_grad()
-    def complete(self, candidates: torch.Tensor, positions: torch.Tensor, still_masked: bool) -> torch.Tensor:
-        """Each candidate with its remaining masks filled by the dLLM's prediction on it (one forward per
-        candidate); ``positions`` holds the step's masked columns, a superset of the candidate's."""
+    def complete(self, candidates: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor,
+                 still_masked: bool) -> torch.Tensor:
+        """Each candidate with its remaining masks filled by the dLLM's prediction on it (one full forward
+        per candidate); ``positions`` holds the step's masked columns, a superset of the candidate's
+        (padding: ``L``), ``rows`` the batch row each candidate belongs to. The forwards' work is added
+        to ``row_costs`` per batch row (the cost model counts it beside the sampler's own)."""
         if not still_masked:
             return candidates
-        repeat = candidates.shape[0] // self.prompt.shape[0]
-        prompt = self.prompt.repeat_interleave(repeat, 0)
+        L = candidates.shape[1]
+        prompt, prompt_mask = self.prompt[rows], self.prompt_mask[rows]
         x = torch.cat([prompt, candidates], dim=1)
-        attention = torch.cat([self.prompt_mask.repeat_interleave(repeat, 0),
-                               torch.ones_like(candidates, dtype=self.prompt_mask.dtype)], dim=1)
-        logits = self.dllm.logits(x, attention, start=prompt.shape[1], columns=positions)
+        attention = torch.cat([prompt_mask, torch.ones_like(candidates, dtype=prompt_mask.dtype)], dim=1)
+        logits = self.dllm.logits(x, attention, start=prompt.shape[1], columns=positions.clamp(max=L - 1))
         logits[..., self.dllm.mask_id] = float("-inf")
         self.dllm_forwards += candidates.shape[0]
-        fill = candidates.scatter(1, positions, logits.argmax(-1))
+        width = x.shape[1]
+        work = {"lookahead_columns": width, "lookahead_attention_keys": width * width}
+        for name, amount in work.items():
+            self.row_costs[name].index_add_(0, rows, torch.full_like(rows, amount))
+        self.row_costs["lookahead_head_columns"].index_add_(0, rows, (positions < L).sum(-1))
+        fill = scatter_columns(candidates, positions, logits.argmax(-1))
         return torch.where(candidates == self.dllm.mask_id, fill, candidates)
 
 

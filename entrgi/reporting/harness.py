@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from entrgi.bookkeeping.storage import read_json, write_atomic
+from entrgi.errors import ConfigError
 from entrgi.reporting.tables import markdown_table
 
 
@@ -34,8 +35,11 @@ def harness_runs(root: Path) -> list[dict]:
     runs = []
     for path in sorted({Path(root) / "summary.json", *Path(root).glob("*/summary.json")}):
         if path.exists():
-            summary = read_json(path, "a job's summary")
-            if summary.get("kind") == "lm-eval":
+            try:
+                summary = read_json(path, "a job's summary")
+            except ConfigError:  # not readable: the sweep report names it, whichever kind of job it was
+                continue
+            if isinstance(summary, dict) and summary.get("kind") == "lm-eval":
                 runs.append({**summary, "dir": str(path.parent)})
     return runs
 
