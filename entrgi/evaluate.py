@@ -24,12 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.baseline import BaselineCache
-from entrgi.bookkeeping.settings import (
-    baseline_settings,
-    claim_directory,
-    finished_summary,
-    job_settings,
-)
+from entrgi.bookkeeping.settings import baseline_settings, open_job
 from entrgi.bookkeeping.storage import locked, write_atomic, write_json, write_jsonl
 from entrgi.config_store import register
 from entrgi.errors import ConfigError
@@ -183,8 +178,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None)
 
 def evaluate_claimed(cfg: DictConfig, out_dir: Path, lm_eval, manager, started: float,
                      overrides: list[str] | None) -> dict:
-    job_digest = claim_directory(out_dir, job_settings(cfg))
-    finished = finished_summary(out_dir, job_digest)
+    job_digest, finished = open_job(out_dir, cfg)
     if finished is not None:
         log.info("%s already finished with these settings; nothing to do", out_dir)
         return finished

@@ -22,12 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from entrgi.bookkeeping.baseline import BaselineCache
 from entrgi.bookkeeping.progress import progress_bars
 from entrgi.bookkeeping.records import PromptResult, environment
-from entrgi.bookkeeping.settings import (
-    baseline_settings,
-    claim_directory,
-    finished_summary,
-    job_settings,
-)
+from entrgi.bookkeeping.settings import baseline_settings, open_job
 from entrgi.bookkeeping.storage import ResultsLog, locked, write_atomic, write_json, write_jsonl
 from entrgi.config_store import register
 from entrgi.errors import ConfigError
@@ -77,8 +72,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
 def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: SamplerConfig, started: float,
                 overrides: list[str] | None) -> dict:
     """``run`` in a directory this process holds the lock of."""
-    job_digest = claim_directory(out_dir, job_settings(cfg))
-    finished = finished_summary(out_dir, job_digest)
+    job_digest, finished = open_job(out_dir, cfg)
     if finished is not None:
         log.info("%s already finished with these settings; nothing to do", out_dir)
         return finished

@@ -33,6 +33,7 @@ from entrgi.methods.base import SamplingSetup
 from entrgi.models.loaders import family
 from entrgi.models.loaders.base import Family
 from entrgi.sampling.sampler import SamplerConfig
+from entrgi.training.lora import check_lora_targets
 from entrgi.validation import check_train_extra, preflight, validate
 
 log = logging.getLogger("entrgi")
@@ -63,24 +64,10 @@ def check_settings(cfg: DictConfig, device: torch.device) -> None:
 def lora_config(lora: DictConfig, model: torch.nn.Module, record: Family):
     """peft's LoRA config, refusing targets the model does not have. ``lora.target_modules`` (linear layers)
     and ``lora.target_parameters`` (other matrices: a mixture's fused experts) null: the model family's
-    (``record``)."""
+    (``record``). ``model`` may be its meta-device skeleton (:func:`check_lora_targets`)."""
     from peft import LoraConfig
 
-    targets = list(lora.target_modules or record.lora_targets)
-    parameters = list(lora.get("target_parameters") or record.lora_parameters)
-    linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    missing = [t for t in targets if t not in linear]
-    if missing:
-        raise ConfigError(f"train.lora.target_modules names {missing}, which the model does not have; choose "
-                          f"among its linear layers {sorted(linear)}")
-    names = [name for name, _ in model.named_parameters()]
-    absent = [t for t in parameters if not any(name.endswith(t) for name in names)]
-    if absent:
-        raise ConfigError(f"train.lora.target_parameters names {absent}, which the model does not have; set it to "
-                          f"parameter names of the model or to null")
-    if parameters and lora.dropout:
-        raise ConfigError(f"LoRA on the parameters {parameters} (peft's ParamWrapper) takes no dropout; set "
-                          f"train.lora.dropout=0")
+    targets, parameters = check_lora_targets(lora, model, record)
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
                       target_parameters=parameters or None, task_type="CAUSAL_LM")
 

@@ -410,11 +410,26 @@ def check_job_config(cfg: DictConfig, entrypoint: str) -> None:
     SamplerConfig(**cfg.sampler)
     build_method(cfg)
     check_model_files(cfg)
+    if entrypoint == "train":
+        check_lora(cfg)
     for group in ("benchmark", "train_prompts") if entrypoint == "train" else ("benchmark",):
         if cfg[group].source in ("package", "jsonl"):  # local files, cheap to read: their rows and ids
             prompts = load_prompts(cfg, group)
             if entrypoint == "run":
                 shard_of(prompts, cfg.shard.index, cfg.shard.count)
+
+
+def check_lora(cfg: DictConfig) -> None:
+    """LoRA targets set by hand, against the model's module names, from its config alone (a local
+    checkpoint; the family's own targets need no check)."""
+    lora, path = cfg.train.lora, Path(str(cfg.model.path)).expanduser()
+    if not (lora.target_modules or lora.get("target_parameters")) or not path.is_dir():
+        return
+    from entrgi.models.loaders import family, network_skeleton
+    from entrgi.training.lora import check_lora_targets
+
+    skeleton = network_skeleton(str(path), cfg.model.loader, cfg.model.trust_remote_code)
+    check_lora_targets(lora, skeleton, family(cfg.model.loader))
 
 
 def check_model_files(cfg: DictConfig) -> None:

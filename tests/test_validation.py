@@ -58,6 +58,8 @@ TRAIN_ROWS = [
     ("late", ["train.estimator=nosuch"], "train.estimator='nosuch' must be one of ['one_step', 'elbo']"),
     ("late", ["logger.type=tensorboard"], "logger.type='tensorboard' must be one of ['wandb', 'none']"),
     ("late", ["model.max_length=16"], "leaves no room for a prompt in model.max_length=16"),
+    ("late", ["train.lora.target_modules=[q_proj,nosuch]"], "train.lora.target_modules names ['nosuch'], which the "
+                                                           "model does not have; choose among its linear layers"),
     ("multi-line", ["train=nosuch"], "train=nosuch: conf/train/ has no nosuch.yaml; choose one of diffu_grpo, rft"),
     ("multi-line", ["train.stpes=3"], "train.stpes is not a setting: train has no key 'stpes'; "
                                       "did you mean train.steps"),

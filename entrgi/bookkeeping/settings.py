@@ -36,17 +36,19 @@ def digest(settings) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _resolved(cfg: DictConfig, keys) -> dict:
-    from entrgi.sampling.sampler import OPT_IN
+# settings newer than some jobs, part of a job's identity only when set away from these values (the
+# sampler's block modes; the reward model on the dLLM's device), so those jobs keep their identity
+OPT_IN = {"sampler": {"cache": "none", "threshold": None}, "reward": {"device": None}}
 
+
+def _resolved(cfg: DictConfig, keys) -> dict:
     out = {}
     for key in keys:
         value = cfg[key]
         out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
-    if isinstance(out.get("sampler"), dict):  # the sampler's opt-in modes, only when on
-        out["sampler"] = {k: v for k, v in out["sampler"].items() if k not in OPT_IN or v != OPT_IN[k]}
-    if isinstance(out.get("reward"), dict) and out["reward"].get("device") is None:  # the dLLM's: as before
-        out["reward"] = {k: v for k, v in out["reward"].items() if k != "device"}
+    for key, off in OPT_IN.items():
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k not in off or v != off[k]}
     return out
 
 

@@ -23,9 +23,6 @@ from entrgi.sampling.rng import RowRandom
 
 REMASKING = ("origin", "maskgit_plus", "topk_margin", "entropy")
 CACHES = ("none", "prefix", "dual")  # the dLLM cache of a bidirectional model (block-causal ones: always exact)
-# settings that change the samples only when on, with their off values: left out of a job's identity
-# while off (``entrgi.bookkeeping.settings``), so jobs from before they existed keep theirs
-OPT_IN = {"cache": "none", "threshold": None}
 
 
 @dataclass

@@ -93,6 +93,20 @@ def load_network(path: str, raw: dict, chosen: Family, dtype: torch.dtype, trust
     return model
 
 
+def network_skeleton(path: str, loader: str, trust_remote_code: bool = False) -> torch.nn.Module:
+    """The network a checkpoint loads into, built on the meta device from its config alone: its module
+    and parameter names (e.g. LoRA targets) can be checked before any weight is read."""
+    import transformers
+
+    raw = checkpoint_config(path)
+    chosen = check_loader(raw, path, loader, trust_remote_code)
+    with torch.device("meta"):
+        if chosen.translate is None:  # the Auto classes read the config themselves
+            config = from_pretrained(transformers.AutoConfig, path, "model", trust_remote_code=trust_remote_code)
+            return transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+        return getattr(transformers, chosen.network)(chosen.translate(raw))
+
+
 def tensor_names(directory: Path) -> list[str]:
     """The tensor names in a checkpoint directory's safetensors files, read from their headers only."""
     from safetensors import safe_open

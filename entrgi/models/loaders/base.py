@@ -79,3 +79,9 @@ class Family:
 def without_remote_code(raw: dict, *drop: str) -> dict:
     """The checkpoint's config fields, less its remote-code registration, ``drop`` and nulls."""
     return {k: v for k, v in raw.items() if k not in (*REMOTE_CODE_FIELDS, *drop) and v is not None}
+
+
+def refused_fields(raw: dict, computed: dict) -> dict:
+    """The fields of config ``raw`` set to another value than the one the target class computes
+    (``computed``: field -> the only value it supports)."""
+    return {k: raw[k] for k, v in computed.items() if k in raw and raw[k] != v}

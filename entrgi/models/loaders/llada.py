@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from entrgi.models.loaders import register
-from entrgi.models.loaders.base import Family
+from entrgi.models.loaders.base import Family, refused_fields
 
 # LLaDA's checkpoint names -> Llama's: disjoint patterns with one capture group each (transformers 5.23
 # leaves a second group's \2 unsubstituted)
@@ -32,7 +32,7 @@ LLAMA_BLOCKS = {"block_type": "llama", "activation_type": "silu", "layer_norm_ty
 
 
 def unsupported_blocks(raw: dict) -> str | None:
-    unsupported = {k: raw[k] for k, v in LLAMA_BLOCKS.items() if k in raw and raw[k] != v}
+    unsupported = refused_fields(raw, LLAMA_BLOCKS)
     if unsupported:
         return (f"loader=llada maps LLaDA's Llama-style blocks only, not {unsupported}; "
                 f"set model.loader=auto model.trust_remote_code=true to run the checkpoint's own code")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from entrgi.models.loaders import register
-from entrgi.models.loaders.base import Family, without_remote_code
+from entrgi.models.loaders.base import Family, refused_fields, without_remote_code
 
 # LLaDA-MoE's options, at the values Qwen3-MoE computes
 QWEN3_MOE_COMPUTES = {"shared_expert_intermediate_size": None, "moe_router_enable_expert_bias": False,
@@ -26,7 +26,7 @@ QWEN3_MOE_COMPUTES = {"shared_expert_intermediate_size": None, "moe_router_enabl
 
 
 def unsupported_moe(raw: dict) -> str | None:
-    unsupported = {k: raw[k] for k, v in QWEN3_MOE_COMPUTES.items() if k in raw and raw[k] != v}
+    unsupported = refused_fields(raw, QWEN3_MOE_COMPUTES)
     if unsupported:
         return (f"loader=llada_moe maps LLaDA-MoE's softmax top-k experts without shared experts only, not "
                 f"{unsupported}; set model.loader=auto model.trust_remote_code=true to run the checkpoint's own code")
