@@ -1,5 +1,6 @@
-"""One way to extend: a kind of extension (method families, schedules, judges) is a registry, a dict
-of classes by name that ``@registry.register(name)`` adds to. A registry of a package imports every
+"""One way to extend: a kind of extension (method families, schedules, judges, model families) is a
+registry, a dict by name that ``@registry.register(name)`` adds classes to (model families add their
+records, ``entrgi.models.loaders.register``). A registry of a package imports every
 module of it on its first ``discover()``, so a new module registers itself with no other edit."""
 
 from __future__ import annotations

@@ -403,11 +403,11 @@ def has_setting(cfg: DictConfig, key: str) -> bool:
 
 def check_job_config(cfg: DictConfig, entrypoint: str) -> None:
     """One composed job: the table, the objects that validate themselves, the files it will read."""
-    from entrgi.from_config import build_method, load_prompts, shard_of
-    from entrgi.sampling.sampler import SamplerConfig
+    from entrgi.from_config import build_method, load_prompts, model_attention, shard_of
+    from entrgi.sampling.sampler import SamplerConfig, check_structure
 
     validate(cfg, entrypoint)
-    SamplerConfig(**cfg.sampler)
+    check_structure(SamplerConfig(**cfg.sampler), model_attention(cfg))  # the block modes against the model's
     build_method(cfg)
     check_model_files(cfg)
     if entrypoint == "train":

@@ -56,7 +56,7 @@ def test_cli_prints_the_composed_config_and_lists_choices_for_an_unknown_one(tmp
     unknown = cli("method=nope", cwd=tmp_path)
     assert unknown.returncode == 1
     assert unknown.stderr.splitlines() == ["entrgi: error: method=nope: conf/method/ has no nope.yaml; choose one of "
-                                           "aps, base, bon, entrgi, expectation, fk"]
+                                           "aps, base, bon, entrgi, expectation, fk, rws, svdd"]
 
 
 def test_default_run_completes_offline_and_writes_results(tmp_path):

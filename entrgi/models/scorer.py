@@ -69,12 +69,12 @@ def make_scorer(cfg) -> Scorer:
     """The scorer a ``reward`` config (``type`` one of ``SCORERS``) describes; ConfigError naming the fix."""
     kind, name = cfg.get("type"), cfg.get("name") or cfg.get("type")
     if kind == "keywords":
-        from entrgi.evaluation.judges import KeywordJudge
+        from entrgi.evaluation.judges.keywords import KeywordJudge
 
         judge = KeywordJudge(name, cfg.get("pattern", KeywordJudge().pattern.pattern))
         return Scorer(name, judge.score, {"type": kind, "pattern": judge.pattern.pattern})
     if kind == "ifeval":
-        from entrgi.evaluation.ifeval import IFEvalJudge
+        from entrgi.evaluation.judges.ifeval import IFEvalJudge
 
         judge = IFEvalJudge(name, cfg.get("score", "instruction_strict"))
         return Scorer(name, lambda prompts, responses: _checked(judge, prompts, responses),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from entrgi.models.loaders import family
 from entrgi.training.trainer import recipe_of
 
 
@@ -28,6 +29,9 @@ def _cell(stat: dict | None, rate: bool = False) -> str:
 
 def model_card(cfg: DictConfig, summary: dict, judge: str | None) -> str:
     t, lora = cfg.train, cfg.train.lora
+    record = family(cfg.model.loader)  # null targets: the model family's
+    targets = [*(lora.target_modules or record.lora_targets),
+               *(lora.get("target_parameters") or record.lora_parameters)]
     steps = summary["steps"]
     rows = []
     for mode, result in summary["final_eval"].items():
@@ -37,7 +41,7 @@ def model_card(cfg: DictConfig, summary: dict, judge: str | None) -> str:
     return "\n".join([
         f"# {t.recipe}: a LoRA adapter for `{cfg.model.name}`",
         "",
-        f"A LoRA adapter (r={lora.r}, alpha={lora.alpha}, on {', '.join(lora.target_modules)}) for the masked "
+        f"A LoRA adapter (r={lora.r}, alpha={lora.alpha}, on {', '.join(targets)}) for the masked "
         f"diffusion LM `{cfg.model.name}` (`{cfg.model.path}`), post-trained with entrgi (`python -m entrgi.train`) "
         f"by the `{t.recipe}` recipe: {recipe_text(t.recipe, t.num_samples)}.",
         "",

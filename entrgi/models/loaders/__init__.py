@@ -12,8 +12,6 @@ is one module that calls :func:`register` (plus its ``conf/model`` entry and sta
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 
 import torch
@@ -22,9 +20,9 @@ from entrgi.errors import ConfigError
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.models.loaders.base import Family
 from entrgi.models.loading import checkpoint_config, from_pretrained, resolve_device, resolve_dtype
+from entrgi.registry import Registry
 
-FAMILIES: dict[str, Family] = {}
-_discovered = False
+FAMILIES = Registry(__name__)  # model.loader=<name> -> its record; every module here registers its own
 
 
 def register(family: Family) -> Family:
@@ -35,12 +33,7 @@ def register(family: Family) -> Family:
 
 def families() -> dict[str, Family]:
     """Every registered family, by name."""
-    global _discovered
-    if not _discovered:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-        _discovered = True
-    return dict(FAMILIES)
+    return dict(FAMILIES.discover())
 
 
 def family(name: str) -> Family:
