@@ -367,7 +367,11 @@ def check_command_line(argv: list[str], config_name: str, entrypoint: str, conf_
             # to those jobs alone); any other key every job's config must have
             some = [o for o in rest if o.key_or_group.startswith(GROUP_SETTINGS)
                     and any(has_setting(cfg, o.key_or_group) for cfg in bases)]
-            check_names([o for o in rest if o not in some], groups, bases[0])
+            # a method's or schedule's setting no swept choice has: the closest among all of theirs
+            union = OmegaConf.merge(*(OmegaConf.to_container(cfg) for cfg in bases))
+            check_names([o for o in rest if o not in some and o.key_or_group.startswith(GROUP_SETTINGS)], groups,
+                        union)
+            check_names([o for o in rest if not o.key_or_group.startswith(GROUP_SETTINGS)], groups, bases[0])
             for job in jobs_of(mine):
                 try:
                     cfg = compose(config_name, overrides=applicable(job, {str(o.key_or_group) for o in some},

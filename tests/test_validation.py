@@ -43,6 +43,8 @@ RUN_ROWS = [  # (kind, arguments, text the one line must contain); {dir}: the sc
     ("late", ["reward.min_coverage=2"], "reward.min_coverage=2 must be a finite number in [0, 1]"),
     ("multi-line", ["method=nosuch"], "method=nosuch: conf/method/ has no nosuch.yaml; choose one of aps, base, bon"),
     ("multi-line", ["-m", "method=bon,entrgy"], "method=entrgy: conf/method/ has no entrgy.yaml; did you mean entrgi?"),
+    ("multi-line", ["-m", "method=bon,entrgi", "method.inner_stps=3"],
+     "method.inner_stps is not a setting: method has no key 'inner_stps'; did you mean method.inner_steps?"),
     ("multi-line", ["sampler.gen_lenght=32"], "sampler.gen_lenght is not a setting: sampler has no key 'gen_lenght'; "
                                               "did you mean sampler.gen_length"),
     ("accepted", ["sampler.steps=64"], "sampler.steps=64 is more than sampler.gen_length=32"),
