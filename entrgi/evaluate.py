@@ -20,16 +20,15 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.baseline import BaselineCache
-from entrgi.bookkeeping.settings import baseline_settings, open_job
-from entrgi.bookkeeping.storage import locked, write_atomic, write_json, write_jsonl
+from entrgi.bookkeeping.settings import baseline_settings
+from entrgi.bookkeeping.storage import write_atomic, write_json, write_jsonl
 from entrgi.config_store import register
 from entrgi.errors import ConfigError
+from entrgi.from_config import build_method, in_job_directory, load_models
 from entrgi.reporting.harness import lm_eval_metrics
-from entrgi.from_config import build_method, fast_paths, load_models
 from entrgi.sampling.sampler import SamplerConfig
 
 log = logging.getLogger("entrgi")
@@ -167,23 +166,12 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None)
     lm_eval = require_lm_eval()
     manager = load_tasks(cfg)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with locked(out_dir / ".job.lock", wait=False) as mine:
-        if not mine:
-            log.warning("%s is being computed by another process; skipping it", out_dir)
-            return None
-        with fast_paths(cfg):
-            return evaluate_claimed(cfg, out_dir, lm_eval, manager, started, overrides)
+    return in_job_directory(cfg, out_dir, lambda job_digest: evaluate_claimed(cfg, out_dir, lm_eval, manager,
+                                                                              started, overrides, job_digest))
 
 
 def evaluate_claimed(cfg: DictConfig, out_dir: Path, lm_eval, manager, started: float,
-                     overrides: list[str] | None) -> dict:
-    job_digest, finished = open_job(out_dir, cfg)
-    if finished is not None:
-        log.info("%s already finished with these settings; nothing to do", out_dir)
-        return finished
-    write_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    torch.manual_seed(cfg.seed)
+                     overrides: list[str] | None, job_digest: str) -> dict:
     backend = build_backend(cfg, out_dir / "requests.jsonl", job_digest)
     logger = open_wandb(cfg, out_dir, job_digest)
     try:

@@ -8,9 +8,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Callable
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from entrgi.bookkeeping.settings import open_job
+from entrgi.bookkeeping.storage import locked, write_atomic
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import Prompt, check_truncation, load_benchmark, register_source
 from entrgi.methods import make_method, scorer_refusal
@@ -154,3 +158,24 @@ def open_logger(cfg: DictConfig, out_dir: Path, job_digest: str):
 
         return WandbLogger(cfg, out_dir, job_digest)
     raise ConfigError(f"unknown logger.type={kind!r}; use wandb or none")
+
+
+def in_job_directory(cfg: DictConfig, out_dir: Path, work: Callable[[str], dict]) -> dict | None:
+    """``work(job_digest)`` in ``out_dir``, held by this process, with ``config.yaml`` written, torch
+    seeded and the fast paths on. The stored summary when the job already finished there; None when
+    another process holds the directory (the same sweep launched twice: the second launcher skips the
+    jobs the first is computing)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with locked(out_dir / ".job.lock", wait=False) as mine:
+        if not mine:
+            log.warning("%s is being computed by another process; skipping it (run the command again when that "
+                        "process is done to collect it)", out_dir)
+            return None
+        with fast_paths(cfg):
+            job_digest, finished = open_job(out_dir, cfg)
+            if finished is not None:
+                log.info("%s already finished with these settings; nothing to do", out_dir)
+                return finished
+            write_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+            torch.manual_seed(cfg.seed)
+            return work(job_digest)

@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from entrgi.bookkeeping.baseline import BaselineCache
 from entrgi.bookkeeping.progress import progress_bars
 from entrgi.bookkeeping.records import PromptResult, environment
-from entrgi.bookkeeping.settings import baseline_settings, open_job
-from entrgi.bookkeeping.storage import ResultsLog, locked, write_atomic, write_json, write_jsonl
+from entrgi.bookkeeping.settings import baseline_settings
+from entrgi.bookkeeping.storage import ResultsLog, write_atomic, write_json, write_jsonl
 from entrgi.config_store import register
 from entrgi.errors import ConfigError
 from entrgi.evaluation.benchmarks import truncate_prompts
@@ -31,8 +30,8 @@ from entrgi.evaluation.comparison import compare_with_baseline, print_summary, s
 from entrgi.evaluation.flop_model import summary_flops
 from entrgi.evaluation.judges import make_judge
 from entrgi.evaluation.metrics import peak_memory_bytes
-from entrgi.from_config import (build_method, check_job, fast_paths, load_models, load_prompts, open_logger,
-                                set_threads, shard_of)
+from entrgi.from_config import (build_method, check_job, in_job_directory, load_models, load_prompts,
+                                open_logger, set_threads, shard_of)
 from entrgi.methods.base import Method, SamplingSetup
 from entrgi.methods.unguided import best_of_k
 from entrgi.sampling.sampler import SamplerConfig
@@ -58,26 +57,13 @@ def run(cfg: DictConfig, out_dir: Path, overrides: list[str] | None = None) -> d
     sampler = SamplerConfig(**cfg.sampler)
     method = build_method(cfg)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # the same sweep launched twice: the second launcher skips the jobs the first is computing
-    with locked(out_dir / ".job.lock", wait=False) as mine:
-        if not mine:
-            log.warning("%s is being computed by another process; skipping it (run the command again when that "
-                        "process is done to collect it)", out_dir)
-            return None
-        with fast_paths(cfg):
-            return run_claimed(cfg, out_dir, method, sampler, started, overrides)
+    return in_job_directory(cfg, out_dir, lambda job_digest: run_claimed(cfg, out_dir, method, sampler, started,
+                                                                         overrides, job_digest))
 
 
 def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: SamplerConfig, started: float,
-                overrides: list[str] | None) -> dict:
-    """``run`` in a directory this process holds the lock of."""
-    job_digest, finished = open_job(out_dir, cfg)
-    if finished is not None:
-        log.info("%s already finished with these settings; nothing to do", out_dir)
-        return finished
-    write_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    torch.manual_seed(cfg.seed)
+                overrides: list[str] | None, job_digest: str) -> dict:
+    """``run`` in a directory this process holds (:func:`entrgi.from_config.in_job_directory`)."""
     prompts = load_prompts(cfg)
     dllm, reward = load_models(cfg)
     prompts = truncate_prompts(prompts, dllm.tokenizer, cfg.benchmark.max_prompt_tokens, cfg.benchmark.truncation)

@@ -503,11 +503,16 @@ class Canvas:
                 keep |= (every >= part.start) & (every < part.stop)
         logits, new_cache = self.dllm.cached_logits(x, attention, self.P, query, cache, columns, keep, hidden_at)
         width = query.stop - query.start
-        self.costs["dllm_forwards"][rows] += 1
-        self.costs["dllm_columns"][rows] += width
-        self.costs["dllm_attention_keys"][rows] += width * keys
-        self.costs["dllm_head_columns"][rows] += 0 if columns is None else columns.shape[1]
+        self.count(rows, width, width * keys, 0 if columns is None else columns.shape[1])
         return logits, new_cache
+
+    def count(self, rows: torch.Tensor | slice, columns: int, attention_keys: int, head_columns: int) -> None:
+        """One dLLM forward of ``rows``: the columns through its layers, the keys they attended to, the
+        columns through its output layer."""
+        self.costs["dllm_forwards"][rows] += 1
+        self.costs["dllm_columns"][rows] += columns
+        self.costs["dllm_attention_keys"][rows] += attention_keys
+        self.costs["dllm_head_columns"][rows] += head_columns
 
     def logits(self, step: CommitStep, first_of_block: bool, rows: torch.Tensor | None,
                positions: torch.Tensor) -> torch.Tensor:
@@ -521,10 +526,7 @@ class Canvas:
             return self.forward(index, slice(start, end), columns - step.block_start, cache)[0]
         if self.cfg.cache == "none":  # the whole canvas, the LM head at the masked columns only
             logits = self.dllm.logits(self.x[index], self.attention[index], start=P, columns=columns)
-            self.costs["dllm_forwards"][index] += 1
-            self.costs["dllm_columns"][index] += P + L
-            self.costs["dllm_attention_keys"][index] += (P + L) ** 2
-            self.costs["dllm_head_columns"][index] += columns.shape[1]
+            self.count(index, P + L, (P + L) ** 2, columns.shape[1])
             return logits
         if first_of_block:  # refresh: a full forward, keeping the columns outside the block's window
             keep = (slice(0, start),) + ((slice(end, P + L),) if self.cfg.cache == "dual" else ())
