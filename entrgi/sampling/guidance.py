@@ -122,6 +122,7 @@ class RewardGuidance:
         committed = self.table[response.to(reward_device)]  # [N, L, H]: committed tokens enter as their embeddings
         reward_positions = positions.to(reward_device)
         window = None if horizon is None else (torch.arange(response.shape[1], device=response.device) < horizon)
+        padded = valid is not None  # known once per step: no host synchronization per inner step
         weights, rewards, hard_rewards = [], [], []
         for inner in range(self.inner_steps):
             with section("relaxation"), torch.no_grad():
@@ -130,17 +131,17 @@ class RewardGuidance:
                 relaxed, weight, guess, hard = phi.relax(self.table, self.schedule, t, self.sampler, hard_draws)
                 relaxed, weight = relaxed.view(N, n, -1).detach().requires_grad_(True), weight.view(N, n)
                 # hide what follows the first EOS (argmax of phi at masked columns)
-                keep = first_eos_keep(scatter_columns(response, positions, guess.view(N, n)), self.eos_ids)
+                keep = first_eos_keep(scatter_columns(response, positions, guess.view(N, n), padded), self.eos_ids)
                 if window is not None:
                     keep = keep * window
                 keep = keep.to(reward_device)
             with section("relaxation"):
-                embeds = scatter_columns(committed, reward_positions, relaxed.to(committed.dtype))
+                embeds = scatter_columns(committed, reward_positions, relaxed.to(committed.dtype), padded)
             with section("reward_forward"):
                 scores = self.reward_model.score_embeddings(context, embeds, keep)
                 if self.diagnose_relaxation:
                     hard_rewards.append(self.hard_score(committed, reward_positions, hard.view(N, n), keep,
-                                                        context).to(logits.device))
+                                                        context, padded).to(logits.device))
             with section("reward_backward"):
                 (-scores.sum()).backward()  # down to the relaxed embeddings; phi's part is ChunkedLogits.step
             with section("optimizer"):
@@ -158,12 +159,12 @@ class RewardGuidance:
 
     @torch.no_grad()
     def hard_score(self, committed: torch.Tensor, positions: torch.Tensor, hard_tokens: torch.Tensor,
-                   keep: torch.Tensor, context: RewardContext) -> torch.Tensor:
+                   keep: torch.Tensor, context: RewardContext, padded: bool) -> torch.Tensor:
         """Scores ``[N]`` of the sequences with the masked positions filled by the hard sample, as text
         would show them (under the same EOS cut as the relaxed score, so the two differ only by the
         relaxation of the embeddings)."""
         hard = self.table[hard_tokens.to(self.table.device)].to(committed.dtype)
-        embeds = scatter_columns(committed, positions, hard)
+        embeds = scatter_columns(committed, positions, hard, padded)
         return self.reward_model.score_embeddings(context, embeds, keep)
 
 

@@ -327,12 +327,15 @@ def counters(step: int, stream: int, draw: int = 0) -> tuple:
     return (step, stream) if draw == 0 else (step, RowRandom.PROPOSALS, draw, stream)
 
 
-def scatter_columns(response: torch.Tensor, positions: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def scatter_columns(response: torch.Tensor, positions: torch.Tensor, values: torch.Tensor,
+                    padded: bool | None = None) -> torch.Tensor:
     """``response [N, L, ...]`` with ``values [N, n, ...]`` written at ``positions [N, n]``; a position
-    ``L`` (the padding of rows with fewer masked columns, see ``StepState.valid``) writes nothing."""
+    ``L`` (the padding of rows with fewer masked columns, see ``StepState.valid``) writes nothing.
+    ``padded``: whether any position is padding, when the caller knows (``StepState.valid is not None``);
+    None looks, which costs a host synchronization."""
     L = response.shape[1]
     index = positions.view(*positions.shape, *[1] * (values.dim() - 2)).expand(values.shape)
-    if not (positions >= L).any():
+    if not (bool((positions >= L).any()) if padded is None else padded):
         return response.scatter(1, index, values)
     extended = torch.cat([response, response[:, :1]], dim=1)
     return extended.scatter(1, index, values)[:, :L]
