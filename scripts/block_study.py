@@ -14,7 +14,6 @@ without one (share of identical samples, mean reward difference).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -23,9 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
-from cost_study import per_prompt, run_job, tables  # noqa: E402
+from cost_study import per_prompt, run_job, study_parser, tables, write_block  # noqa: E402
 
-from entrgi.bookkeeping.storage import write_atomic  # noqa: E402
 from entrgi.costs import read_summary  # noqa: E402
 from entrgi.evaluation.judges import make_judge  # noqa: E402
 from entrgi.evaluation.metrics import mean_stderr  # noqa: E402
@@ -82,12 +80,7 @@ def agreement_rows(records, seeds) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "block-study")
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results-tiny.md")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--num-prompts", default="null", help="null: every held-out prompt")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = study_parser(__doc__.splitlines()[0], "block-study")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -113,11 +106,7 @@ def main() -> None:
              *agreement_rows(records, args.seeds)]
     block = "\n".join(lines)
     print(block)
-    text = args.results.read_text()
-    if START not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    write_atomic(args.results, f"{head}{START}\n{block}\n{END}{rest.split(END, 1)[1]}")
+    write_block(args.results, block, START, END)
 
 
 if __name__ == "__main__":

@@ -165,14 +165,21 @@ def write_block(path: Path, block: str, start: str = START, end: str = END) -> N
     write_atomic(path, f"{head}{start}\n{block}\n{end}{rest.split(end, 1)[1]}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "cost-study")
+def study_parser(description: str, name: str) -> argparse.ArgumentParser:
+    """The arguments every testbed study takes: where its jobs go (``outputs/<name>``), the results page,
+    the seeds, the prompts per seed and torch's threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / name)
     parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results-tiny.md")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num-prompts", default="null", help="null: every held-out prompt")
-    parser.add_argument("--fidelity-prompts", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 is fastest on a shared machine")
+    return parser
+
+
+def main() -> None:
+    parser = study_parser(__doc__.splitlines()[0], "cost-study")
+    parser.add_argument("--fidelity-prompts", type=int, default=24)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()

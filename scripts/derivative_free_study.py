@@ -20,7 +20,6 @@ matched jobs cost what EntRGi costs (the table shows each job's measured counts)
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import torch  # noqa: E402
-from cost_study import cost_rows, run_job, tables, write_block  # noqa: E402
+from cost_study import cost_rows, run_job, study_parser, tables, write_block  # noqa: E402
 
 from entrgi.costs import read_summary  # noqa: E402
 from entrgi.evaluation.judges import make_judge  # noqa: E402
@@ -55,14 +54,9 @@ def matched(budget: float, per_sequence: dict, candidates: int, every: int) -> d
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "derivative-free-study")
-    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "results-tiny.md")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--num-prompts", default="null", help="null: every held-out prompt")
+    parser = study_parser(__doc__.splitlines()[0], "derivative-free-study")
     parser.add_argument("--svdd-candidates", type=int, default=3, help="SVDD's M with the reward model")
     parser.add_argument("--svdd-every", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 is fastest on a shared machine")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
