@@ -172,8 +172,10 @@ def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, p
     guided_row_steps = out.row_costs["guided_steps"].sum().item()
     positions = out.row_costs["guided_positions"].sum().item()
     dllm_total = dllm_flops(out)
-    reward_inner = N * (sequence.reward_embedding_forward + sequence.reward_backward)
-    reward_total = M * guided_row_steps * (sequence.reward_embedding_forward + sequence.reward_backward)
+    work = out.reward_work  # the reward model's columns and keys as computed (the block modes score less)
+    reward_total = (sequence.reward_column * (2 * work["guided_columns"] + work["context_columns"])
+                    + sequence.reward_attention_key * (3 * work["guided_keys"] + work["context_keys"]))
+    reward_inner = reward_total / (M * guided_row_steps) * N if guided_row_steps else 0.0
     relaxation = M * 2 * relaxation_flops(positions, dllm.vocab_size, reward.model.config.hidden_size)
     prefix_once = N * sequence.reward_prefix
     total = dllm_total + reward_total + relaxation + prefix_once
@@ -281,6 +283,7 @@ def run_once(setting: Setting, stack, device, guided: bool = True, timer: Sectio
         context = reward.context_from_ids(prefix_ids, suffix_ids, cache_prefix=setting.prefix_cache)
         guide = RewardGuidance(reward, table, context, make_schedule(setting.schedule), cfg,
                                torch.tensor(dllm.eos_ids, device=device), setting.inner_steps, 0.5)
+    before = dict(reward.evaluations)
     sync(device)
     clock = Clock(device)
     if timer is not None:
@@ -290,6 +293,7 @@ def run_once(setting: Setting, stack, device, guided: bool = True, timer: Sectio
         out = generate(dllm, prompt_ids, keys, cfg, guide)
     sync(device)
     out.wall_seconds = clock.wall_elapsed()
+    out.reward_work = {name: reward.evaluations[name] - before[name] for name in before}  # what the guidance ran
     return clock.elapsed(), out
 
 

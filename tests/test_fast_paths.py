@@ -218,6 +218,33 @@ def test_chunked_optimization_gives_the_whole_tensors_logits(tiny_stack, monkeyp
     torch.testing.assert_close(chunked, expected, atol=0.01 * guide.lr, rtol=0)
 
 
+def test_committed_blocks_run_once_into_the_reward_context_and_the_logits_stay_those_of_the_whole_input(tiny_stack):
+    """A block mode's step: columns before the block are committed in every row, so the reward model runs
+    them once per step (``committed_until``) and each inner step only the block; the optimized logits are
+    those of scoring the whole response (to rounding), for less reward work."""
+    dllm, reward = tiny_stack
+    x, attention = dllm.pad_prompts(dllm.encode_prompts(ROWS))
+    L, P = 12, x.shape[1]
+    x = torch.cat([x, torch.full((4, L), dllm.mask_id)], 1)
+    x[:, P:P + 8] = torch.randint(20, 200, (4, 8), generator=torch.Generator().manual_seed(0))  # two blocks of 4
+    x[1, P + 5] = dllm.eos_ids[0]  # a row whose committed part ends early: the cut carries into the context
+    positions = torch.arange(8, 12).expand(4, -1)
+    logits = dllm.logits(x, torch.cat([attention, torch.ones(4, L, dtype=attention.dtype)], 1), P, positions)
+    logits[..., dllm.mask_id] = float("-inf")
+    guide = make_guide(tiny_stack, ROWS, CFG, inner_steps=3)
+    work = []
+    for committed_until in (0, 8):
+        before = dict(reward.evaluations)
+        phi, stats = guide.optimize(logits, positions, x[:, P:], 0, RowRandom(KEYS), committed_until=committed_until)
+        work.append({name: reward.evaluations[name] - before[name] for name in before})
+        if committed_until == 0:
+            whole, whole_reward = phi, stats["guided_reward"]
+    assert not torch.equal(whole, logits)  # it moved
+    torch.testing.assert_close(stats["guided_reward"], whole_reward, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(phi, whole, atol=0.01 * guide.lr, rtol=0)
+    assert work[1]["guided_columns"] < work[0]["guided_columns"] and work[1]["context_columns"] == 4 * 8
+
+
 @pytest.mark.parametrize("kind", ["flat", "peaked", "zipf", "masked", "uniform"])
 def test_entropy_without_a_log_per_token_is_the_sum_of_p_log_p(kind, monkeypatch):
     x = logit_rows(kind, 50, 300)

@@ -59,3 +59,22 @@ def test_prefix_cache_of_a_wider_padding_gives_the_same_scores():
     with torch.no_grad():
         torch.testing.assert_close(reward.score_embeddings(wide, response, keep),
                                    reward.score_embeddings(narrow, response, keep), atol=1e-5, rtol=1e-5)
+
+
+def test_committed_columns_moved_into_the_context_give_the_scores_and_gradients_of_the_whole_response():
+    """The block modes run a step's committed columns once (``extend_context``) and score the rest."""
+    reward = tiny_reward()
+    prefix_ids, suffix_ids, response, keep = rows()
+    keep[0, 1] = 0  # a hidden committed column: the cut must carry into the context
+    for cache_prefix in (True, False):
+        context = reward.context_from_ids(prefix_ids, suffix_ids, cache_prefix=cache_prefix)
+        want_scores, want_grad = scores_and_grad(reward, context, response, keep)
+        before = dict(reward.evaluations)
+        extended = reward.extend_context(context, response[:, :3], keep[:, :3])
+        got_scores, got_grad = scores_and_grad(reward, extended, response[:, 3:], keep[:, 3:])
+        torch.testing.assert_close(got_scores, want_scores, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got_grad, want_grad[:, 3:], atol=1e-5, rtol=1e-4)
+        if cache_prefix:  # counted: 3 rows x 3 committed columns once, then 4 response + 2 suffix columns
+            spent = {name: reward.evaluations[name] - before[name] for name in before}
+            assert spent["context_columns"] == 9 and spent["guided_columns"] == 3 * 6
+            assert spent["guided_keys"] == 3 * (6 * 9 + 6 * 7 // 2)  # after 6 prefix + 3 committed columns

@@ -95,6 +95,9 @@ class SequenceFlops:
     dllm_column: float = 0.0  # one column through every layer's projections and MLP
     dllm_head_column: float = 0.0  # one column through the output layer
     dllm_attention_key: float = 0.0  # one query attending to one key, in every layer
+    # and the reward model's, for the guided scores' counted columns (``reward_guided_columns`` ...)
+    reward_column: float = 0.0
+    reward_attention_key: float = 0.0
 
     @classmethod
     def of(cls, dllm_config, reward_config, dllm_vocab: int, prompt_width: int, gen_length: int,
@@ -116,7 +119,9 @@ class SequenceFlops:
                    reward_embedding_forward=reward_forward_flops(reward_config, queries, prefix),
                    reward_backward=reward_backward_flops(reward_config, queries, prefix),
                    relaxation=relaxation_flops(masked, dllm_vocab, reward_config.hidden_size),
-                   reward_prefix=reward_forward_flops(reward_config, prefix))
+                   reward_prefix=reward_forward_flops(reward_config, prefix),
+                   reward_column=2 * linear_macs_per_token(reward_config),
+                   reward_attention_key=2 * attention_macs(reward_config, 1))
 
     def per_prompt(self, cost: dict, num_samples: int) -> dict:
         """FLOPs of one prompt from its counts ``cost`` (dllm_forwards, reward_forwards, reward_backwards).
@@ -124,18 +129,26 @@ class SequenceFlops:
         Every backward follows one embedding-scored forward (with its relaxation); the other forwards
         score text. With the dLLM's columns, output-layer columns and attention keys counted
         (``dllm_columns`` ..., what the sampler computed), the dLLM's FLOPs come from those.
+        With the reward model's guided columns counted (``reward_guided_columns`` ..., what the
+        guidance computed: the block modes score the current block only, after the committed ones),
+        the guided scores' FLOPs come from those.
         """
         backward = cost["reward_backwards"]
         text = cost["reward_forwards"] - backward
-        guided = (self.reward_embedding_forward + self.relaxation) * backward
+        guided_forward, guided_backward = self.reward_embedding_forward * backward, self.reward_backward * backward
+        if cost.get("reward_guided_columns") and self.reward_column:
+            columns, keys = cost["reward_guided_columns"], cost["reward_guided_keys"]
+            guided_forward = (self.reward_column * (columns + cost.get("reward_context_columns", 0))
+                              + self.reward_attention_key * (keys + cost.get("reward_context_keys", 0)))
+            guided_backward = self.reward_column * columns + 2 * self.reward_attention_key * keys
         dllm = self.dllm_forward * cost["dllm_forwards"]
         if cost.get("dllm_columns") and self.dllm_column:
             dllm = (self.dllm_column * cost["dllm_columns"] + self.dllm_head_column * cost["dllm_head_columns"]
                     + self.dllm_attention_key * cost["dllm_attention_keys"])
         flops = {"dllm": dllm,
-                 "reward_forward": self.reward_text_forward * text + guided
+                 "reward_forward": self.reward_text_forward * text + guided_forward + self.relaxation * backward
                  + (self.reward_prefix * num_samples if backward else 0),
-                 "reward_backward": (self.reward_backward + self.relaxation) * backward}
+                 "reward_backward": guided_backward + self.relaxation * backward}
         return {**flops, "total": sum(flops.values())}
 
     def unguided_sample(self, dllm_forwards_per_sample: float) -> float:
@@ -166,8 +179,10 @@ def setup_flops(setup, masked: float | None = None) -> SequenceFlops:
 # the dLLM work a hook does besides the sampler's steps (SVDD's look-ahead), counted like the sampler's
 LOOKAHEAD = {"lookahead_columns": "dllm_columns", "lookahead_head_columns": "dllm_head_columns",
              "lookahead_attention_keys": "dllm_attention_keys"}
+# the reward model's guided work (``RewardModel.evaluations``), as a prompt's cost records it
+REWARD_WORK = ("guided_columns", "guided_keys", "context_columns", "context_keys")
 COUNTS = ("dllm_forwards", "reward_forwards", "reward_backwards", "dllm_columns", "dllm_head_columns",
-          "dllm_attention_keys")
+          "dllm_attention_keys", *(f"reward_{name}" for name in REWARD_WORK))
 
 
 def summary_flops(summary: dict, setup) -> dict:

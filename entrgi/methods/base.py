@@ -15,6 +15,7 @@ import torch
 
 from entrgi.bookkeeping.records import PromptResult
 from entrgi.evaluation.benchmarks import Prompt
+from entrgi.evaluation.flop_model import REWARD_WORK
 from entrgi.models.diffusion import DiffusionLM
 from entrgi.models.reward import RewardModel
 from entrgi.models.scorer import Scorer
@@ -139,7 +140,10 @@ def records_of(batch: list[Prompt], generation: Generation, num_samples: int) ->
     B, K = len(batch), num_samples
     cost = {"seconds": generation.seconds / B, "dllm_forwards": generation.output.dllm_forwards / B,
             "reward_forwards": generation.reward_evaluations["forward"] / B,
-            "reward_backwards": generation.reward_evaluations["backward"] / B}
+            "reward_backwards": generation.reward_evaluations["backward"] / B,
+            # the guided scores' columns and keys (a scorer counts none)
+            **{f"reward_{name}": generation.reward_evaluations[name] / B for name in REWARD_WORK
+               if name in generation.reward_evaluations}}
     records = []
     for i, prompt in enumerate(batch):
         rows = slice(i * K, (i + 1) * K)

@@ -96,7 +96,11 @@ class RewardModel:
         if not isinstance(getattr(model, "score", None), torch.nn.Linear):
             raise ConfigError(f"reward model {type(model).__name__} has no `score` head; use a decoder sequence "
                               f"classifier (e.g. Qwen3ForSequenceClassification, LlamaForSequenceClassification)")
-        self.evaluations = {"forward": 0, "backward": 0}  # sequences, for cost accounting
+        # for cost accounting: sequences forward and backward; the columns (queries) and the keys they
+        # attended to of the guided scores (whose backward mirrors them) and of the committed response
+        # columns added to a step's context (forward only, see ``extend_context``)
+        self.evaluations = {"forward": 0, "backward": 0, "guided_columns": 0, "guided_keys": 0,
+                            "context_columns": 0, "context_keys": 0}
         self._embedding_scores = functools.partial(pooled_scores, self.model)  # what score_embeddings runs (see compile)
 
     @classmethod
@@ -237,6 +241,32 @@ class RewardModel:
              use_cache=True, **{cache_keyword(type(base).forward): cache})
         return tuple((layer.keys, layer.values) for layer in cache.layers)
 
+    @torch.no_grad()
+    def extend_context(self, context: RewardContext, response_embeds: torch.Tensor,
+                       response_keep: torch.Tensor) -> RewardContext:
+        """``context`` with the response's first columns ``response_embeds [N, c, H]`` (committed tokens,
+        the same at every score of a step) moved into its prefix, their keys and values computed once.
+
+        The reward model is causal: a score of the rest of the response after this context equals
+        the score of the whole response after ``context`` (to rounding), at the cost of the rest only.
+        """
+        mask = torch.cat([context.prefix_mask, response_keep.long()], dim=1)
+        embeds = torch.cat([context.prefix_embeds, response_embeds.to(context.prefix_embeds.dtype)], dim=1)
+        extended = RewardContext(embeds, mask, context.suffix_embeds, context.suffix_mask)
+        if context.prefix_cache is not None:
+            from transformers import DynamicCache
+
+            Pp, N, c = context.prefix_mask.shape[1], *response_keep.shape
+            cache = DynamicCache(context.prefix_cache)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, Pp:]
+            base = self.model.base_model
+            base(inputs_embeds=embeds[:, Pp:], attention_mask=mask, position_ids=positions, use_cache=True,
+                 **{cache_keyword(type(base).forward): cache})
+            extended.prefix_cache = tuple((layer.keys, layer.values) for layer in cache.layers)
+            self.evaluations["context_columns"] += N * c
+            self.evaluations["context_keys"] += N * (c * Pp + c * (c + 1) // 2)
+        return extended
+
     def score_embeddings(self, context: RewardContext, response_embeds: torch.Tensor,
                          response_keep: torch.Tensor) -> torch.Tensor:
         """Scores ``[N]`` of ``[prefix | response | suffix]``; response columns with keep=0 are hidden.
@@ -250,6 +280,11 @@ class RewardModel:
         self.evaluations["forward"] += mask.shape[0]
         if response_embeds.requires_grad:
             self.evaluations["backward"] += mask.shape[0]
+            # the columns run (after the cached prefix, or all) and the keys they see, causally
+            past = context.prefix_mask.shape[1] if context.prefix_cache is not None else 0
+            queries = mask.shape[1] - past
+            self.evaluations["guided_columns"] += mask.shape[0] * queries
+            self.evaluations["guided_keys"] += mask.shape[0] * (queries * past + queries * (queries + 1) // 2)
         if context.prefix_cache is None:
             embeds = torch.cat([context.prefix_embeds, response_embeds, context.suffix_embeds], dim=1)
             return self._embedding_scores(mask, positions, inputs_embeds=embeds)

@@ -100,28 +100,38 @@ class RewardGuidance:
         if self.steps is not None and state.step.index not in self.steps:
             return None
         logits, stats = self.optimize(state.logits, state.positions, state.tokens, state.step.index, state.rng,
-                                      state.step.t, rows=state.rows, valid=state.valid, horizon=state.horizon)
+                                      state.step.t, rows=state.rows, valid=state.valid, horizon=state.horizon,
+                                      committed_until=state.step.block_start)
         return StepUpdate(logits=logits, stats=stats)
 
     def optimize(self, logits: torch.Tensor, positions: torch.Tensor, response: torch.Tensor, step: int,
                  rng: RowRandom, t: float = 1.0, rows: torch.Tensor | None = None, valid: torch.Tensor | None = None,
-                 horizon: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 horizon: int | None = None, committed_until: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the optimized logits ``phi [N, n, V]`` and per-row statistics of the step.
 
         ``logits [N, n, V]`` are the logits at the ``positions [N, n]`` that are still masked in
         ``response [N, L]``; ``t`` is the step's diffusion time, for schedules that read it. The
         block modes (see ``StepState``) give the batch ``rows`` these are, the ``valid`` positions
-        (the others are padding) and the ``horizon``: the reward model sees the response's columns
-        before it only (later blocks are not computed).
+        (the others are padding), the ``horizon``: the reward model sees the response's columns
+        before it only (later blocks are not computed), and ``committed_until``: the columns before
+        it are committed in every row (earlier blocks), so the reward model runs them once per step,
+        into its context, and each inner step only the columns from there to the horizon.
         """
         N, n, V = logits.shape
+        L = response.shape[1]
+        start, end = committed_until, L if horizon is None else horizon
         context = self.context if rows is None else self.context.rows(rows)
         phi = ChunkedLogits(logits.detach().reshape(N * n, V), self.lr, self.sampler.temperature)
         # the reward model's device (reward.device): embeddings go there, their gradients come back to phi
         reward_device = self.table.device
-        committed = self.table[response.to(reward_device)]  # [N, L, H]: committed tokens enter as their embeddings
-        reward_positions = positions.to(reward_device)
-        window = None if horizon is None else (torch.arange(response.shape[1], device=response.device) < horizon)
+        if start > 0:  # the EOS cut of committed columns does not change during the step
+            keep_committed = first_eos_keep(response[:, :start], self.eos_ids).to(reward_device)
+            context = self.reward_model.extend_context(context, self.table[response[:, :start].to(reward_device)],
+                                                       keep_committed)
+        # [N, end - start, H]: the columns the inner steps score; committed tokens enter as their embeddings
+        committed = self.table[response[:, start:end].to(reward_device)]
+        # padding positions (L) become the scored width's padding
+        reward_positions = (positions - start).clamp(max=end - start).to(reward_device)
         padded = valid is not None  # known once per step: no host synchronization per inner step
         weights, rewards, hard_rewards = [], [], []
         for inner in range(self.inner_steps):
@@ -132,9 +142,7 @@ class RewardGuidance:
                 relaxed, weight = relaxed.view(N, n, -1).detach().requires_grad_(True), weight.view(N, n)
                 # hide what follows the first EOS (argmax of phi at masked columns)
                 keep = first_eos_keep(scatter_columns(response, positions, guess.view(N, n), padded), self.eos_ids)
-                if window is not None:
-                    keep = keep * window
-                keep = keep.to(reward_device)
+                keep = keep[:, start:end].to(reward_device)
             with section("relaxation"):
                 embeds = scatter_columns(committed, reward_positions, relaxed.to(committed.dtype), padded)
             with section("reward_forward"):
