@@ -2,6 +2,7 @@
 entrgi.run, and the one-line errors for bad settings."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -579,3 +580,15 @@ def test_trls_arguments_come_from_the_train_settings_by_one_mapping(tmp_path):
     assert all(getattr(args, arg) == cfg.train[key] for arg, key in TRL_ARGS.items())
     assert (args.max_steps, args.learning_rate, args.num_generations, args.save_total_limit) == (7, 0.25, 2, 5)
     assert {recipe.objective for recipe in RECIPES.values()} <= set(OBJECTIVES)  # each recipe's loss is mapped
+
+
+def test_training_samples_through_the_block_modes(tmp_path):
+    """RGRL's samples come from the one sampler, so its block modes (here the dual cache with the threshold
+    rule) serve training too: the run trains on what they sample, not on what the default sampler would."""
+    pinned = json.loads((Path(__file__).parent / "fixtures" / "train_golden.json").read_text())["protocol_losses"]
+    loss, samples = first_step_loss(tmp_path, "dual", "sampler.block_length=8", "sampler.cache=dual",
+                                    "sampler.threshold=0.5")
+    assert math.isfinite(loss) and loss != pytest.approx(pinned["authors"], rel=1e-6)
+    _, default_samples = first_step_loss(tmp_path, "default")
+    assert [r["prompt_ids"] for r in samples] == [r["prompt_ids"] for r in default_samples]
+    assert [r["texts"] for r in samples] != [r["texts"] for r in default_samples]
