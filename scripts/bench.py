@@ -45,7 +45,7 @@ from entrgi.models.reward import RewardModel  # noqa: E402
 from entrgi.sampling import fastpaths  # noqa: E402
 from entrgi.sampling.guidance import RewardGuidance  # noqa: E402
 from entrgi.sampling.rng import row_key  # noqa: E402
-from entrgi.sampling.sampler import SamplerConfig, commit_plan, generate  # noqa: E402
+from entrgi.sampling.sampler import SamplerConfig, generate  # noqa: E402
 from entrgi.sampling.schedules import make_schedule  # noqa: E402
 
 PARTS = ("dllm_forward", "pre_guidance_filter", "relaxation", "reward_forward", "reward_backward", "optimizer",
