@@ -95,8 +95,10 @@ def glm4_moe_reading_llada2():
     """GLM-4-MoE's causal LM under a name of its own, whose checkpoint conversion splits LLaDA2's fused
     q/k/v and fuses the per-expert tensors (GLM-4-MoE's own conversion, which a name of its own replaces)."""
     from transformers import Glm4MoeForCausalLM
-    from transformers.conversion_mapping import (get_checkpoint_conversion_mapping,
-                                                 register_checkpoint_conversion_mapping)
+    from transformers.conversion_mapping import (
+        get_checkpoint_conversion_mapping,
+        register_checkpoint_conversion_mapping,
+    )
     from transformers.core_model_loading import Split, WeightConverter
 
     network = type("LLaDA2AsGlm4MoeForCausalLM", (Glm4MoeForCausalLM,), {"__module__": __name__})
@@ -119,7 +121,8 @@ LLADA2 = register(Family(
     network=glm4_moe_reading_llada2, translate=llada2_as_glm4_moe, key_mapping=LLADA2_TO_GLM4_MOE,
     attention=block_causal, shift_logits=False, mask_token=156895, eos_tokens=(156892,), refuse=unsupported_llada2,
     check_tensors=expert_count,
-    # attention, the shared experts and the dense layers' MLP (Linear layers), and every routed expert
-    lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    # the attention projections and every routed expert (as LLaDA-MoE's); not the shared experts or the dense
+    # layer's MLP: peft reads the names gate_proj/up_proj/down_proj on a GLM-4-MoE as its fused experts
+    lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
     lora_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
 ))
