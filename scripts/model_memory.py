@@ -20,7 +20,7 @@ DLLMS = {
     "llada_moe (7.4B, 1.4B active)": (dict(hidden_size=2048, intermediate_size=8192, moe_intermediate_size=1024,
                                            num_experts=64, num_experts_per_tok=8, num_hidden_layers=16,
                                            num_attention_heads=16, num_key_value_heads=16), 157184),
-    "llada2_mini (16.3B, 1.4B active)": (dict(hidden_size=2048, intermediate_size=5120, moe_intermediate_size=512,
+    "llada2_mini, llada2.1_mini (16.3B, 1.4B active)": (dict(hidden_size=2048, intermediate_size=5120, moe_intermediate_size=512,
                                               num_experts=256, num_experts_per_tok=8, num_shared_experts=1,
                                               first_k_dense_replace=1, num_hidden_layers=20, num_attention_heads=16,
                                               num_key_value_heads=4, head_dim=128), 157184),
