@@ -15,7 +15,8 @@ and its fused ``attention.query_key_value`` is split into q, k and v (q heads, t
 
 Attention is block-causal in blocks of 32 counted from the sequence's first token, the prompt included (the
 generation code builds its block mask over prompt + response from position 0 and prefills whole blocks).
-The mask and end-of-text ids are 156895 and 156892, as for LLaDA-MoE (same vocabulary, 157,184 rows).
+The mask and end-of-text ids are 156895 and 156892, as for LLaDA-MoE (same vocabulary, 157,184 rows); the
+tokenizer is a plain fast tokenizer with its own chat template, which the record leaves in place.
 
 Sources (read, not copied): inclusionAI/dInfer ``python/dinfer/model/modeling_llada2_moe.py`` and
 ``configuration_llada2_moe.py`` (routing, fused q/k/v, tensor names, partial rotary), its
@@ -23,11 +24,13 @@ Sources (read, not copied): inclusionAI/dInfer ``python/dinfer/model/modeling_ll
 ``modeling_llada2_moe.py`` as vendored in ZHZisZZ/dllm-derived repositories
 (``dllm/pipelines/llada2/models/``: ``generate`` with block_length 32, steps 32 per block, the block mask from
 position 0, logits not shifted: its loss uses the same position's labels); sgl-project/sglang
-``python/sglang/srt/dllm/config.py`` (LLaDA2MoeModelLM: block size 32, mask id 156895); the published
-LLaDA2.0-mini config fields (hidden 2048, 20 layers, 16 heads, 4 KV heads, head_dim 128, 256 experts, 8 per
-token, n_group 8, topk_group 4, 1 shared expert, first_k_dense_replace 1, partial_rotary_factor 0.5,
-rope_theta 600000, routed_scaling_factor 2.5, score_function sigmoid, vocab 157184) as quoted in
-jd-opensource xLLM's loader test.
+``python/sglang/srt/dllm/config.py`` (LLaDA2MoeModelLM: block size 32, mask id 156895); jd-opensource/xllm's
+``hf_model_loader`` test, which reads a LLaDA2.1-mini directory: model_type llada2_moe, hidden 2048, 20 layers,
+16 heads, 4 KV heads, head_dim 128, 256 experts, 8 per token, n_group 8, topk_group 4, 1 shared expert,
+first_k_dense_replace 1, partial_rotary_factor 0.5, rope_theta 600000, routed_scaling_factor 2.5,
+score_function sigmoid, expert bias on, vocab 157184; a PreTrainedTokenizerFast with EOS ``<|endoftext|>``
+and a ``<role>SYSTEM</role>`` chat template. No config.json of LLaDA2.0-mini itself was read (dInfer reads
+2.0-mini and 2.0-mini-preview with the same class).
 """
 
 from __future__ import annotations
