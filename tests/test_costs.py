@@ -40,11 +40,14 @@ def test_flops_of_one_sequence_by_hand():
     assert reward_backward_flops(SHAPE, 2, past=3) == 2 * (2 * 144 + 2 * attention_per_pair * 9)
 
 
-@pytest.mark.parametrize("architecture", ["qwen3_moe", "olmoe"])
+@pytest.mark.parametrize("architecture", ["qwen3_moe", "olmoe", "llada2"])
 def test_a_mixture_of_experts_counts_the_parameters_one_token_runs(architecture):
     """Every layer parameter a token multiplies by once, the experts' scaled by top-k / experts: counted off
-    transformers' own modules (norms aside), with a dense first layer in Qwen3-MoE."""
-    from transformers import OlmoeConfig, OlmoeModel, Qwen3MoeConfig, Qwen3MoeModel
+    transformers' own modules (norms aside), with a dense first layer in Qwen3-MoE and LLaDA2 (as the llada2
+    record translates its config to GLM-4-MoE's, whose shared expert every token runs)."""
+    from transformers import Glm4MoeModel, OlmoeConfig, OlmoeModel, Qwen3MoeConfig, Qwen3MoeModel
+
+    from entrgi.models.loaders.llada2 import llada2_as_glm4_moe
 
     shape = dict(vocab_size=50, hidden_size=16, num_experts=6, num_experts_per_tok=2, num_hidden_layers=3,
                  num_attention_heads=4, num_key_value_heads=2)
@@ -52,6 +55,9 @@ def test_a_mixture_of_experts_counts_the_parameters_one_token_runs(architecture)
         "qwen3_moe": (Qwen3MoeConfig(**shape, intermediate_size=48, moe_intermediate_size=8, head_dim=4,
                                      mlp_only_layers=[0]), Qwen3MoeModel),
         "olmoe": (OlmoeConfig(**shape, intermediate_size=8), OlmoeModel),
+        "llada2": (llada2_as_glm4_moe({**shape, "intermediate_size": 48, "moe_intermediate_size": 8, "head_dim": 4,
+                                       "num_shared_experts": 1, "first_k_dense_replace": 1, "n_group": 2,
+                                       "topk_group": 1}), Glm4MoeModel),
     }[architecture]
     model = model_class(config)
     active = sum(p.numel() * (2 / 6 if ".experts." in name else 1) for name, p in model.layers.named_parameters()

@@ -14,11 +14,19 @@ from entrgi.run import CONF_DIR
 from entrgi.testbed.standins import STANDINS
 
 # a conf/model entry of each family (the hub id replaced by the stand-in)
-CONF = {"dream": "dream", "diffucoder": "diffucoder", "llada": "llada", "sdar": "sdar_8b", "llada_moe": "llada_moe"}
-SMALL = ["benchmark=jsonl", "benchmark.num_prompts=1", "num_samples=2", "batch_size=2", "sampler.gen_length=8",
-         "sampler.steps=4", "sampler.block_length=4", "device=cpu", "dtype=float32", "logger=none"]
+CONF = {"dream": "dream", "diffucoder": "diffucoder", "llada": "llada", "sdar": "sdar_8b", "llada_moe": "llada_moe",
+        "llada2": "llada2_mini"}
+SMALL = ["benchmark=jsonl", "benchmark.num_prompts=1", "num_samples=2", "batch_size=2", "sampler.steps=4",
+         "device=cpu", "dtype=float32", "logger=none"]
 # a vocabulary of its own: bridged to the Qwen3 reward model's (as LLaDA's, tests/test_real_models.py)
-BRIDGED = {"llada_moe": ["reward.min_coverage=0", "reward.unmatched=retokenize"]}
+BRIDGED = {family: ["reward.min_coverage=0", "reward.unmatched=retokenize"] for family in ("llada_moe", "llada2")}
+BLOCK = {"llada2": 32}  # a block-causal family's own block size when it is not the tiny runs' 4
+
+
+def response(family: str, blocks: int) -> list[str]:
+    """The sampler's response length and blocks for a tiny run: ``blocks`` blocks of the family's size."""
+    size = BLOCK.get(family, 4)
+    return [f"sampler.gen_length={blocks * size}", f"sampler.block_length={size}"]
 
 
 @pytest.fixture(scope="module")
@@ -59,30 +67,35 @@ def test_a_qwen_family_needs_no_bridge_for_the_qwen3_reward_models(standins, qwe
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["sdar", "diffucoder", "llada_moe"])  # dream, llada: tests/test_real_models.py
+@pytest.mark.parametrize("family", ["sdar", "diffucoder", "llada_moe", "llada2"])  # dream, llada: test_real_models
 def test_entrgi_runs_each_family_through_the_cli(tmp_path, standins, qwen3_reward_dir, prompts_file, family):
     done = entrgi_cli(f"model={CONF[family]}", f"model.path={standins[family]}", "reward=skywork",
                       f"reward.path={qwen3_reward_dir}", "method=entrgi", f"benchmark.path={prompts_file}", *SMALL,
-                      *BRIDGED.get(family, []), cwd=tmp_path)
+                      *response(family, 2), *BRIDGED.get(family, []), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(next((tmp_path / "outputs").glob("runs/*/*/summary.json")).read_text())
     assert summary["num_prompts"] == 1 and summary["cost_total"]["reward_backwards"] > 0
     assert summary["vocab_coverage"]["represented"] == 1.0
 
 
-def test_a_mixture_whose_weights_hold_other_experts_than_its_config_declares_stops_before_loading(standins, tmp_path):
+@pytest.mark.parametrize("family,held,refused", [
+    ("llada_moe", r"\{0: 4\}", {"shared_expert_intermediate_size": 64}),  # its one mixture layer holds 4 experts
+    ("llada2", r"\{1: 8\}", {"score_function": "softmax"}),  # its dense first layer, then 8 experts
+])
+def test_a_mixture_whose_weights_hold_other_experts_than_its_config_declares_stops_before_loading(
+        standins, tmp_path, family, held, refused):
     import shutil
 
     from entrgi.errors import ConfigError
 
-    copy = Path(shutil.copytree(standins["llada_moe"], tmp_path / "moe"))
+    copy = Path(shutil.copytree(standins[family], tmp_path / "moe"))
     config = json.loads((copy / "config.json").read_text())
-    (copy / "config.json").write_text(json.dumps({**config, "num_experts": 8}))
-    with pytest.raises(ConfigError, match=r"declares 8 experts, the weights hold \{0: 4\}"):
-        load_diffusion_lm(str(copy), loader="llada_moe", device="cpu")
-    (copy / "config.json").write_text(json.dumps({**config, "shared_expert_intermediate_size": 64}))
-    with pytest.raises(ConfigError, match="shared_expert_intermediate_size.*model.loader=auto"):
-        load_diffusion_lm(str(copy), loader="llada_moe", device="cpu")
+    (copy / "config.json").write_text(json.dumps({**config, "num_experts": 16}))
+    with pytest.raises(ConfigError, match=rf"declares 16 experts, the weights hold {held}"):
+        load_diffusion_lm(str(copy), loader=family, device="cpu")
+    (copy / "config.json").write_text(json.dumps({**config, **refused}))
+    with pytest.raises(ConfigError, match=f"{next(iter(refused))}.*model.loader=auto"):
+        load_diffusion_lm(str(copy), loader=family, device="cpu")
 
 
 @pytest.mark.slow
@@ -93,7 +106,7 @@ def test_two_lora_steps_train_each_family(tmp_path, standins, qwen3_reward_dir, 
                       f"reward.path={qwen3_reward_dir}", "reward.min_coverage=0", "logger=none", "train=rgrl",
                       "train.steps=2", "train.num_samples=2", "train.batch_size=2", "train.eval.every=100",
                       "train.eval.num_prompts=1", "train.eval.num_samples=2", "train.save_every=2",
-                      "sampler.steps=2", "sampler.gen_length=8", "sampler.block_length=4", "device=cpu",
+                      "sampler.steps=2", *response(family, 2), "device=cpu",
                       "dtype=float32", f"hydra.run.dir={run_dir}",
                       *(["train.lora.dropout=0"] if families()[family].lora_parameters else []),  # peft's condition
                       cwd=tmp_path, module="entrgi.train")

@@ -28,7 +28,8 @@ def mlp_macs_per_token(c) -> int:
     A mixture-of-experts layer counts what one token runs (its active parameters): the router
     (hidden x experts), its ``num_experts_per_tok`` experts and the shared ones; dense layers among
     them (``mlp_only_layers``, ``first_k_dense_replace``, ``decoder_sparse_step``) count the dense MLP.
-    Reads the fields of transformers' Qwen3-MoE and OLMoE configs and of BailingMoE-style ones (shared experts).
+    Reads the fields of transformers' Qwen3-MoE, OLMoE and GLM-4-MoE configs and of BailingMoE-style ones
+    (shared experts: ``num_shared_experts``, GLM-4-MoE's ``n_shared_experts``).
     """
     hidden, layers = c.hidden_size, c.num_hidden_layers
     dense = 3 * hidden * c.intermediate_size
@@ -37,7 +38,7 @@ def mlp_macs_per_token(c) -> int:
         return dense * layers
     width = getattr(c, "moe_intermediate_size", None) or c.intermediate_size  # one expert's
     shared = (getattr(c, "shared_expert_intermediate_size", None)
-              or (getattr(c, "num_shared_experts", None) or 0) * width)
+              or (getattr(c, "num_shared_experts", None) or getattr(c, "n_shared_experts", None) or 0) * width)
     routed = hidden * experts + 3 * hidden * (c.num_experts_per_tok * width + shared)
     step = getattr(c, "decoder_sparse_step", None) or 1
     sparse = [i for i in range(layers) if i not in (getattr(c, "mlp_only_layers", None) or [])

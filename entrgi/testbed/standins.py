@@ -269,20 +269,14 @@ def write_llada(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, in
     return _write(out, config, _random_weights(shapes, seed))
 
 
-# LLaDA-MoE's end-of-text and mask ids (inclusionAI's dInfer example); their strings are not known here
+# LLaDA-MoE's and LLaDA2's end-of-text and mask ids (inclusionAI's dInfer examples); their strings are not known here
 LLADA_MOE_EOS, LLADA_MOE_MASK = 156892, 156895
 
 
-def write_llada_moe(out: Path, hidden: int = 32, heads: int = 4, experts: int = 4, top_k: int = 2,
-                    expert_intermediate: int = 16, dense_intermediate: int = 64, moe_layer_freq: tuple = (1, 0),
-                    vocab_size: int = 157184, seed: int = 5) -> Path:
-    """A LLaDA-MoE-7B-A1B-format checkpoint: its config fields (``expert_intermediate_size``, ``moe_layer_freq``,
-    ...), Qwen3-MoE hub tensor names with one tensor per expert, q/k norms per head, no GQA.
-
-    The vocabulary is the embedded tiny one padded with reserved tokens (never produced by its merges), so
-    that the end-of-text and mask tokens sit at LLaDA-MoE's ids (156892, 156895), which the record names;
-    the chat template is ChatML.
-    """
+def _write_inclusion_tokenizer(out: Path) -> None:
+    """The embedded tiny vocabulary padded with reserved tokens (never produced by its merges), so that the
+    end-of-text and mask tokens sit at the ids of inclusionAI's vocabulary (156892, 156895), which the
+    LLaDA-MoE and LLaDA2 records name; the chat template is ChatML."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
@@ -298,6 +292,19 @@ def write_llada_moe(out: Path, hidden: int = 32, heads: int = 4, experts: int = 
     tokenizer = Tokenizer.from_str(json.dumps(spec))
     PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|stand_in_eos|>", pad_token="<|stand_in_eos|>",
                             chat_template=CHATML, clean_up_tokenization_spaces=False).save_pretrained(out)
+
+
+def write_llada_moe(out: Path, hidden: int = 32, heads: int = 4, experts: int = 4, top_k: int = 2,
+                    expert_intermediate: int = 16, dense_intermediate: int = 64, moe_layer_freq: tuple = (1, 0),
+                    vocab_size: int = 157184, seed: int = 5) -> Path:
+    """A LLaDA-MoE-7B-A1B-format checkpoint: its config fields (``expert_intermediate_size``, ``moe_layer_freq``,
+    ...), Qwen3-MoE hub tensor names with one tensor per expert, q/k norms per head, no GQA.
+
+    The vocabulary is the embedded tiny one padded with reserved tokens (never produced by its merges), so
+    that the end-of-text and mask tokens sit at LLaDA-MoE's ids (156892, 156895), which the record names;
+    the chat template is ChatML.
+    """
+    _write_inclusion_tokenizer(out)
     layers, head_dim = len(moe_layer_freq), hidden // heads
     shapes = {"model.embed_tokens.weight": (vocab_size, hidden), "model.norm.weight": (hidden,),
               "lm_head.weight": (vocab_size, hidden)}
@@ -332,6 +339,63 @@ def write_llada_moe(out: Path, hidden: int = 32, heads: int = 4, experts: int = 
         "rope_theta": 50000.0, "routed_scaling_factor": 1, "router_aux_loss_coef": 0.01,
         "shared_expert_intermediate_size": None, "tie_word_embeddings": False, "torch_dtype": "float32",
         "use_cache": False, "vocab_size": vocab_size,
+    }
+    return _write(out, config, weights)
+
+
+def write_llada2(out: Path, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2, head_dim: int = 8,
+                 intermediate: int = 64, experts: int = 8, groups: int = 4, top_groups: int = 2, top_k: int = 2,
+                 expert_intermediate: int = 16, shared_experts: int = 1, dense_layers: int = 1,
+                 vocab_size: int = 157184, seed: int = 6) -> Path:
+    """A LLaDA2.0-mini-format checkpoint: LLaDA2's config fields (``num_experts``, ``n_group``, ``topk_group``,
+    ``num_shared_experts``, ``first_k_dense_replace``, ``partial_rotary_factor``, ...) and tensor names
+    (``word_embeddings``, a fused ``attention.query_key_value``, ``attention.dense``, ``query_layernorm``,
+    ``mlp.gate.expert_bias``, one tensor per expert, ``shared_experts``), inclusionAI's mask and EOS ids.
+
+    The routers are scaled so that sigmoid scores spread over (0, 1) and the expert biases move the choice
+    for some tokens (the reference test checks that they do).
+    """
+    _write_inclusion_tokenizer(out)
+    shapes = {"model.word_embeddings.weight": (vocab_size, hidden), "model.norm.weight": (hidden,),
+              "lm_head.weight": (vocab_size, hidden)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes.update({p + "attention.query_key_value.weight": ((heads + 2 * kv_heads) * head_dim, hidden),
+                       p + "attention.dense.weight": (hidden, heads * head_dim),
+                       p + "attention.query_layernorm.weight": (head_dim,),
+                       p + "attention.key_layernorm.weight": (head_dim,),
+                       p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,)})
+        mlps = [("mlp.", intermediate)] if i < dense_layers else \
+            [*((f"mlp.experts.{e}.", expert_intermediate) for e in range(experts)),
+             ("mlp.shared_experts.", expert_intermediate * shared_experts)]
+        if i >= dense_layers:
+            shapes.update({p + "mlp.gate.weight": (experts, hidden), p + "mlp.gate.expert_bias": (experts,)})
+        for prefix, width in mlps:
+            shapes.update({p + prefix + "gate_proj.weight": (width, hidden),
+                           p + prefix + "up_proj.weight": (width, hidden), p + prefix + "down_proj.weight": (hidden, width)})
+    weights = _random_weights(shapes, seed)
+    for name in weights:
+        if name.endswith("mlp.gate.weight"):
+            weights[name] *= 30
+        elif name.endswith("expert_bias"):
+            weights[name] *= 3
+    config = {
+        "architectures": ["LLaDA2MoeModelLM"], "model_type": "llada2_moe",
+        "auto_map": {"AutoConfig": "configuration_llada2_moe.LLaDA2MoeConfig",
+                     "AutoModel": "modeling_llada2_moe.LLaDA2MoeModel",
+                     "AutoModelForCausalLM": "modeling_llada2_moe.LLaDA2MoeModelLM"},
+        "attention_dropout": 0.0, "embedding_dropout": 0.0, "output_dropout": 0.0, "eos_token_id": LLADA_MOE_EOS,
+        "first_k_dense_replace": dense_layers, "head_dim": head_dim, "hidden_act": "silu", "hidden_size": hidden,
+        "initializer_range": 0.02, "intermediate_size": intermediate, "max_position_embeddings": 32768,
+        "max_window_layers": layers, "moe_intermediate_size": expert_intermediate,
+        "moe_router_enable_expert_bias": True, "n_group": groups, "norm_head": False, "norm_topk_prob": True,
+        "num_attention_heads": heads, "num_experts": experts, "num_experts_per_tok": top_k,
+        "num_hidden_layers": layers, "num_key_value_heads": kv_heads, "num_shared_experts": shared_experts,
+        "output_router_logits": False, "pad_token_id": LLADA_MOE_EOS, "partial_rotary_factor": 0.5,
+        "rms_norm_eps": 1e-06, "rope_scaling": None, "rope_theta": 600000, "routed_scaling_factor": 2.5,
+        "router_dtype": "fp32", "score_function": "sigmoid", "tie_word_embeddings": False, "topk_group": top_groups,
+        "torch_dtype": "float32", "use_bias": False, "use_cache": False, "use_qk_norm": True, "use_qkv_bias": False,
+        "use_sliding_window": False, "vocab_size": vocab_size,
     }
     return _write(out, config, weights)
 
@@ -413,4 +477,4 @@ def _script_bigrams(weights: dict[str, torch.Tensor], tokenizer, script: dict, h
 
 # every registered diffusion LM family's stand-in writer (tests/test_models.py loads each one)
 STANDINS = {"dream": write_dream, "diffucoder": write_diffucoder, "llada": write_llada, "sdar": write_sdar,
-            "llada_moe": write_llada_moe}
+            "llada_moe": write_llada_moe, "llada2": write_llada2}

@@ -65,8 +65,6 @@ def load_network(path: str, raw: dict, chosen: Family, dtype: torch.dtype, trust
 
     ``extra``: more ``from_pretrained`` arguments (a quantization config and its device map).
     """
-    import transformers
-
     if chosen.load is not None:
         return chosen.load(path, raw, dtype, trust_remote_code, **extra)
     if chosen.check_tensors is not None and Path(path).expanduser().is_dir():
@@ -74,7 +72,7 @@ def load_network(path: str, raw: dict, chosen: Family, dtype: torch.dtype, trust
         if disagreement:
             raise ConfigError(f"model {path!r} does not match its config.json: {disagreement}; the checkpoint's "
                               f"files disagree with each other (a partial download?)")
-    model, info = from_pretrained(getattr(transformers, chosen.network), path, "model", weights=True,
+    model, info = from_pretrained(chosen.network_class(), path, "model", weights=True,
                                   config=chosen.translate(raw), dtype=dtype, key_mapping=chosen.key_mapping,
                                   output_loading_info=True, **extra)
     missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
@@ -97,7 +95,7 @@ def network_skeleton(path: str, loader: str, trust_remote_code: bool = False) ->
         if chosen.translate is None:  # the Auto classes read the config themselves
             config = from_pretrained(transformers.AutoConfig, path, "model", trust_remote_code=trust_remote_code)
             return transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-        return getattr(transformers, chosen.network)(chosen.translate(raw))
+        return chosen.network_class()(chosen.translate(raw))
 
 
 def tensor_names(directory: Path) -> list[str]:

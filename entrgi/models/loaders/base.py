@@ -41,7 +41,8 @@ class Family:
     label: str  # how errors name it: "Dream", "LLaDA", ...
     architectures: tuple[str, ...]  # the config.json "architectures" this family reads (empty: any)
     required: tuple[str, ...]  # config.json fields the translation reads
-    network: str = ""  # the transformers class the weights load into
+    # the transformers class the weights load into: its name, or a function giving a class of our own
+    network: str | Callable[[], type] = ""
     translate: Callable[[dict], object] | None = None
     key_mapping: dict[str, str] | None = None
     attention: Callable[[dict], AttentionStructure] = bidirectional
@@ -59,6 +60,11 @@ class Family:
     check_tensors: Callable[[dict, list[str]], str | None] | None = None
     load: Callable[..., torch.nn.Module] | None = None
     remote_code: bool = False  # runs the checkpoint's own code when model.trust_remote_code is set
+
+    def network_class(self) -> type:
+        import transformers
+
+        return self.network() if callable(self.network) else getattr(transformers, self.network)
 
     def check(self, raw: dict, families: dict[str, Family]) -> None:
         """Refuse a checkpoint this family cannot read, naming the family that can (or every registered one)."""
