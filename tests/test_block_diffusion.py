@@ -1,6 +1,7 @@
 """Block diffusion: block-causal attention with its exact KV cache, and the sampler's block modes."""
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -59,7 +60,7 @@ def test_the_exact_cache_gives_the_full_recompute_of_the_canvas(block_causal_dre
         one, mask = x[row:row + 1], attention[row:row + 1]
         _, cache = dllm.cached_logits(one, mask, P, slice(0, P - lead), keep=torch.ones(P - lead, dtype=torch.bool))
         edges = sorted({0, 12, *range(offset, 12, 4)})
-        for start, end in zip(edges, edges[1:]):
+        for start, end in itertools.pairwise(edges):
             query = slice(P + start - (lead if start == 0 else 0), P + end)
             columns = torch.tensor([[0, end - start - 1]])  # the block's first and last response columns
             logits, cache = dllm.cached_logits(one, mask, P, query, cache, columns=columns,

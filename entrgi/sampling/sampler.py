@@ -8,6 +8,7 @@ sampling starts and no step needs a host-device synchronization.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -149,7 +150,7 @@ def commit_plan(gen_length: int, steps: int, block_length: int | None = None, ep
         masked -= count
     edges = sorted({0, gen_length, *range(first_block, gen_length, block_length)})
     plan, total_masked = [], gen_length
-    for block_start, block_end in zip(edges, edges[1:]):
+    for block_start, block_end in itertools.pairwise(edges):
         masked = block_end - block_start
         for i, full_count in enumerate(full_counts):
             count = min(full_count, masked)
@@ -443,8 +444,8 @@ class StepState:
     # the response columns a reward model sees: ``[0, horizon)``; later blocks are not computed
     # (block-causal models, the dual cache) and are left out of its input
     horizon: int | None = None
-    # every row of the step's group takes part (all of a prompt's rows): a hook may reorder rows only
-    # then. A block-causal model's groups (see ``generate``) make ``rows`` a group's rows even so
+    # every row of the step's group takes part (so all of each prompt's rows): a hook may reorder rows
+    # only then. ``rows`` is None only when the group is the whole batch
     whole_group: bool = True
 
     def propose(self, logits: torch.Tensor | None = None, draw: int = 0) -> torch.Tensor:
