@@ -1,6 +1,7 @@
 """Block diffusion: block-causal attention with its exact KV cache, and the sampler's block modes."""
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -8,10 +9,10 @@ from conftest import sampled_together_and_apart
 
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.methods import make_method
-from entrgi.methods.base import SamplingSetup
+from entrgi.methods.base import SamplingSetup, step_trace
 from entrgi.models.attention import AttentionStructure
 from entrgi.models.loaders import load_diffusion_lm
-from entrgi.sampling.sampler import SamplerConfig, generate
+from entrgi.sampling.sampler import SamplerConfig, commit_plan, first_block, generate
 
 GRADIENT = {"name": "entrgi", "family": "gradient", "inner_steps": 2, "lr": 0.5, "every": 1, "window": None}
 
@@ -24,34 +25,49 @@ def block_causal_dream(dream_dir):
 
 
 def canvas(dllm, length, seed=0):
+    """Two rows, left-padded prompts of different lengths and random response tokens."""
     prompt_ids = dllm.encode_prompts(["Hi", "What does `math.sqrt` return for a negative number?"])
     ids, mask = dllm.pad_prompts(prompt_ids)
     response = torch.randint(0, 1000, (len(prompt_ids), length), generator=torch.Generator().manual_seed(seed))
-    return torch.cat([ids, response], 1), torch.cat([mask, torch.ones_like(response)], 1), ids.shape[1]
+    return prompt_ids, torch.cat([ids, response], 1), torch.cat([mask, torch.ones_like(response)], 1), ids.shape[1]
 
 
 def test_a_block_causal_position_does_not_see_later_blocks(block_causal_dream):
+    # blocks count from each prompt's first token: a row's response blocks start at its first_block
     dllm = block_causal_dream
-    x, attention, P = canvas(dllm, 12)
-    changed = x.clone()
-    changed[:, P + 8:] = 7  # the third block only
-    before, after = dllm.logits(x, attention, start=P), dllm.logits(changed, attention, start=P)
-    assert torch.equal(before[:, :8], after[:, :8])
-    assert not torch.allclose(before[:, 8:], after[:, 8:])  # ... which sees its own block
+    prompt_ids, x, attention, P = canvas(dllm, 12)
+    offsets = [first_block(len(ids), dllm.attention) for ids in prompt_ids]
+    assert len(set(offsets)) == 2  # the two rows' blocks start at different response columns
+    full = dllm.logits(x, attention, start=P)
+    for row, offset in enumerate(offsets):
+        later = offset + 4  # the first column of the row's block after next
+        changed = x.clone()
+        changed[row, P + later:] = 7
+        after = dllm.logits(changed, attention, start=P)
+        assert torch.equal(full[:, :later], after[:, :later]) and torch.equal(full[1 - row], after[1 - row])
+        assert not torch.allclose(full[row, later:], after[row, later:])  # ... which sees its own block
 
 
 def test_the_exact_cache_gives_the_full_recompute_of_the_canvas(block_causal_dream):
+    # as the sampler runs it: the prompt's whole blocks cached, then each block (the first one completing the
+    # prompt's last block) from the cached keys and values of the blocks before it
     dllm = block_causal_dream
-    x, attention, P = canvas(dllm, 12)
+    prompt_ids, x, attention, P = canvas(dllm, 12)
     full = dllm.logits(x, attention, start=P)
-    _, cache = dllm.cached_logits(x, attention, P, slice(0, P), keep=torch.ones(P, dtype=torch.bool))
-    for block in range(3):  # each block from the prompt's and the earlier blocks' cached keys and values
-        query = slice(P + 4 * block, P + 4 * block + 4)
-        columns = torch.tensor([[0, 3], [1, 2]])
-        logits, cache = dllm.cached_logits(x, attention, P, query, cache, columns=columns,
-                                           keep=torch.ones(cache.columns.numel() + 4, dtype=torch.bool))
-        expected = full[:, 4 * block:4 * block + 4].gather(1, columns[..., None].expand(-1, -1, full.shape[-1]))
-        torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    for row, ids in enumerate(prompt_ids):
+        offset = first_block(len(ids), dllm.attention)
+        lead = -offset % 4  # the prompt's columns in the response's first block
+        one, mask = x[row:row + 1], attention[row:row + 1]
+        _, cache = dllm.cached_logits(one, mask, P, slice(0, P - lead), keep=torch.ones(P - lead, dtype=torch.bool))
+        edges = sorted({0, 12, *range(offset, 12, 4)})
+        for start, end in itertools.pairwise(edges):
+            query = slice(P + start - (lead if start == 0 else 0), P + end)
+            columns = torch.tensor([[0, end - start - 1]])  # the block's first and last response columns
+            logits, cache = dllm.cached_logits(one, mask, P, query, cache, columns=columns,
+                                               keep=torch.ones(cache.columns.numel() + query.stop - query.start,
+                                                               dtype=torch.bool))
+            expected = full[row, start + columns[0]]
+            torch.testing.assert_close(logits[0], expected, atol=1e-4, rtol=1e-4)
 
 
 MODES = {  # the sampler's block modes on the tiny model (L = 8, blocks of 4)
@@ -59,6 +75,7 @@ MODES = {  # the sampler's block modes on the tiny model (L = 8, blocks of 4)
     "dual": dict(cache="dual"),
     "threshold": dict(threshold=0.3),
     "dual+threshold": dict(cache="dual", threshold=0.3),
+    "block_causal": {},
     "block_causal+threshold": dict(threshold=0.3),
 }
 METHODS = {
@@ -86,10 +103,16 @@ def test_every_method_runs_under_every_mode_and_a_row_s_samples_do_not_depend_on
     sampler = SamplerConfig(gen_length=8, steps=4, block_length=4, **MODES[mode])
     setup = SamplingSetup.for_prompts(in_mode(dllm, mode), reward, prompts, sampler, num_samples=2)
     made = make_method(METHODS[method], SCHEDULES.get(method, {"name": "entropy"}))
+    if "block_causal" in mode:  # the prompts end at three different columns of a block: three groups of rows
+        assert len({first_block(len(ids), setup.dllm.attention) for ids in setup.dllm.encode_prompts(
+            [p.text for p in prompts])}) == 3
     together, _ = sampled_together_and_apart(made, setup, prompts)
     assert all(len(r.responses) == 2 for r in together)
     cost = together[0].cost
-    assert 0 < cost["dllm_columns"] and 1 <= cost["denoising_steps_per_sample"] <= 4
+    # the plan caps the steps; a prompt that ends inside a block has two short blocks (see commit_plan)
+    cap = len(commit_plan(8, 4, 4, first_block=first_block(len(setup.dllm.encode_prompts([prompts[0].text])[0]),
+                                                            setup.dllm.attention)))
+    assert 0 < cost["dllm_columns"] and 1 <= cost["denoising_steps_per_sample"] <= cap
     if method in ("expectation", "aps", "entrgi"):
         assert cost["guided_steps_per_sample"] == cost["denoising_steps_per_sample"]
         assert any(v is not None for v in together[0].trace["guided_reward"])
@@ -151,19 +174,23 @@ def test_a_row_s_threshold_samples_do_not_depend_on_the_rows_that_finish_before_
 
 def test_a_block_causal_model_steps_only_the_current_block_over_its_cache(tiny_stack):
     dllm = dataclasses.replace(tiny_stack[0], attention=AttentionStructure("block_causal", 4))
-    prompts = dllm.encode_prompts(["What does `math.sqrt` do?"])
-    out = generate(dllm, prompts * 2, [1, 2], SamplerConfig(gen_length=16, steps=8))
+    prompts = dllm.encode_prompts(["What does `math.sqrt` do?", "Name a prime."])
+    assert [len(ids) % 4 for ids in prompts] == [2, 1]
+    out = generate(dllm, prompts, [1, 2], SamplerConfig(gen_length=16, steps=8), prompt_width=26)
     assert (out.tokens != dllm.mask_id).all()
-    P = len(prompts[0])
-    # the prompt once, each of the 4 blocks' 2 steps over its 4 columns, and the 3 first blocks once committed
-    assert out.row_costs["dllm_columns"].tolist() == [P + 4 * 2 * 4 + 3 * 4] * 2
+    # per row: the prompt's whole blocks once (left padding included: 24 and 25 columns); the response's first
+    # block (2 and 3 columns) completes the prompt's last, so its 2 steps and its commit compute the whole block
+    # (4 columns); 3 whole blocks of 2 steps, each committed; the last block (2 and 1 columns) in 2 and 1 steps
+    block = 2 * 4 + 4
+    assert out.row_costs["dllm_columns"].tolist() == [24 + block + 3 * block + 2 * 2, 25 + block + 3 * block + 1]
+    assert out.row_costs["denoising_steps"].tolist() == [2 + 3 * 2 + 2, 2 + 3 * 2 + 1]
 
 
 @pytest.mark.parametrize("keep", ["prefix", "dual"])
 def test_an_approximate_cache_of_an_unchanged_canvas_gives_the_full_forward(tiny_stack, keep):
     # the caches approximate only through what changes after their refresh: on the same canvas they are exact
     dllm = tiny_stack[0]
-    x, attention, P = canvas(dllm, 12)
+    _, x, attention, P = canvas(dllm, 12)
     full = dllm.logits(x, attention, start=P)
     start, end = P + 4, P + (8 if keep == "dual" else 12)
     every = torch.arange(P + 12)
@@ -171,3 +198,21 @@ def test_an_approximate_cache_of_an_unchanged_canvas_gives_the_full_forward(tiny
     _, cache = dllm.cached_logits(x, attention, P, slice(0, P + 12), keep=kept, hidden_at=start - 1)
     logits, _ = dllm.cached_logits(x, attention, P, slice(start, end), cache)
     torch.testing.assert_close(logits, full[:, 4:end - P], atol=1e-4, rtol=1e-4)
+
+
+def test_a_block_causal_batch_is_stepped_in_groups_of_rows_whose_blocks_start_at_the_same_column(tiny_stack):
+    # blocks count from each prompt's first token: prompts of 26, 17, 19 and 18 tokens open their responses with
+    # blocks of 2, 3, 1 and 2 columns; each group of rows is stepped on its own, the hook sees its rows only
+    dllm = dataclasses.replace(tiny_stack[0], attention=AttentionStructure("block_causal", 4))
+    prompts = dllm.encode_prompts(["What does `math.sqrt` do?", "Name a prime.", "What is a list?", "Say hi."])
+    cfg = SamplerConfig(gen_length=16, steps=8)
+    seen = []
+    together = generate(dllm, prompts, [1, 2, 3, 4], cfg, lambda state: seen.append(
+        (tuple(state.rows.tolist()), state.step.block_start, state.step.block_end)), prompt_width=26)
+    assert {(rows, end) for rows, start, end in seen if start == 0} == {((0, 3), 2), ((1,), 3), ((2,), 1)}
+    for i in range(4):  # a row's samples, work and trace do not depend on its batch
+        alone = generate(dllm, prompts[i:i + 1], [i + 1], cfg, prompt_width=26)
+        assert torch.equal(alone.tokens[0], together.tokens[i])
+        assert {name: value[i] for name, value in together.row_costs.items()} == \
+            {name: value[0] for name, value in alone.row_costs.items()}
+        assert step_trace(together.trace, slice(i, i + 1)) == step_trace(alone.trace, slice(0, 1))

@@ -201,17 +201,7 @@ def padded_batch(dllm, mask_tail=4):
     return prompts, ids, keep
 
 
-# SDAR counts its blocks from each sequence's first token, the prompt included (block_diffusion_generate,
-# and its training mask); DiffusionLM (branch i23) counts them from the canvas column ``start`` (the response's
-# first column in the sampler, the prompt one block before it), so the two agree only on an unpadded row
-# whose prompt is one block. Strict: this fails loudly once the forward follows SDAR.
-BLOCK_CAUSAL_FORWARD = pytest.mark.xfail(
-    strict=True, reason="DiffusionLM's blocks start at the canvas column `start`, SDAR's at each sequence's "
-                        "first token (its prompt block-causal too)")
-
-
-@pytest.mark.parametrize("family", [pytest.param(f, marks=BLOCK_CAUSAL_FORWARD) if FAMILIES[f]["block"] else f
-                                    for f in sorted(FAMILIES)])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_published_checkpoint_loads_natively_and_gives_the_architectures_logits(checkpoints, family):
     dllm = load(checkpoints[family], family)
     _, ids, keep = padded_batch(dllm)
@@ -255,10 +245,10 @@ def test_a_prompt_gets_the_same_logits_padded_in_a_batch_as_alone(checkpoints, f
     short = torch.tensor([prompts[0] + [dllm.mask_id] * tail])
     alone = dllm.logits(short, torch.ones_like(short))
     batched = dllm.logits(ids, keep)[0, -short.shape[1]:]
-    if not dllm.attention.is_block_causal:  # its blocks count from column 0 here, so padding moves them
-        # from the second position on (Dream's first real position shows the output of the padding before it)
-        assert torch.allclose(alone[0, 1:], batched[1:], atol=1e-5)
-    # as the sampler runs it: the response's logits, its blocks counted from its first column
+    # from the second position on (Dream's first real position shows the output of the padding before it);
+    # a block-causal model's blocks count from the first real token, so padding does not move them
+    assert torch.allclose(alone[0, 1:], batched[1:], atol=1e-5)
+    # as the sampler reads it: the response's logits
     alone = dllm.logits(short, torch.ones_like(short), start=len(prompts[0]))
     batched = dllm.logits(ids, keep, start=ids.shape[1] - tail)[0]
     assert torch.allclose(alone[0], batched, atol=1e-5)

@@ -101,7 +101,7 @@ def test_resampling_keeps_the_particle_count_and_moves_whole_particles(tiny_stac
     # and the other copies, with fresh streams, diverge
     assert len({tuple(row.tolist()) for row in out.tokens}) > 1
     # each row's lineage rewards moved with it: all copies remember particle 2's high first reward
-    assert hook.rewards[:, 0].tolist() == [100.0] * 4
+    assert hook.rewards[None][:, 0].tolist() == [100.0] * 4
     ess = [t["effective_particles"] for t in out.trace if "effective_particles" in t]
     assert ess[0].tolist() == pytest.approx([1.0] * 4) and ess[1].tolist() == pytest.approx([4.0] * 4)
 

@@ -1,3 +1,4 @@
+import itertools
 import re
 
 import pytest
@@ -27,6 +28,26 @@ def test_commit_plan_commits_every_position_once_and_all_at_the_last_step(L, T, 
         assert sum(s.count for s in steps) == block  # blocks are filled one after another
         assert steps[-1].count == block - sum(s.count for s in steps[:-1])
     # masked counts are consistent with what was committed before
+    remaining = L
+    for s in plan:
+        assert s.num_masked == remaining
+        remaining -= s.count
+
+
+@pytest.mark.parametrize("L,T,block,first", [(16, 8, 4, 1), (16, 8, 4, 3), (128, 128, 4, 2), (128, 32, 32, 5)])
+def test_a_plan_whose_blocks_start_inside_the_first_commits_its_short_blocks_at_a_whole_block_s_pace(L, T, block,
+                                                                                                     first):
+    # a block-causal model whose prompt ends inside a block: blocks [0, first), then whole blocks, the last cut at L
+    plan = commit_plan(L, T, block, first_block=first)
+    whole = commit_plan(block, T * block // L, block)  # the steps of one whole block
+    edges = [0, *range(first, L, block), L]
+    assert [(s.block_start, s.block_end) for s in plan if s.last] == list(itertools.pairwise(edges))
+    for start, end in itertools.pairwise(edges):
+        steps = [s for s in plan if s.block_start == start]
+        assert sum(s.count for s in steps) == end - start and steps[-1].last
+        # a short block commits what a whole block's steps would, until its columns are committed
+        assert [s.count for s in steps[:-1]] == [s.count for s in whole[:len(steps) - 1]]
+        assert [s.t for s in steps] == [s.t for s in whole[:len(steps)]]
     remaining = L
     for s in plan:
         assert s.num_masked == remaining

@@ -176,13 +176,19 @@ def test_the_elbo_alternative_is_unbiased_for_the_completion_log_likelihood():
     assert terms.sum(-1).mean().item() == pytest.approx(expected, rel=0.08)
 
 
-@pytest.mark.parametrize("family", ["dream", "llada"])
+@pytest.mark.parametrize("family", ["dream", "llada", "block_causal"])
 @pytest.mark.parametrize("start", [0, 5])
 def test_the_wrapped_network_forward_gives_the_plain_logits(tiny_stack, llada_dir, family, start):
+    # block_causal: training reads the sampler's block-causal forward (blocks from each row's first real token)
+    import dataclasses
+
+    from entrgi.models.attention import AttentionStructure
     from entrgi.models.loaders import load_diffusion_lm
 
-    dllm = tiny_stack[0] if family == "dream" else load_diffusion_lm(
-        str(llada_dir), loader="llada", shift_logits=False, mask_token="<|mdm_mask|>", device="cpu")
+    dllm = load_diffusion_lm(str(llada_dir), loader="llada", shift_logits=False, mask_token="<|mdm_mask|>",
+                             device="cpu") if family == "llada" else tiny_stack[0]
+    if family == "block_causal":
+        dllm = dataclasses.replace(dllm, attention=AttentionStructure("block_causal", 4))
     ids = torch.randint(5, 50, (2, 12))
     attention = torch.ones_like(ids)
     attention[0, :3] = 0  # left padding

@@ -121,10 +121,13 @@ LOOKAHEAD = ("lookahead_columns", "lookahead_head_columns", "lookahead_attention
 
 def step_trace(trace: list[dict], rows: slice) -> dict:
     """A prompt's per-step trace: each statistic's mean over its rows that took part in the step (the
-    block modes leave out rows that finished their block: NaN), None at steps without it."""
+    block modes leave out rows that finished their block: NaN), None at steps without it. Steps of
+    another group of rows (a block-causal model's, see ``sampler.generate``) are left out."""
     def mean(value: torch.Tensor) -> float | None:
         value = value[rows].float()
         return None if value.isnan().all() else round(value.nanmean().item(), 5)
+
+    trace = [t for t in trace if not (isinstance(t["committed"], torch.Tensor) and t["committed"][rows].isnan().all())]
 
     out = {"step": [t["step"] for t in trace],
            "committed": [mean(c) if isinstance(c, torch.Tensor) else c for c in (t["committed"] for t in trace)]}

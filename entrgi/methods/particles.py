@@ -29,7 +29,7 @@ row's randomness stays its particle's: results do not depend on the batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -120,12 +120,14 @@ class ParticleResampling:
     resample_every: int = 4
     resampling: str = "systematic"
     estimate: str = "argmax"
-    rewards: torch.Tensor | None = None  # [rows, resamplings so far]: each row's lineage's estimate rewards
+    # [rows, resamplings so far]: each row's lineage's estimate rewards, per group of rows (``StepState.rows``
+    # of a block-causal model's groups, see ``sampler.generate``; None: the whole batch)
+    rewards: dict[tuple[int, ...] | None, torch.Tensor] = field(default_factory=dict)
 
     def __call__(self, state: StepState) -> StepUpdate | None:
         step = state.step.index
         # a prompt's particles resample together: not at a step some rows sit out (threshold decoding)
-        if (step + 1) % self.resample_every or state.rows is not None:
+        if (step + 1) % self.resample_every or not state.whole_group:
             return None
         if self.estimate == "argmax":
             fill = state.logits.argmax(-1)
@@ -134,15 +136,18 @@ class ParticleResampling:
             fill = sample_nucleus(state.logits, self.sampler,
                                   lambda r: state.rng.uniform((n,), step, RowRandom.PARTICLES, ESTIMATE_DRAW, r))
         denoised = scatter_columns(state.tokens, state.positions, fill)
-        scores = self.reward_model.score_texts(self.prompts, self.dllm.decode(denoised))
+        group = None if state.rows is None else tuple(state.rows.tolist())
+        prompts = self.prompts if group is None else [self.prompts[row] for row in group]
+        scores = self.reward_model.score_texts(prompts, self.dllm.decode(denoised))
         reward = torch.tensor(scores, device=state.tokens.device)
-        lineage = reward[:, None] if self.rewards is None else torch.cat([self.rewards, reward[:, None]], dim=1)
+        before = self.rewards.get(group)
+        lineage = reward[:, None] if before is None else torch.cat([before, reward[:, None]], dim=1)
         N = self.num_particles
         log_weights = (self.lam * log_potential(self.potential, lineage)).view(-1, N)
         uniforms = state.rng.uniform((1,), step, RowRandom.PARTICLES, ANCESTOR_DRAW).view(-1, N)
         ancestors = resample(log_weights, uniforms, self.resampling)
         order = (ancestors + N * torch.arange(ancestors.shape[0], device=ancestors.device)[:, None]).flatten()
-        self.rewards = lineage[order]
+        self.rewards[group] = lineage[order]
         stats = {"estimate_reward": reward[order],
                  "effective_particles": effective_particles(log_weights).float().repeat_interleave(N)}
         return StepUpdate(order=order, row_keys=particle_keys(state.rng.keys, order, N, step), stats=stats)

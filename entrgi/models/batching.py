@@ -29,22 +29,31 @@ def bidirectional_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> tupl
     return additive, (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def column_blocks(columns: torch.Tensor, start: int, block_size: int | None) -> torch.Tensor:
-    """The attention block of each canvas column: -1 for the prompt (columns before ``start``), then
-    blocks of ``block_size`` from the response's first column; ``None`` (bidirectional): all one block."""
+def first_real_columns(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Each row's first non-padding column ``[N]`` (0 for a row without any)."""
+    return (attention_mask != 0).int().argmax(-1)
+
+
+def column_blocks(columns: torch.Tensor, first: torch.Tensor, block_size: int | None) -> torch.Tensor:
+    """The attention block ``[N, K]`` of canvas ``columns [K]`` in each row: blocks of ``block_size``
+    counted from the row's first real column ``first [N]``, the prompt included (SDAR, TraDo,
+    LLaDA2.x count them so); negative on left padding. ``None`` (bidirectional): all one block."""
     if block_size is None:
-        return torch.zeros_like(columns)
-    return torch.where(columns < start, -1, torch.div(columns - start, block_size, rounding_mode="floor"))
+        return torch.zeros_like(columns)[None]
+    return torch.div(columns[None] - first[:, None], block_size, rounding_mode="floor")
 
 
-def structured_mask(key_mask: torch.Tensor, key_columns: torch.Tensor, query_columns: torch.Tensor, start: int,
+def structured_mask(attention_mask: torch.Tensor, key_columns: torch.Tensor, query_columns: torch.Tensor,
                     block_size: int | None, dtype: torch.dtype) -> torch.Tensor:
     """The 4-D additive mask ``[N, 1, q, K]`` of queries at canvas ``query_columns [q]`` over keys at
-    ``key_columns [K]`` (real where ``key_mask [N, K]`` is 1): a query sees a real key of its own
-    block or an earlier one (block-causal), or every real key (``block_size=None``: bidirectional).
+    ``key_columns [K]`` of rows whose real columns ``attention_mask [N, S]`` marks: a query sees a
+    real key of its own block or an earlier one (block-causal, blocks counted from each row's first
+    real column by :func:`column_blocks`), or every real key (``block_size=None``: bidirectional).
     The dtype's minimum keeps fully masked (padding) query rows finite, as :func:`bidirectional_mask`."""
-    key_blocks = column_blocks(key_columns, start, block_size)
-    query_blocks = column_blocks(query_columns, start, block_size)
-    seen = key_blocks[None, :] <= query_blocks[:, None]
-    allowed = (key_mask[:, None, None, :] != 0) & seen[None, None]
-    return torch.zeros(allowed.shape, dtype=dtype, device=key_mask.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    first = first_real_columns(attention_mask)
+    key_blocks = column_blocks(key_columns, first, block_size)
+    query_blocks = column_blocks(query_columns, first, block_size)
+    seen = key_blocks[:, None, :] <= query_blocks[:, :, None]
+    allowed = (attention_mask[:, key_columns] != 0)[:, None, None, :] & seen[:, None]
+    return torch.zeros(allowed.shape, dtype=dtype, device=attention_mask.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min)

@@ -94,7 +94,8 @@ class DiffusionLM:
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0,
                 network: torch.nn.Module | None = None, columns: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[N, S - start, V]`` of positions ``start:``, attending as ``self.attention`` says over
-        the non-padding tokens (block-causal blocks start at ``start``, the response's first column).
+        the non-padding tokens (block-causal: blocks counted from each row's first real token, the
+        prompt included, as SDAR, TraDo and LLaDA2.x count them; ``start`` only picks the logits).
 
         With gradients (training); :meth:`logits` is the same without. With ``shift_logits`` (Dream)
         the logits at position i come from the output at i - 1. Only the positions asked for go
@@ -107,7 +108,7 @@ class DiffusionLM:
         """
         if self.attention.is_block_causal:
             every = torch.arange(input_ids.shape[1], device=input_ids.device)
-            additive = structured_mask(attention_mask, every, every, start, self.attention.block_size,
+            additive = structured_mask(attention_mask, every, every, self.attention.block_size,
                                        next(self.model.parameters()).dtype)
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         else:
@@ -145,7 +146,8 @@ class DiffusionLM:
         ``start`` is the response's first column: the logits are those of ``query`` minus ``start``
         onward, narrowed to ``columns [N, n]`` (indices from ``query.start - start``) as in
         :meth:`forward`. Queries attend as ``self.attention`` says; for a block-causal model whose
-        cache holds every earlier block this equals :meth:`forward` over the canvas (to rounding),
+        cache holds every earlier block (of each row's blocks, counted from its first real token) and
+        whose ``query`` covers whole blocks this equals :meth:`forward` over the canvas (to rounding),
         for a bidirectional one it is the cache's approximation. ``keep [K + q]`` (bool over the
         cache's columns then ``query``'s): return a new cache of those columns' keys and values,
         and of the output at canvas column ``hidden_at`` (default: ``query``'s last), from which a
@@ -157,7 +159,7 @@ class DiffusionLM:
         queries = torch.arange(query.start, query.stop, device=device)
         keys = queries if cache is None else torch.cat([cache.columns, queries])
         dtype = next(self.model.parameters()).dtype
-        additive = structured_mask(attention_mask[:, keys], keys, queries, start,
+        additive = structured_mask(attention_mask, keys, queries,
                                    self.attention.block_size if self.attention.is_block_causal else None, dtype)
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, query]
         past = DynamicCache(cache.layers if cache is not None else None, config=None if cache else self.model.config)

@@ -8,6 +8,7 @@ sampling starts and no step needs a host-device synchronization.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -112,11 +113,25 @@ class CommitStep:
     last: bool = False  # the block's last step: it commits all that remain
 
 
-def commit_plan(gen_length: int, steps: int, block_length: int | None = None, eps: float = 1e-3) -> list[CommitStep]:
+def first_block(prompt_length: int, attention: AttentionStructure) -> int:
+    """The length of a row's first response block: a block-causal model counts its blocks from the
+    prompt's first token, so the response starts with the columns that complete the prompt's last
+    block (0: the prompt fills whole blocks; always 0 for a bidirectional model)."""
+    return -prompt_length % attention.block_size if attention.is_block_causal else 0
+
+
+def commit_plan(gen_length: int, steps: int, block_length: int | None = None, eps: float = 1e-3,
+                first_block: int = 0) -> list[CommitStep]:
     """How many positions each step commits, on the time grid t = 1 -> eps of each block.
 
     A step from t to s commits ``floor(n_masked * (1 - s / t))`` of the block's masked positions,
-    and the block's last step commits all that remain.
+    and the block's last step commits all that remain. ``steps`` are spread evenly over the
+    ``gen_length / block_length`` blocks. ``first_block`` (a block-causal model's prompt ending
+    inside a block, see :func:`first_block`): the blocks start at that column, so the response
+    opens with a short block of ``first_block`` columns and closes with one of ``block_length -
+    first_block``; a short block takes a full block's steps, each committing what it would in a
+    full block, until its columns are committed (as SDAR's ``block_diffusion_generate`` steps the
+    block that completes the prompt), so it takes fewer steps.
     """
     block_length = block_length or gen_length
     if gen_length % block_length:
@@ -124,18 +139,27 @@ def commit_plan(gen_length: int, steps: int, block_length: int | None = None, ep
     num_blocks = gen_length // block_length
     if steps % num_blocks:
         raise ConfigError(f"sampler.steps={steps} must be a multiple of the number of blocks ({num_blocks})")
+    if not 0 <= first_block < block_length:
+        raise ValueError(f"first_block={first_block} must be in [0, {block_length})")
     steps_per_block = steps // num_blocks
+    grid = torch.linspace(1.0, eps, steps_per_block + 1, dtype=torch.float64).tolist()
+    full_counts, masked = [], block_length  # what each step of a full block commits
+    for i in range(steps_per_block):
+        count = masked if i == steps_per_block - 1 else math.floor(masked * (1 - grid[i + 1] / grid[i]))
+        full_counts.append(count)
+        masked -= count
+    edges = sorted({0, gen_length, *range(first_block, gen_length, block_length)})
     plan, total_masked = [], gen_length
-    for block in range(num_blocks):
-        grid = torch.linspace(1.0, eps, steps_per_block + 1, dtype=torch.float64).tolist()
-        masked = block_length
-        for i in range(steps_per_block):
-            t, s = grid[i], grid[i + 1]
-            count = masked if i == steps_per_block - 1 else math.floor(masked * (1 - s / t))
-            plan.append(CommitStep(len(plan), block * block_length, (block + 1) * block_length, count, total_masked, t,
-                                   last=i == steps_per_block - 1))
+    for block_start, block_end in itertools.pairwise(edges):
+        masked = block_end - block_start
+        for i, full_count in enumerate(full_counts):
+            count = min(full_count, masked)
+            plan.append(CommitStep(len(plan), block_start, block_end, count, total_masked, grid[i],
+                                   last=count == masked))
             masked -= count
             total_masked -= count
+            if not masked:
+                break
     return plan
 
 
@@ -403,7 +427,9 @@ class StepState:
 
     Under the threshold rule (``SamplerConfig.threshold``) a row that has committed
     its block already takes no part in the block's later steps: the state then holds the batch's
-    rows ``rows`` only, and rows differ in their number of masked positions (``valid``).
+    rows ``rows`` only, and rows differ in their number of masked positions (``valid``). A
+    block-causal model's rows whose blocks start at different columns are stepped in groups (see
+    ``generate``): the state then holds one group's rows, all of each of its prompts' rows.
     """
 
     step: CommitStep  # index, time t, block, how many positions it commits
@@ -418,6 +444,9 @@ class StepState:
     # the response columns a reward model sees: ``[0, horizon)``; later blocks are not computed
     # (block-causal models, the dual cache) and are left out of its input
     horizon: int | None = None
+    # every row of the step's group takes part (so all of each prompt's rows): a hook may reorder rows
+    # only then. ``rows`` is None only when the group is the whole batch
+    whole_group: bool = True
 
     def propose(self, logits: torch.Tensor | None = None, draw: int = 0) -> torch.Tensor:
         """The response ``[N, L]`` after this step under the sampler's own rule, tokens drawn from
@@ -456,7 +485,9 @@ ROW_COSTS = ("dllm_forwards", "dllm_columns", "dllm_head_columns", "dllm_attenti
 @dataclass
 class GenerationOutput:
     tokens: torch.Tensor  # [N, L] the response tokens
-    trace: list[dict] = field(default_factory=list)  # per executed step: step, committed, per-row stats
+    # per executed step: step, committed, per-row stats; a batch stepped in groups (``generate``) has
+    # each group's steps, with "committed" NaN at the other groups' rows
+    trace: list[dict] = field(default_factory=list)
     dllm_forwards: int = 0  # sequences through the dLLM
     ancestors: torch.Tensor | None = None  # [N] the input row each final row descends from (None: itself)
     # [N] per batch row slot (not following reordered rows): the work it took. dllm_forwards; the
@@ -477,20 +508,28 @@ def reorder_trace(trace: list[dict], order: torch.Tensor) -> None:
 class Canvas:
     """The rows' prompt + response tokens and the dLLM work of a step: the logits at the masked
     columns of the step's window, from a full forward or through a cache (``SamplerConfig.cache``,
-    the exact one of a block-causal model), counting the columns it computes per row."""
+    the exact one of a block-causal model), counting the columns it computes per row.
+
+    A block-causal model's rows share their blocks' columns: ``lead`` prompt columns, the end of
+    their prompts, are in the response's first block (see :func:`first_block`). The prompt's whole
+    blocks are cached once per row; the first block's steps compute its ``lead`` prompt columns too."""
 
     def __init__(self, dllm, x: torch.Tensor, attention: torch.Tensor, P: int, cfg: SamplerConfig,
-                 costs: dict[str, torch.Tensor], exact: bool):
+                 costs: dict[str, torch.Tensor], exact: bool, lead: int = 0):
         self.dllm, self.x, self.attention, self.P, self.cfg, self.costs = dllm, x, attention, P, cfg, costs
-        self.exact = exact  # a block-causal model: its cache is exact
+        self.exact, self.lead = exact, lead  # exact: a block-causal model, whose cache is exact
         self.cache = None  # KVCache of all rows: the prompt and committed blocks (exact), or the block's refresh
-        if self.exact:  # the prompt's keys and values, once per row
-            self.cache = self.forward(slice(None), slice(0, P), None, keep_columns=slice(0, P))[1]
+        if self.exact and P > lead:  # the keys and values of the prompt's whole blocks, once per row
+            self.cache = self.forward(slice(None), slice(0, P - lead), None, keep_columns=slice(0, P - lead))[1]
 
     def window_end(self, step: CommitStep) -> int:
         """The response columns a step's logits cover end here: the block's end when later blocks are
         not computed (block-causal, dual cache), else the response's."""
         return step.block_end if self.exact or self.cfg.cache == "dual" else self.cfg.gen_length
+
+    def block_columns(self, step: CommitStep) -> slice:
+        """A block-causal model's canvas columns of the step's block (the first block's start in the prompt)."""
+        return slice(self.P + step.block_start - (self.lead if step.block_start == 0 else 0), self.P + step.block_end)
 
     def forward(self, rows: torch.Tensor | slice, query: slice, columns: torch.Tensor | None,
                 cache=None, keep_columns: slice | tuple[slice, ...] | None = None, hidden_at: int | None = None):
@@ -526,7 +565,7 @@ class Canvas:
         start, end = P + step.block_start, P + self.window_end(step)
         cache = self.cache if rows is None or self.cache is None else self.cache.rows(rows)
         if self.exact:
-            return self.forward(index, slice(start, end), columns - step.block_start, cache)[0]
+            return self.forward(index, self.block_columns(step), columns - step.block_start, cache)[0]
         if self.cfg.cache == "none":  # the whole canvas, the LM head at the masked columns only
             logits = self.dllm.logits(self.x[index], self.attention[index], start=P, columns=columns)
             self.count(index, P + L, (P + L) ** 2, columns.shape[1])
@@ -541,9 +580,8 @@ class Canvas:
     def commit_block(self, step: CommitStep) -> None:
         """A block-causal model's finished block: its keys and values join the cache (one forward)."""
         if self.exact and step.block_end < self.cfg.gen_length:
-            end = self.P + step.block_end
-            self.cache = self.forward(slice(None), slice(self.P + step.block_start, end), None, self.cache,
-                                      keep_columns=slice(0, end))[1]
+            block = self.block_columns(step)
+            self.cache = self.forward(slice(None), block, None, self.cache, keep_columns=slice(0, block.stop))[1]
 
 
 def generate(
@@ -568,6 +606,11 @@ def generate(
     its block does no work at the block's later steps. Every draw is keyed by the row and the
     step's index in the plan, which in a block is the row's own step count there (a row takes part
     from its block's first step until it is done), so a row's samples never depend on its batch.
+
+    A block-causal model's blocks are counted from each prompt's first token, so rows whose prompt
+    lengths differ modulo the block size have their blocks at different response columns
+    (:func:`first_block`): each such group of rows (a prompt's rows are in one) is denoised on its
+    own, one group after the other, and the hook sees that group's rows (``StepState.rows``).
     """
     device = dllm.device
     L = cfg.gen_length
@@ -578,19 +621,73 @@ def generate(
     dllm.check_length(P + L)
     x = torch.cat([prompt, torch.full((len(prompt_ids), L), dllm.mask_id, device=device)], dim=1)
     attention = torch.cat([prompt_mask, torch.ones(len(prompt_ids), L, dtype=prompt_mask.dtype, device=device)], 1)
-    rng = RowRandom(row_keys, device=device)
+    N = x.shape[0]
+    offsets = [first_block(len(ids), attention_structure) for ids in prompt_ids]
+    # with the fixed plan a step that commits nothing draws nothing and guidance starts afresh each
+    # step: skipping it is exact. The threshold rule commits at least one position at every step.
+    plans = {offset: [step for step in commit_plan(L, cfg.steps, block_length(cfg, attention_structure), cfg.eps,
+                                                   offset) if step.count > 0 or cfg.threshold is not None]
+             for offset in sorted(set(offsets))}
+    progress = Progress(on_step, sum(map(len, plans.values())))
+    if len(plans) == 1:
+        return denoise(dllm, x, attention, P, RowRandom(row_keys, device=device), cfg, *plans.items(), hook, None,
+                       progress)
+    out = GenerationOutput(tokens=x[:, P:], row_costs={name: torch.zeros(N, dtype=torch.long, device=device)
+                                                       for name in ROW_COSTS})
+    ancestors = torch.arange(N, device=device)
+    keys = torch.as_tensor(row_keys, dtype=torch.int64)
+    for offset, plan in plans.items():
+        rows = torch.tensor([i for i, o in enumerate(offsets) if o == offset], device=device)
+        part = denoise(dllm, x[rows], attention[rows], P, RowRandom(keys[rows.cpu()], device=device), cfg,
+                       (offset, plan), hook, rows, progress)
+        x[rows, P:] = part.tokens
+        out.dllm_forwards += part.dllm_forwards
+        for name, value in part.row_costs.items():
+            out.row_costs[name][rows] = value
+        if part.ancestors is not None:
+            ancestors[rows] = rows[part.ancestors]
+        for entry in part.trace:  # "committed" is NaN for the rows of the other groups
+            out.trace.append({name: value if name == "step" else spread(
+                value if isinstance(value, torch.Tensor) else torch.full((len(rows),), value, device=device),
+                rows, N, float("nan")) for name, value in entry.items()})
+    out.tokens = x[:, P:]
+    if not torch.equal(ancestors, torch.arange(N, device=device)):
+        out.ancestors = ancestors
+    return out
+
+
+@dataclass
+class Progress:
+    """``on_step(done, total)`` over the plans of every group of rows, one group after the other."""
+
+    on_step: Callable[[int, int], None] | None
+    total: int
+    before: int = 0  # the steps of the groups done
+
+    def __call__(self, done: int) -> None:
+        if self.on_step is not None:
+            self.on_step(self.before + done, self.total)
+
+
+def denoise(dllm, x: torch.Tensor, attention: torch.Tensor, P: int, rng: RowRandom, cfg: SamplerConfig,
+            planned: tuple[int, list[CommitStep]], hook: StepHook | None, group: torch.Tensor | None,
+            progress: Progress) -> GenerationOutput:
+    """:func:`generate`'s steps over rows whose blocks share their columns (``planned``: the first
+    block's length and the plan). ``group``: the batch rows these are (the hook's ``StepState.rows``
+    name batch rows); None: the whole batch. The output is in these rows' order."""
+    device = x.device
+    L = cfg.gen_length
+    offset, plan = planned
     eos = torch.tensor(dllm.eos_ids, device=device)
     N = x.shape[0]
     out = GenerationOutput(tokens=x[:, P:], row_costs={name: torch.zeros(N, dtype=torch.long, device=device)
                                                        for name in ROW_COSTS})
     column = torch.arange(L, device=device)
     ancestors = torch.arange(N, device=device)
-    canvas = Canvas(dllm, x, attention, P, cfg, out.row_costs, attention_structure.is_block_causal)
-
-    plan = commit_plan(L, cfg.steps, block_length(cfg, attention_structure), cfg.eps)
-    # with the fixed plan a step that commits nothing draws nothing and guidance starts afresh each
-    # step: skipping it is exact. The threshold rule commits at least one position at every step.
-    plan = [step for step in plan if step.count > 0 or cfg.threshold is not None]
+    structure = getattr(dllm, "attention", AttentionStructure())
+    # the prompt columns in the first block: the end of a prompt that does not fill whole blocks
+    lead = -offset % structure.block_size if structure.is_block_causal else 0
+    canvas = Canvas(dllm, x, attention, P, cfg, out.row_costs, structure.is_block_causal, lead)
     block_done = set()
     for done, step in enumerate(plan, 1):
         if step.block_start in block_done:
@@ -626,13 +723,15 @@ def generate(
 
         commit = functools.partial(draw_and_commit, step_response, positions, step=step, rng=step_rng, cfg=cfg,
                                    eos=eos, mask_id=dllm.mask_id)
-        state = StepState(step, step_response, positions, logits, step_rng, commit, rows, valid,
-                          None if window_end == L else window_end)
+        # the hook names batch rows
+        hook_rows = rows if group is None else group if rows is None else group[rows]
+        state = StepState(step, step_response, positions, logits, step_rng, commit, hook_rows, valid,
+                          None if window_end == L else window_end, whole_group=rows is None)
         update = (hook(state) if hook is not None else None) or StepUpdate()
         if update.order is not None:  # whole particles move: tokens, logits and random streams
             if rows is not None:
-                raise ValueError("a step hook may reorder rows only at a step every row takes part in "
-                                 "(StepState.rows is None)")
+                raise ValueError("a step hook may reorder rows only at a step every row of the group takes part "
+                                 "in (StepState.whole_group)")
             order = update.order
             x, attention, positions, logits = x[order], attention[order], positions[order], logits[order]
             canvas.x, canvas.attention = x, attention
@@ -663,9 +762,9 @@ def generate(
         if finished:
             block_done.add(step.block_start)
             canvas.commit_block(step)
-        if on_step is not None:
-            on_step(done, len(plan))
+        progress(done)
 
+    progress.before += len(plan)
     out.tokens = x[:, P:]
     if not torch.equal(ancestors, torch.arange(x.shape[0], device=device)):
         out.ancestors = ancestors
