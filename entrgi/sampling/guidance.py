@@ -101,12 +101,13 @@ class RewardGuidance:
             return None
         logits, stats = self.optimize(state.logits, state.positions, state.tokens, state.step.index, state.rng,
                                       state.step.t, rows=state.rows, valid=state.valid, horizon=state.horizon,
-                                      committed_until=state.step.block_start)
+                                      committed_until=state.step.block_start, whole_prompts=state.whole_group)
         return StepUpdate(logits=logits, stats=stats)
 
     def optimize(self, logits: torch.Tensor, positions: torch.Tensor, response: torch.Tensor, step: int,
                  rng: RowRandom, t: float = 1.0, rows: torch.Tensor | None = None, valid: torch.Tensor | None = None,
-                 horizon: int | None = None, committed_until: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 horizon: int | None = None, committed_until: int = 0,
+                 whole_prompts: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the optimized logits ``phi [N, n, V]`` and per-row statistics of the step.
 
         ``logits [N, n, V]`` are the logits at the ``positions [N, n]`` that are still masked in
@@ -116,6 +117,7 @@ class RewardGuidance:
         before it only (later blocks are not computed), and ``committed_until``: the columns before
         it are committed in every row (earlier blocks), so the reward model runs them once per step,
         into its context, and each inner step only the columns from there to the horizon.
+        ``whole_prompts``: the rows hold all of each of their prompts' rows (``StepState.whole_group``).
         """
         N, n, V = logits.shape
         L = response.shape[1]
@@ -161,7 +163,7 @@ class RewardGuidance:
             "guided_reward": rewards[-1],
         }
         if self.diagnose_relaxation:  # a step some of a prompt's rows sit out correlates each row on its own
-            per_prompt = self.rows_per_prompt if rows is None else 1
+            per_prompt = self.rows_per_prompt if whole_prompts else 1
             stats.update(relaxation_fidelity(torch.stack(rewards), torch.stack(hard_rewards), per_prompt))
         return phi.tensor().view(N, n, V), stats
 
