@@ -148,6 +148,13 @@ def sampler_config(setting: Setting) -> SamplerConfig:
 
 # -- FLOPs ---------------------------------------------------------------------------------------
 
+def guided_step_count(out) -> int:
+    """The guided steps of the row that took the most: one sampler pass over every row, also when a
+    block-causal batch of mixed prompt lengths is stepped group by group (its trace holds every
+    group's steps, one after another)."""
+    return int(out.row_costs["guided_steps"].max())
+
+
 def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, prompt_width: int,
                      prefix_width: int, suffix_width: int, out, unguided=None) -> dict:
     """FLOPs of one ``generate`` call ``out``, from its counted work and the shapes (``entrgi.evaluation.flop_model``).
@@ -179,7 +186,7 @@ def generation_flops(setting: Setting, dllm: DiffusionLM, reward: RewardModel, p
     relaxation = M * 2 * relaxation_flops(positions, dllm.vocab_size, reward.model.config.hidden_size)
     prefix_once = N * sequence.reward_prefix
     total = dllm_total + reward_total + relaxation + prefix_once
-    steps = len(out.trace)
+    steps = guided_step_count(out)
     return {"guided_steps": steps, "denoising_steps_per_sample": out.row_costs["denoising_steps"].float().mean().item(),
             "dllm_columns_per_sample": out.row_costs["dllm_columns"].float().mean().item(),
             "dllm_total": dllm_total, "dllm_forward_per_step": dllm_total / steps,
@@ -324,7 +331,7 @@ def measure(setting: Setting, device: torch.device, dtype: torch.dtype, repeat: 
             result["unguided_seconds"] = {"min": min(s for s, _ in plain), "all": [s for s, _ in plain],
                                           "wall": [out.wall_seconds for _, out in plain]}
             result["unguided_seconds_per_prompt"] = result["unguided_seconds"]["min"] / setting.prompts
-        guided_steps = len(out.trace)
+        guided_steps = guided_step_count(out)
         prompt_width = max(len(p) for p in workload(setting, dllm.vocab_size)[0])
         _, _, prefix_ids, suffix_ids = workload(setting, dllm.vocab_size)
         flops = generation_flops(setting, dllm, reward, prompt_width, max(map(len, prefix_ids)),

@@ -54,3 +54,7 @@ def test_bench_runs_the_block_modes_and_counts_the_columns_they_compute(tmp_path
     assert dual["dllm_columns_per_sample"] < full["dllm_columns_per_sample"]
     assert block_causal["dllm_total"] < full["dllm_total"]
     assert dual["denoising_steps_per_sample"] <= full["denoising_steps_per_sample"]
+    # prompts of 6, 5 and 4 tokens start their blocks at three offsets and are stepped in three groups:
+    # the guided steps are those of the longest of them alone, not the groups' steps added up
+    alone = [columns("--block-causal", "4", "--prompt-length", str(n))["guided_steps"] for n in (6, 5, 4)]
+    assert columns("--block-causal", "4", "--prompts", "3")["guided_steps"] == max(alone)
