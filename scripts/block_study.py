@@ -5,8 +5,9 @@ docs/results-tiny.md (between its ``block-modes`` markers).
 On the held-out tiny prompts (K = 4), per mode: denoising and guided steps per sample, dLLM and
 reward FLOPs and CPU seconds per prompt, the guiding reward, and the keyword judge's win-rate of
 the top-1 answer over best-of-K as today (the default sampler), prompt by prompt with a bootstrap
-95% interval. The caches' agreement: best-of-K's samples with each cache against the same blocks
-without one (share of identical samples, mean reward difference).
+95% interval; each mode against today's EntRGi on the same prompts (the change of that win-rate, and
+the mode's top-1 answer judged against today's). The caches' agreement: best-of-K's samples with
+each cache against the same blocks without one (share of identical samples, mean reward difference).
 
     nice -n 10 python scripts/block_study.py --seeds 0        # one seed
     python scripts/block_study.py --seeds 0 --num-prompts 8   # a quick look
@@ -22,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
-from cost_study import per_prompt, run_job, study_parser, tables, write_block  # noqa: E402
+from cost_study import judge_all, per_prompt, run_job, seeds_of, study_parser, tables, write_block  # noqa: E402
 
 from entrgi.costs import read_summary  # noqa: E402
 from entrgi.evaluation.judges import make_judge  # noqa: E402
-from entrgi.evaluation.metrics import mean_stderr  # noqa: E402
+from entrgi.evaluation.metrics import mean_stderr, outcomes, win_rate  # noqa: E402
 
 START, END = "<!-- block-modes:start -->", "<!-- block-modes:end -->"
 BLOCKS = "sampler.block_length=8"
@@ -60,6 +61,27 @@ def cost_rows(out: Path, labels: list[str], seeds: list[int], records) -> list[s
                     f"{cost['dllm_columns'] / K:.0f} | {flops['dllm']:.3g} | "
                     f"{flops['reward_forward'] + flops['reward_backward']:.3g} | {flops['total']:.3g} | "
                     f"{base / flops['total']:.2f}x fewer | {seconds['mean']:.2f} |")
+    return rows
+
+
+def paired_rows(records, labels: list[str], seeds: list[int], judge) -> list[str]:
+    """Each mode against today's EntRGi on the same prompts: the change of its judge win-rate over best-of-K
+    (per prompt, seeds averaged; a bootstrap interval over prompts) and its top-1 answer against today's."""
+    judged = judge_all({key: value for key, value in records.items() if key[0] in ("bon", *labels)}, [judge])
+
+    def outcome(label, other, i):  # the label's top-1 against the other's, averaged over the seeds
+        held = seeds_of(records, label, seeds, i)
+        return sum(outcomes([judged[judge.name, label, s, i][0]], [judged[judge.name, other, s, i][0]])[0]
+                   for s in held) / len(held)
+
+    rows = [f"| mode | change of the `{judge.name}` win-rate over bon against today [95% CI] | "
+            f"top-1 win-rate over today's EntRGi [95% CI] |", "| --- | --- | --- |"]
+    ids = sorted(per_prompt(records, "entrgi", seeds, lambda r: 0.0))
+    for label in labels[1:]:
+        change = win_rate([outcome(label, "bon", i) - outcome("entrgi", "bon", i) for i in ids])
+        head = win_rate([outcome(label, "entrgi", i) for i in ids])
+        rows.append(f"| {label} | {change['rate']:+.3f} [{change['low']:+.3f}, {change['high']:+.3f}] | "
+                    f"{head['rate']:.3f} [{head['low']:.3f}, {head['high']:.3f}] |")
     return rows
 
 
@@ -102,6 +124,8 @@ def main() -> None:
              f"({(time.perf_counter() - started) / 60:.0f} min wall on this run)", "",
              *cost_rows(args.out, labels, args.seeds, records), "",
              *tables(records, ["bon", *labels], args.seeds, judges), "",
+             "Each mode against today's EntRGi, prompt by prompt:", "",
+             *paired_rows(records, labels, args.seeds, judges[0]), "",
              "The approximate caches against the same blocks without a cache (best-of-K's samples, unguided):", "",
              *agreement_rows(records, args.seeds)]
     block = "\n".join(lines)
