@@ -1,5 +1,7 @@
 """diagnostics.relaxation: the relaxed score that drove the gradient against the hard sample's, per step."""
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import compose_config
@@ -10,8 +12,9 @@ from entrgi.evaluation.benchmarks import Prompt
 from entrgi.from_config import build_method
 from entrgi.methods import make_method
 from entrgi.methods.base import SamplingSetup
+from entrgi.models.attention import AttentionStructure
 from entrgi.sampling.guidance import relaxation_fidelity
-from entrgi.sampling.sampler import SamplerConfig
+from entrgi.sampling.sampler import SamplerConfig, first_block
 
 PROMPTS = [Prompt("a", "Using the words file and value, say what `math.sqrt` does."),
            Prompt("b", "Using the words return and number, say what `os.getcwd` does.")]
@@ -64,3 +67,20 @@ def test_the_switch_is_part_of_a_jobs_settings_only_when_on():
     del before["diagnostics"]
     assert digest(job_settings(off)) == digest(job_settings(before))
     assert build_method(on).diagnose_relaxation and not build_method(off).diagnose_relaxation
+
+
+def test_a_prompt_s_fidelity_pools_its_rows_also_when_its_batch_is_stepped_in_groups(tiny_stack):
+    # a block-causal batch whose prompts end at three columns of a block is stepped in three groups of rows;
+    # the correlation still pools each prompt's rows and inner steps, as when the prompt runs alone
+    dllm, reward = tiny_stack
+    dllm = dataclasses.replace(dllm, attention=AttentionStructure("block_causal", 4))
+    prompts = [Prompt(str(i), f"What does `math.{f}` do?") for i, f in enumerate(["sqrt", "gcd", "exp"])]
+    assert len({first_block(len(ids), dllm.attention) for ids in dllm.encode_prompts([p.text for p in prompts])}) == 3
+    setup = SamplingSetup.for_prompts(dllm, reward, prompts, SamplerConfig(gen_length=8, steps=4), num_samples=2)
+    method = gradient(0.0, True)
+    together = method.sample(setup, prompts)
+    for prompt, record in zip(prompts, together):
+        alone = method.sample(setup, [prompt])[0]
+        assert record.responses == alone.responses
+        assert record.trace["relaxation_correlation"] == pytest.approx(alone.trace["relaxation_correlation"],
+                                                                       nan_ok=True)
