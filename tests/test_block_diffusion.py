@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import sampled_together_and_apart
 
+from entrgi.bookkeeping.storage import ResultsLog
 from entrgi.evaluation.benchmarks import Prompt
 from entrgi.methods import make_method
 from entrgi.methods.base import SamplingSetup, step_trace
@@ -216,3 +217,22 @@ def test_a_block_causal_batch_is_stepped_in_groups_of_rows_whose_blocks_start_at
         assert {name: value[i] for name, value in together.row_costs.items()} == \
             {name: value[0] for name, value in alone.row_costs.items()}
         assert step_trace(together.trace, slice(i, i + 1)) == step_trace(alone.trace, slice(0, 1))
+
+
+def test_a_block_causal_job_batches_prompts_whose_blocks_start_alike(tiny_stack, tmp_path):
+    # prompts whose responses open with blocks of 2, 3, 2 and 3 columns: in their order, two batches of two
+    # would each be stepped as two groups of rows; batched by the first block, each batch is one group
+    dllm = dataclasses.replace(tiny_stack[0], attention=AttentionStructure("block_causal", 4))
+    texts = ["What does `math.sqrt` do?", "Name a prime.", "Say hi.", "Name a fruit please."]
+    prompts = [Prompt(str(i), text) for i, text in enumerate(texts)]
+    setup = SamplingSetup.for_prompts(dllm, tiny_stack[1], prompts, SamplerConfig(gen_length=8, steps=4))
+    key = setup.batch_key(prompts)
+    assert [key(p) for p in prompts] == [2, 3, 2, 3]
+    batches = []
+    log = ResultsLog(tmp_path / "results.jsonl")
+    log.append([{"id": "1"}])  # a resumed job: prompt 1 is done, the rest are batched by their first block
+    records = log.fill(prompts, lambda batch: batches.append(batch) or [{"id": p.id} for p in batch], 2, batch_key=key)
+    assert [[p.id for p in batch] for batch in batches] == [["0", "2"], ["3"]]
+    assert [r["id"] for r in records] == ["0", "1", "2", "3"]  # in the prompts' order
+    # a bidirectional model steps any batch as one group: no reordering
+    assert SamplingSetup.for_prompts(tiny_stack[0], tiny_stack[1], prompts, setup.sampler).batch_key(prompts) is None

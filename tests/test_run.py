@@ -132,7 +132,11 @@ def records_of(out_dir):
 BLOCK_MODES = ["sampler.block_length=8", "sampler.cache=dual", "sampler.threshold=0.3"]
 
 
-@pytest.mark.parametrize("mode", [[], BLOCK_MODES], ids=["default", "block-modes"])
+# a block-causal dLLM: a job batches its prompts by where their blocks start (SamplingSetup.batch_key)
+BLOCK_CAUSAL = ["+model.attention=block_causal", "+model.block_size=4"]
+
+
+@pytest.mark.parametrize("mode", [[], BLOCK_MODES, BLOCK_CAUSAL], ids=["default", "block-modes", "block-causal"])
 def test_results_do_not_depend_on_the_batch_size(tmp_path, mode):
     one = records_of_run(tmp_path / "b1", "batch_size=1", *mode)
     four = records_of_run(tmp_path / "b4", "batch_size=4", *mode)

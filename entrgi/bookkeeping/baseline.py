@@ -33,11 +33,13 @@ class BaselineCache:
         self.dir = Path(cache_dir) / self.digest[:16]
 
     def records(self, prompts: list[Prompt], sample: Callable[[list[Prompt]], list[dict]], batch_size: int,
-                wait_message_every: float = 60.0, on_batch: Callable[[int], None] | None = None) -> list[dict]:
+                wait_message_every: float = 60.0, on_batch: Callable[[int], None] | None = None,
+                batch_key: Callable[[Prompt], int] | None = None) -> list[dict]:
         """The unguided records of ``prompts`` in their order, sampling only those not cached yet.
 
         A cache that already holds every prompt is only read: no lock, no write, so colleagues
-        may share a cache they cannot write to. Filling it takes the lock.
+        may share a cache they cannot write to. Filling it takes the lock. ``batch_key``: see
+        ``ResultsLog.fill``.
         """
         cached = self._read_only(prompts)
         if cached is not None:
@@ -50,7 +52,7 @@ class BaselineCache:
             missing = len({p.id for p in prompts} - results.done())
             if missing:
                 log.info("baseline cache %s: sampling %d of %d prompts", self.dir, missing, len(prompts))
-            return results.fill(prompts, sample, batch_size, on_batch)
+            return results.fill(prompts, sample, batch_size, on_batch, batch_key)
 
     def _read_only(self, prompts: list[Prompt]) -> list[dict] | None:
         """The records of ``prompts`` when the cache holds all of them under these settings, else None."""

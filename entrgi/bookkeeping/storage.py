@@ -135,14 +135,18 @@ class ResultsLog:
         self.records += records
 
     def fill(self, items: Sequence, sample: Callable[[list], list[dict]], batch_size: int,
-             on_batch: Callable[[int], None] | None = None) -> list[dict]:
+             on_batch: Callable[[int], None] | None = None, batch_key: Callable | None = None) -> list[dict]:
         """Records of ``items`` (anything with an ``id``) in their order, sampling only the missing ones.
 
         ``sample`` turns a batch of items into their records; each batch is appended before the
         next starts, so a killed job keeps every finished batch. ``on_batch(n)`` follows each batch.
+        ``batch_key``: the missing items are batched in the (stable) order of this key, so items
+        that share it share batches; the records still come back in ``items``' order.
         """
         done = self.done()
         todo = [item for item in items if item.id not in done]
+        if batch_key is not None:
+            todo.sort(key=batch_key)
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             self.append(sample(batch))

@@ -20,7 +20,7 @@ from entrgi.models.diffusion import DiffusionLM
 from entrgi.models.reward import RewardModel
 from entrgi.models.scorer import Scorer
 from entrgi.sampling.rng import row_key
-from entrgi.sampling.sampler import GenerationOutput, SamplerConfig, StepHook, generate
+from entrgi.sampling.sampler import GenerationOutput, SamplerConfig, StepHook, first_block, generate
 
 
 @dataclass
@@ -54,6 +54,17 @@ class SamplingSetup:
         dllm.check_prompts(prompt_ids, sampler.gen_length)
         return cls(dllm, reward_model, sampler, num_samples, seed, max(map(len, prompt_ids)),
                    reward_model.context_widths(texts), reward_model.text_width(texts, sampler.gen_length))
+
+    def batch_key(self, prompts: list[Prompt]) -> Callable[[Prompt], int] | None:
+        """For a block-causal dLLM, each prompt's first response block (``first_block``): the sampler
+        steps a batch's rows in groups that share it, one group after another, so batching prompts
+        that share it keeps the groups whole. None for a bidirectional model (a batch is one group).
+        A prompt's samples do not depend on its batch, so this changes speed, not results."""
+        if not self.dllm.attention.is_block_causal:
+            return None
+        ids = self.dllm.encode_prompts([p.text for p in prompts])
+        offsets = {p.id: first_block(len(i), self.dllm.attention) for p, i in zip(prompts, ids)}
+        return lambda prompt: offsets[prompt.id]
 
 
 @dataclass
