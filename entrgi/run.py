@@ -93,7 +93,7 @@ def run_claimed(cfg: DictConfig, out_dir: Path, method: Method, sampler: Sampler
 
         with progress_bars("bon (shared baseline)", len(prompts)) as (prompts_done, setup.on_step):
             rows = cache.records(prompts, lambda batch: [r.to_json() for r in bon.sample(setup, batch)],
-                                 cfg.batch_size, on_batch=batch_done, batch_key=setup.batch_key(prompts))
+                                 cfg.batch_size, on_batch=batch_done, batch_key=setup.batch_key())
         return [PromptResult.from_json(r) for r in rows]
 
     logger = open_logger(cfg, out_dir, job_digest)
@@ -143,7 +143,7 @@ def sample_all(cfg, method: Method, setup: SamplingSetup, prompts, out_dir: Path
                                 len(prompts))
 
         rows = results.fill(prompts, lambda batch: [r.to_json() for r in method.sample(setup, batch)],
-                            cfg.batch_size, after_batch, setup.batch_key(prompts))
+                            cfg.batch_size, after_batch, setup.batch_key())
     return [PromptResult.from_json(r) for r in rows]
 
 

@@ -149,9 +149,10 @@ def sampler_config(setting: Setting) -> SamplerConfig:
 # -- FLOPs ---------------------------------------------------------------------------------------
 
 def guided_step_count(out) -> int:
-    """The guided steps of the row that took the most: one sampler pass over every row, also when a
-    block-causal batch of mixed prompt lengths is stepped group by group (its trace holds every
-    group's steps, one after another)."""
+    """The guided steps of the row that took the most. Not ``len(out.trace)``: a block-causal batch of
+    mixed prompt lengths is stepped group by group and its trace holds every group's steps, one
+    after another (with the threshold rule a batch may also take more passes than any one row, as
+    rows wait for each other at block ends)."""
     return int(out.row_costs["guided_steps"].max())
 
 

@@ -64,19 +64,19 @@ def cost_rows(out: Path, labels: list[str], seeds: list[int], records) -> list[s
     return rows
 
 
-def paired_rows(records, labels: list[str], seeds: list[int], judge) -> list[str]:
-    """Each mode against today's EntRGi on the same prompts: the change of its judge win-rate over best-of-K
-    (per prompt, seeds averaged; a bootstrap interval over prompts) and its top-1 answer against today's."""
-    judged = judge_all({key: value for key, value in records.items() if key[0] in ("bon", *labels)}, [judge])
+def paired_rows(records, labels: list[str], seeds: list[int], judged: dict, judge: str) -> list[str]:
+    """Each mode against today's EntRGi on the same prompts: the change of its ``judge`` win-rate over
+    best-of-K (per prompt, seeds averaged; a bootstrap interval over prompts) and its top-1 answer against
+    today's. ``judged``: ``cost_study.judge_all``'s judgements."""
 
     def outcome(label, other, i):  # the label's top-1 against the other's, averaged over the seeds
         held = seeds_of(records, label, seeds, i)
-        return sum(outcomes([judged[judge.name, label, s, i][0]], [judged[judge.name, other, s, i][0]])[0]
+        return sum(outcomes([judged[judge, label, s, i][0]], [judged[judge, other, s, i][0]])[0]
                    for s in held) / len(held)
 
-    rows = [f"| mode | change of the `{judge.name}` win-rate over bon against today [95% CI] | "
+    rows = [f"| mode | change of the `{judge}` win-rate over bon against today [95% CI] | "
             f"top-1 win-rate over today's EntRGi [95% CI] |", "| --- | --- | --- |"]
-    ids = sorted(per_prompt(records, "entrgi", seeds, lambda r: 0.0))
+    ids = sorted(set().union(*(records["entrgi", s] for s in seeds)))
     for label in labels[1:]:
         change = win_rate([outcome(label, "bon", i) - outcome("entrgi", "bon", i) for i in ids])
         head = win_rate([outcome(label, "entrgi", i) for i in ids])
@@ -115,6 +115,7 @@ def main() -> None:
             records[label, seed] = run_job(args.out / f"{label}_s{seed}",
                                            [f"method={method}", f"seed={seed}", *overrides, *common])
     judges = [make_judge({"type": "keywords", "name": "keywords"})]
+    judged = judge_all(records, judges)
     labels = list(MODES)
     prompts = 69 if args.num_prompts == "null" else args.num_prompts
     lines = [f"Setting: {prompts} held-out prompts x seeds {args.seeds}, "
@@ -123,9 +124,9 @@ def main() -> None:
              f"Command: `python scripts/block_study.py --seeds {' '.join(map(str, args.seeds))}` "
              f"({(time.perf_counter() - started) / 60:.0f} min wall on this run)", "",
              *cost_rows(args.out, labels, args.seeds, records), "",
-             *tables(records, ["bon", *labels], args.seeds, judges), "",
+             *tables(records, ["bon", *labels], args.seeds, judges, judged), "",
              "Each mode against today's EntRGi, prompt by prompt:", "",
-             *paired_rows(records, labels, args.seeds, judges[0]), "",
+             *paired_rows(records, labels, args.seeds, judged, judges[0].name), "",
              "The approximate caches against the same blocks without a cache (best-of-K's samples, unguided):", "",
              *agreement_rows(records, args.seeds)]
     block = "\n".join(lines)

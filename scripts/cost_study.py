@@ -83,10 +83,10 @@ def cell(stats: dict) -> str:
     return f"{stats['mean']:.3f} ± {stats['stderr']:.3f}"
 
 
-def tables(records, labels, seeds, judges) -> list[str]:
+def tables(records, labels, seeds, judges, judged: dict | None = None) -> list[str]:
     """Markdown lines, each label against ``bon`` prompt by prompt: the guiding reward, then one table per judge
     (top-1 win-rate: outcomes averaged over the seeds per prompt, bootstrap interval over prompts)."""
-    judged = judge_all(records, judges)
+    judged = judged if judged is not None else judge_all(records, judges)
     rows = ["| method | top-1 reward | mean@K reward | top-1 reward gain over bon [95% CI] | s / prompt |",
             "| --- | --- | --- | --- | --- |"]
     bon_reward = per_prompt(records, "bon", seeds, lambda r: r["top1_reward"])

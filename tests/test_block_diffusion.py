@@ -226,7 +226,7 @@ def test_a_block_causal_job_batches_prompts_whose_blocks_start_alike(tiny_stack,
     texts = ["What does `math.sqrt` do?", "Name a prime.", "Say hi.", "Name a fruit please."]
     prompts = [Prompt(str(i), text) for i, text in enumerate(texts)]
     setup = SamplingSetup.for_prompts(dllm, tiny_stack[1], prompts, SamplerConfig(gen_length=8, steps=4))
-    key = setup.batch_key(prompts)
+    key = setup.batch_key()
     assert [key(p) for p in prompts] == [2, 3, 2, 3]
     batches = []
     log = ResultsLog(tmp_path / "results.jsonl")
@@ -235,4 +235,4 @@ def test_a_block_causal_job_batches_prompts_whose_blocks_start_alike(tiny_stack,
     assert [[p.id for p in batch] for batch in batches] == [["0", "2"], ["3"]]
     assert [r["id"] for r in records] == ["0", "1", "2", "3"]  # in the prompts' order
     # a bidirectional model steps any batch as one group: no reordering
-    assert SamplingSetup.for_prompts(tiny_stack[0], tiny_stack[1], prompts, setup.sampler).batch_key(prompts) is None
+    assert SamplingSetup.for_prompts(tiny_stack[0], tiny_stack[1], prompts, setup.sampler).batch_key() is None

@@ -55,16 +55,14 @@ class SamplingSetup:
         return cls(dllm, reward_model, sampler, num_samples, seed, max(map(len, prompt_ids)),
                    reward_model.context_widths(texts), reward_model.text_width(texts, sampler.gen_length))
 
-    def batch_key(self, prompts: list[Prompt]) -> Callable[[Prompt], int] | None:
-        """For a block-causal dLLM, each prompt's first response block (``first_block``): the sampler
+    def batch_key(self) -> Callable[[Prompt], int] | None:
+        """For a block-causal dLLM, a prompt's first response block (``first_block``): the sampler
         steps a batch's rows in groups that share it, one group after another, so batching prompts
         that share it keeps the groups whole. None for a bidirectional model (a batch is one group).
         A prompt's samples do not depend on its batch, so this changes speed, not results."""
         if not self.dllm.attention.is_block_causal:
             return None
-        ids = self.dllm.encode_prompts([p.text for p in prompts])
-        offsets = {p.id: first_block(len(i), self.dllm.attention) for p, i in zip(prompts, ids)}
-        return lambda prompt: offsets[prompt.id]
+        return lambda prompt: first_block(len(self.dllm.encode_prompts([prompt.text])[0]), self.dllm.attention)
 
 
 @dataclass
